@@ -1,0 +1,149 @@
+"""Thin command line: parses arguments and calls the library. Errors: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wavesurrogate.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _existing_file(p: str) -> Path:
+    path = Path(p)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"file not found: {p}")
+    return path
+
+
+def _existing_dir(p: str) -> Path:
+    path = Path(p)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"run directory not found: {p}")
+    return path
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``wavesurrogate`` command."""
+    from wavesurrogate import __version__
+
+    p = _Parser(prog="wavesurrogate", description="Neural surrogates of wave simulators, measured.")
+    p.add_argument("--version", action="version", version=f"wavesurrogate {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("simulate", help="run a simulation campaign into an HDF5 file")
+    s.add_argument("config", type=_existing_file)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local processes)")
+    s.add_argument("--workers", type=_nonneg_int, default=None, help="local worker processes (default: cores)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing complete output file")
+
+    s = sub.add_parser("info", help="summarise a data file")
+    s.add_argument("file", type=_existing_file)
+
+    s = sub.add_parser("show", help="PNG of frames and an animated GIF of one case")
+    s.add_argument("file", type=_existing_file)
+    s.add_argument("--case", type=_nonneg_int, default=0)
+    s.add_argument("--out", required=True, type=Path)
+
+    s = sub.add_parser("train", help="train a surrogate from a config")
+    s.add_argument("config", type=_existing_file, nargs="?")
+    s.add_argument("--resume", type=_existing_dir, default=None, help="continue this run directory")
+    s.add_argument("--out", type=Path, default=None, help="run directory (default from the config)")
+    s.add_argument("--overwrite", action="store_true")
+
+    s = sub.add_parser("evaluate", help="errors of a trained run on a data file (JSON)")
+    s.add_argument("run", type=_existing_dir)
+    s.add_argument("--data", required=True, type=_existing_file)
+    s.add_argument("--out", type=Path, default=None)
+
+    s = sub.add_parser("bench", help="one table comparing runs, with the speed-up against the solver")
+    s.add_argument("runs", type=_existing_dir, nargs="+")
+    s.add_argument("--data", type=_existing_file, default=None, help="test data (default: each run's)")
+    s.add_argument("--out", required=True, type=Path)
+
+    s = sub.add_parser("submodel", help="zone-of-interest FE submodel driven by a trained boundary network")
+    s.add_argument("run", type=_existing_dir)
+    s.add_argument("--case", type=_nonneg_int, default=0)
+    s.add_argument("--data", type=_existing_file, default=None)
+    s.add_argument("--out", type=Path, default=None)
+
+    s = sub.add_parser("demo", help="the main job on local files: campaign, training, evaluation, report")
+    s.add_argument("--out", type=Path, default=Path("runs/demo"))
+    s.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by tests)")
+    return p
+
+
+def _dispatch(a: argparse.Namespace) -> None:
+    if a.cmd == "simulate":
+        from wavesurrogate.data.campaign import run_campaign
+
+        run_campaign(a.config, a.out, scheduler=a.scheduler, workers=a.workers, overwrite=a.overwrite)
+    elif a.cmd == "info":
+        from wavesurrogate.data.store import describe
+
+        print(describe(a.file))
+    elif a.cmd == "show":
+        from wavesurrogate.eval.show import show_case
+
+        for path in show_case(a.file, a.case, a.out):
+            print(path)
+    elif a.cmd == "train":
+        from wavesurrogate.train.loop import train_from_config
+
+        if a.config is None and a.resume is None:
+            raise UserError("train: give a CONFIG or --resume RUN")
+        run = train_from_config(a.config, resume=a.resume, out=a.out, overwrite=a.overwrite)
+        print(run)
+    elif a.cmd == "evaluate":
+        from wavesurrogate.eval.evaluate import evaluate_run
+
+        print(evaluate_run(a.run, a.data, out=a.out))
+    elif a.cmd == "bench":
+        from wavesurrogate.eval.bench import bench_runs
+
+        print(bench_runs(a.runs, a.out, data=a.data))
+    elif a.cmd == "submodel":
+        from wavesurrogate.submodel.run import run_submodel
+
+        print(run_submodel(a.run, a.case, data=a.data, out=a.out))
+    elif a.cmd == "demo":
+        from wavesurrogate.demo import run_demo
+
+        print(run_demo(a.out, quick=a.quick))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wavesurrogate`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except UserError as exc:
+        print(f"wavesurrogate {args.cmd}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"wavesurrogate {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
