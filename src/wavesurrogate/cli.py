@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", type=_existing_file)
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local processes)")
-    s.add_argument("--workers", type=_nonneg_int, default=None, help="local worker processes (default: cores)")
+    s.add_argument("--workers", type=_nonneg_int, default=None, help="local processes (default: cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing complete output file")
 
     s = sub.add_parser("info", help="summarise a data file")
