@@ -1,0 +1,1 @@
+"""wavesurrogate.data"""
