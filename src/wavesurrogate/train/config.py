@@ -1,0 +1,111 @@
+"""Training config (``wavesurrogate train CONFIG.yaml``): pydantic models, strict, frozen.
+
+A minimal config::
+
+    name: forecast16
+    data: {path: data.h5, task: forecast, n_in: 2, n_out: 1}
+    model: {name: cnn2d, kwargs: {n_in: 2, n_out: 1, width: 16}}
+    epochs: 10
+    batch_size: 16
+
+Relative paths (``data.path``, ``out``) are resolved against the current working directory; the run
+directory keeps the resolved config (absolute paths) in ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from wavesurrogate.config import Strict, load_config
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "load_train_config",
+    "RESUMABLE_CHANGES",
+]
+
+# Keys of a TrainConfig that may differ between a run's config.yaml and the config given with --resume.
+RESUMABLE_CHANGES = ("epochs", "num_threads", "progress", "out")
+
+
+class DataConfig(Strict):
+    """Which data file, which task, and how cases become training samples."""
+
+    path: str
+    task: Literal["forecast", "source_to_field"] = "forecast"
+    n_in: int = Field(1, ge=1, description="input frames per window (forecast)")
+    n_out: int = Field(1, ge=1, description="target frames per window (forecast)")
+    window_stride: int = Field(1, ge=1, description="frames between consecutive window starts (forecast)")
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of training cases for validation")
+    points_per_case: int = Field(1024, ge=1, description="(x, y, t) samples per case, epoch")
+    params: list[str] | None = Field(None, description="parameters fed to the model; default all")
+    max_cases: int | None = Field(None, ge=1, description="use only the first N cases")
+
+
+class ModelConfig(Strict):
+    """A registered model name and its JSON-serialisable constructor arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(Strict):
+    """Optimiser: adam, adamw or sgd (with momentum)."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+
+
+class ScheduleConfig(Strict):
+    """Learning-rate schedule, stepped once per epoch."""
+
+    name: Literal["none", "cosine", "step", "exponential"] = "none"
+    step_size: int = Field(10, ge=1, description="step: epochs between decays")
+    gamma: float = Field(0.5, gt=0.0, le=1.0, description="step/exponential: decay factor")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
+
+
+class TrainConfig(Strict):
+    """Everything one training run needs; the resolved copy is ``config.yaml`` in the run directory."""
+
+    name: str = "run"
+    seed: int = Field(0, ge=0)
+    out: str | None = Field(None, description="run directory; default runs/<name>")
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1, description="global batch (summed over DDP processes)")
+    grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
+    num_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's)")
+    eval_every: int = Field(1, ge=1, description="validate every N epochs (and always at the last)")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    progress: bool | None = Field(None, description="rich progress bar; default: when stderr is a terminal")
+    log_step_losses: bool = Field(False, description="add the per-step training losses to metrics.jsonl")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if not self.name or "/" in self.name:
+            raise ValueError("name must be non-empty and contain no '/'")
+        return self
+
+    def resolved(self) -> TrainConfig:
+        """A copy with absolute ``data.path`` and ``out``."""
+        out = Path(self.out) if self.out is not None else Path("runs") / self.name
+        data = self.data.model_copy(update={"path": str(Path(self.data.path).expanduser().resolve())})
+        return self.model_copy(update={"out": str(out.expanduser().resolve()), "data": data})
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config; ConfigError (one line) on any problem."""
+    return load_config(path, TrainConfig)
