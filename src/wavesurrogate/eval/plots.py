@@ -1,0 +1,232 @@
+"""Figures of a comparison (PNG, and one animated GIF): snapshots, rollout errors, Pareto fronts, training.
+
+Every function takes arrays or plain records, writes one file atomically and returns its path. Figures
+are built with ``matplotlib.figure.Figure`` (no pyplot state). Fields use a symmetric diverging colour
+scale shared by truth and prediction; the error has its own symmetric scale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "snapshots",
+    "rollout_curves",
+    "pareto",
+    "pareto_front",
+    "training_curves",
+    "rollout_gif",
+]
+
+FIELD_CMAP = "RdBu_r"
+ERROR_CMAP = "PuOr_r"
+DPI = 110
+GIF_LEVELS = 112  # colour-map levels per map in the GIF palette (2 maps + greys ≤ 256 colours)
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    """Save ``fig`` to ``out`` atomically (temporary file in the same folder, then rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=DPI, format=out.suffix.lstrip(".") or "png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _symmetric_limit(*arrays: np.ndarray) -> float:
+    """Largest absolute finite value over ``arrays`` (1 if all are zero)."""
+    m = max(float(np.nanmax(np.abs(a))) if np.size(a) else 0.0 for a in arrays)
+    return m if m > 0 and math.isfinite(m) else 1.0
+
+
+def snapshots(true: np.ndarray, pred: np.ndarray, times_s: Sequence[float], out: Path,
+              extent_m: tuple[float, float, float, float] | None = None, title: str = "") -> Path:
+    """Rows truth / prediction / error, one column per frame; ``true``, ``pred`` of shape [frame, y, x]."""
+    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if true.shape != pred.shape or true.ndim != 3:
+        raise ValueError(f"snapshots: expected equal [frame, y, x] arrays, got {true.shape} and {pred.shape}")
+    err = pred - true
+    n = true.shape[0]
+    vmax, emax = _symmetric_limit(true, pred), _symmetric_limit(err)
+    fig = Figure(figsize=(2.6 * n + 1.2, 7.4), layout="constrained")
+    axes = fig.subplots(3, n, squeeze=False, sharex=True, sharey=True)
+    kw: dict[str, Any] = {"origin": "lower", "extent": extent_m, "interpolation": "nearest"}
+    rows = (("truth", true, FIELD_CMAP, vmax), ("prediction", pred, FIELD_CMAP, vmax),
+            ("error (pred − true)", err, ERROR_CMAP, emax))
+    for r, (name, arr, cmap, lim) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            im = ax.imshow(arr[c], cmap=cmap, vmin=-lim, vmax=lim, **kw)
+            if r == 0:
+                ax.set_title(f"t = {times_s[c] * 1e3:.1f} ms", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"{name}\ny (m)" if extent_m else name, fontsize=9)
+            if r == 2 and extent_m:
+                ax.set_xlabel("x (m)", fontsize=9)
+            ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.9, label="u (a.u.)" if r < 2 else "error (a.u.)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, out)
+
+
+def rollout_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], out: Path,
+                   xlabel: str = "rollout horizon (frames)", title: str = "Rollout error") -> Path:
+    """Relative L2 error against horizon, one line per label: ``curves[label] = (horizons, errors)``."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for label, (h, e) in curves.items():
+        ax.plot(np.asarray(h), 100 * np.asarray(e, dtype=float), marker="o", ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("relative L2 error (%)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, out)
+
+
+def pareto_front(cost: Sequence[float], error: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both cost and error (lower is better), by cost."""
+    pts = sorted(range(len(cost)), key=lambda i: (cost[i], error[i]))
+    front, best = [], math.inf
+    for i in pts:
+        if error[i] < best:
+            front.append(i)
+            best = error[i]
+    return front
+
+
+def _pareto_panel(ax: Any, x: Sequence[float], err: Sequence[float], labels: Sequence[str],
+                  xlabel: str) -> None:
+    e = [100 * v for v in err]
+    ax.scatter(x, e, s=36, zorder=3)
+    for xi, ei, lab in zip(x, e, labels, strict=True):
+        ax.annotate(lab, (xi, ei), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = pareto_front(x, e)
+    if len(front) > 1:
+        ax.step([x[i] for i in front], [e[i] for i in front], where="post", color="C3", alpha=0.7,
+                label="Pareto front", zorder=2)
+        ax.legend(fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test relative L2 error (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    pad_x = max(x) / min(x) if min(x) > 0 else 10.0
+    if pad_x < 10:  # keep a log axis readable when the points are close
+        mid = math.sqrt(max(x) * min(x))
+        ax.set_xlim(mid / 4, mid * 4)
+
+
+def pareto(points: Sequence[Mapping[str, Any]], out: Path,
+           title: str = "Error against size and latency") -> Path:
+    """Two panels: error vs trainable parameters and error vs latency (ms/sample, batch 1).
+
+    Each point: ``{"label", "params", "latency_ms", "error"}`` (error a fraction).
+    """
+    if not points:
+        raise ValueError("pareto: no points")
+    labels = [str(p["label"]) for p in points]
+    err = [float(p["error"]) for p in points]
+    fig = Figure(figsize=(10.5, 4.2), layout="constrained")
+    a1, a2 = fig.subplots(1, 2, sharey=True)
+    _pareto_panel(a1, [float(p["params"]) for p in points], err, labels, "trainable parameters")
+    _pareto_panel(a2, [float(p["latency_ms"]) for p in points], err, labels,
+                  "inference latency (ms per sample, batch 1)")
+    a2.set_ylabel("")
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+def training_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], out: Path,
+                    title: str = "Training curves") -> Path:
+    """Train (dashed) and validation (solid) loss against epoch, one colour per run (metrics.jsonl rows)."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for k, (label, rows) in enumerate(curves.items()):
+        ep = [r["epoch"] for r in rows]
+        for key, style, name in (("train_loss", "--", "train"), ("val_loss", "-", "validation")):
+            ys = [r.get(key) for r in rows]
+            if any(y is not None for y in ys):
+                ax.plot(ep, [np.nan if y is None else y for y in ys], style, color=f"C{k}",
+                        label=f"{label} ({name})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (normalised MSE)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def rollout_gif(true: np.ndarray, pred: np.ndarray, out: Path, times_s: Sequence[float] | None = None,
+                fps: float = 8.0, title: str = "") -> Path:
+    """Animated GIF: truth, prediction and error side by side for each frame of [frame, y, x] arrays."""
+    from PIL import Image
+
+    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if true.shape != pred.shape or true.ndim != 3:
+        raise ValueError(f"rollout_gif: expected equal [frame, y, x] arrays, got {true.shape}, {pred.shape}")
+    vmax, emax = _symmetric_limit(true, pred), _symmetric_limit(pred - true)
+    # A fixed GIF palette: the two colour maps at GIF_LEVELS levels each, plus greys for text and lines.
+    fcmap, ecmap = colormaps[FIELD_CMAP].resampled(GIF_LEVELS), colormaps[ERROR_CMAP].resampled(GIF_LEVELS)
+    greys = np.linspace(0, 1, 256 - 2 * GIF_LEVELS)[:, None].repeat(3, axis=1)
+    levels = np.arange(GIF_LEVELS)
+    palette = np.concatenate([fcmap(levels)[:, :3], ecmap(levels)[:, :3], greys])
+    pal_img = Image.new("P", (1, 1))
+    pal_img.putpalette(np.round(palette * 255).astype(np.uint8).ravel().tolist())
+    fig = Figure(figsize=(9.0, 3.3), dpi=90, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    ims = []
+    for ax, name, arr, cmap, lim in ((axes[0], "truth (solver)", true, fcmap, vmax),
+                                     (axes[1], "surrogate rollout", pred, fcmap, vmax),
+                                     (axes[2], "error", pred - true, ecmap, emax)):
+        ims.append(ax.imshow(arr[0], cmap=cmap, vmin=-lim, vmax=lim, origin="lower", interpolation="nearest"))
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(ims[1], ax=axes[:2].tolist(), shrink=0.85, label="u (a.u.)")
+    fig.colorbar(ims[2], ax=axes[2], shrink=0.85, label="error (a.u.)")
+    head = fig.suptitle(title)
+    frames = []
+    for i in range(true.shape[0]):
+        for im, arr in zip(ims, (true, pred, pred - true), strict=True):
+            im.set_data(arr[i])
+        t = f"t = {times_s[i] * 1e3:.1f} ms" if times_s is not None else f"frame {i}"
+        head.set_text(f"{title}  {t}".strip())
+        canvas.draw()
+        if i == 0:
+            fig.set_layout_engine("none")  # keep the first frame's layout: faster, and no jitter
+        rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+        frames.append(rgb.quantize(palette=pal_img, dither=Image.Dither.NONE))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".gif", dir=out.parent)
+    os.close(fd)
+    try:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=round(1000.0 / fps), loop=0)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
