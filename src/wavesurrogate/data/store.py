@@ -59,6 +59,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a finished file is an ordinary file
         os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:
@@ -412,5 +413,5 @@ def describe(path: str | Path) -> str:
             f"velocity    {_fmt_range(vel[done] if done.any() else vel, ' m/s')}",
         ]
         for k, v in d.params.items():
-            lines.append(f"  {k:<22}{_fmt_range(v[done] if done.any() else v)}")
+            lines.append(f"  {k:<30}{_fmt_range(v[done] if done.any() else v)}")
         return "\n".join(lines)

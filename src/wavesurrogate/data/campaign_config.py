@@ -1,0 +1,280 @@
+"""Campaign configs: what to simulate, with ranges to sample from; everything is checked at load time.
+
+A *range* is a scalar (fixed value) or ``[min, max]`` (uniform draw per case, min ≤ max). Loading checks
+types, signs, ranges, the medium file and the CFL bound over the whole config's velocity range, and fixes
+one time step ``time.dt_s`` for the whole campaign, before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import AfterValidator, Field
+
+from wavesurrogate.config import Strict, read_yaml, validate
+from wavesurrogate.errors import CFLError, ConfigError
+from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
+
+Float = Annotated[float, Field(strict=True)]
+PosFloat = Annotated[float, Field(strict=True, gt=0)]
+NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+
+
+def _check_range(v: float | tuple[float, float]) -> float | tuple[float, float]:
+    if isinstance(v, tuple) and v[0] > v[1]:
+        raise ValueError(f"range [min, max] needs min <= max, got [{v[0]}, {v[1]}]")
+    return v
+
+
+Range = Annotated[Float | tuple[Float, Float], AfterValidator(_check_range)]
+PosRange = Annotated[PosFloat | tuple[PosFloat, PosFloat], AfterValidator(_check_range)]
+NonNegRange = Annotated[NonNegFloat | tuple[NonNegFloat, NonNegFloat], AfterValidator(_check_range)]
+PosPair = Annotated[tuple[PosFloat, PosFloat], AfterValidator(_check_range)]
+
+
+def bounds(r: float | tuple[float, float]) -> tuple[float, float]:
+    """(min, max) of a range given as a scalar or a pair."""
+    return (float(r[0]), float(r[1])) if isinstance(r, tuple) else (float(r), float(r))
+
+
+class SolverConfig(Strict):
+    """Which ground-truth solver: finite differences (order 2 or 4, devito or numpy) or finite elements."""
+
+    kind: Literal["fd", "fe"] = "fd"
+    space_order: Literal[2, 4] = 4
+    backend: Literal["devito", "numpy"] = "devito"
+    element: Literal["p1", "q1"] = "p1"
+
+
+class GridConfig(Strict):
+    """nx × ny nodes, spacings in metres."""
+
+    nx: Annotated[int, Field(strict=True, ge=3)]
+    ny: Annotated[int, Field(strict=True, ge=3)]
+    dx_m: PosFloat
+    dy_m: PosFloat
+
+
+class TimeConfig(Strict):
+    """n_frames stored frames, one every frame_stride solver steps; dt_s from the CFL bound when omitted."""
+
+    n_frames: Annotated[int, Field(strict=True, ge=2)]
+    frame_stride: PosInt = 1
+    dt_s: PosFloat | None = None
+    cfl_safety: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.9
+
+
+class BoundaryConfig(Strict):
+    """Boundary on all edges; an absorbing layer is ``width`` cells thick."""
+
+    kind: Literal["absorbing", "dirichlet", "neumann"] = "absorbing"
+    width: NonNegInt = 20
+
+
+class ConstantMedium(Strict):
+    """Homogeneous medium with speed c_mps (m/s)."""
+
+    kind: Literal["constant"]
+    c_mps: PosRange
+
+
+class LayeredMedium(Strict):
+    """Horizontal layers: one velocity range per layer, fixed interface depths along y (m)."""
+
+    kind: Literal["layered"]
+    velocities_mps: list[PosRange] = Field(min_length=1)
+    interfaces_m: list[Float] = Field(default_factory=list)
+
+
+class GRFMedium(Strict):
+    """Smooth Gaussian random field c = mean·(1 + contrast·z), z clipped at ±3 (so contrast < 1/3)."""
+
+    kind: Literal["grf"]
+    mean_mps: PosRange
+    contrast: Annotated[NonNegRange, AfterValidator(lambda v: _below(v, 1 / 3))]
+    correlation_length_m: PosRange
+
+
+class InclusionsMedium(Strict):
+    """Background with n random circular inclusions (radius and speed drawn from ranges)."""
+
+    kind: Literal["inclusions"]
+    background_mps: PosRange
+    n: NonNegInt = 3
+    radius_m: PosPair
+    c_mps: PosPair
+
+
+class FileMedium(Strict):
+    """One fixed velocity model from a .npy file or an HDF5 dataset (path relative to the config file)."""
+
+    kind: Literal["file"]
+    path: str
+    dataset: str | None = None
+
+
+def _below(v: float | tuple[float, float], limit: float) -> float | tuple[float, float]:
+    if bounds(v)[1] >= limit:
+        raise ValueError(f"must be below {limit:.4g}")
+    return v
+
+
+Medium = Annotated[ConstantMedium | LayeredMedium | GRFMedium | InclusionsMedium | FileMedium,
+                   Field(discriminator="kind")]
+
+
+class SourceConfig(Strict):
+    """Source term; positions default to the whole domain. Ranges are sampled per case."""
+
+    kind: Literal["point", "gaussian", "none"] = "point"
+    wavelet: Literal["ricker", "gaussian"] = "ricker"
+    x_m: Range | None = None
+    y_m: Range | None = None
+    freq_hz: PosRange = 10.0
+    amplitude: Range = 1.0
+    width_m: PosFloat | None = None
+    delay_s: NonNegFloat | None = None
+
+
+class InitialConfig(Strict):
+    """Initial displacement: zero, a Gaussian pulse (ranges sampled per case) or a standing mode (m, n)."""
+
+    kind: Literal["zero", "gaussian", "mode"] = "zero"
+    x_m: Range | None = None
+    y_m: Range | None = None
+    width_m: PosRange = 1.0
+    amplitude: Range = 1.0
+    m: PosInt = 1
+    n: PosInt = 1
+
+
+class CampaignConfig(Strict):
+    """A simulation campaign: N training cases (seed) and T test cases (test_seed) from the same ranges."""
+
+    name: str = "campaign"
+    seed: NonNegInt = 0
+    cases: PosInt
+    test_cases: NonNegInt = 0
+    test_seed: NonNegInt = 1
+    solver: SolverConfig = Field(default_factory=SolverConfig)
+    grid: GridConfig
+    time: TimeConfig
+    boundary: BoundaryConfig = Field(default_factory=BoundaryConfig)
+    medium: Medium
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    initial: InitialConfig = Field(default_factory=InitialConfig)
+
+    @property
+    def n_total(self) -> int:
+        """Training plus test cases."""
+        return self.cases + self.test_cases
+
+    def grid_obj(self) -> Grid:
+        """The physics Grid."""
+        return Grid(self.grid.nx, self.grid.ny, self.grid.dx_m, self.grid.dy_m)
+
+    def time_obj(self) -> TimeAxis:
+        """The physics TimeAxis (requires the resolved dt_s)."""
+        if self.time.dt_s is None:
+            raise ValueError("time.dt_s not resolved: load the config with load_campaign_config")
+        return TimeAxis(self.time.dt_s, self.time.n_frames, self.time.frame_stride)
+
+    def boundary_obj(self) -> Boundary:
+        """The physics Boundary."""
+        return Boundary(self.boundary.kind, self.boundary.width)
+
+
+def velocity_bounds(cfg: CampaignConfig) -> tuple[float, float]:
+    """(c_min, c_max) in m/s over every medium the config can produce (loads a medium file)."""
+    m = cfg.medium
+    if isinstance(m, ConstantMedium):
+        return bounds(m.c_mps)
+    if isinstance(m, LayeredMedium):
+        bs = [bounds(v) for v in m.velocities_mps]
+        return min(b[0] for b in bs), max(b[1] for b in bs)
+    if isinstance(m, GRFMedium):
+        (lo, hi), (_, kmax) = bounds(m.mean_mps), bounds(m.contrast)
+        return lo * (1 - 3 * kmax), hi * (1 + 3 * kmax)
+    if isinstance(m, InclusionsMedium):
+        lo, hi = bounds(m.background_mps)
+        if m.n > 0:
+            lo, hi = min(lo, m.c_mps[0]), max(hi, m.c_mps[1])
+        return lo, hi
+    c = file_velocity(cfg)
+    return float(c.min()), float(c.max())
+
+
+def file_velocity(cfg: CampaignConfig) -> np.ndarray:
+    """The velocity array of a 'file' medium, checked against the grid (ConfigError naming medium.*)."""
+    from wavesurrogate.physics.media import from_file
+
+    assert isinstance(cfg.medium, FileMedium)
+    return from_file(cfg.grid_obj(), cfg.medium.path, cfg.medium.dataset)
+
+
+def _check_inside(name: str, r: float | tuple[float, float] | None, length: float) -> None:
+    if r is None:
+        return
+    lo, hi = bounds(r)
+    if lo < 0 or hi > length:
+        raise ConfigError(f"{name}: must lie within the domain [0, {length:.6g}] m, got {r}")
+
+
+def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
+    """FE time step: the bound of the uniform c_max medium holds for every c ≤ c_max (K grows with c²)."""
+    from wavesurrogate.physics.fe import FESolver
+    from wavesurrogate.physics.problem import Problem
+
+    g = cfg.grid_obj()
+    problem = Problem(g, np.full(g.shape, c_max), TimeAxis(1.0, 2), boundary=cfg.boundary_obj())
+    solver = FESolver.from_problem(problem, cfg.solver.element)
+    if cfg.time.dt_s is None:
+        return cfg.time.cfl_safety * solver.dt_max()
+    solver.check_dt(cfg.time.dt_s, cfg.solver.element)
+    return cfg.time.dt_s
+
+
+def resolve(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
+    """Cross-field checks (domain, seeds, medium file, CFL) and the one time step: the resolved config."""
+    from wavesurrogate.physics.fd import choose_dt
+
+    if isinstance(cfg.medium, FileMedium) and base_dir is not None:
+        p = Path(cfg.medium.path)
+        if not p.is_absolute():
+            p = (base_dir / p).resolve()
+        cfg = cfg.model_copy(update={"medium": cfg.medium.model_copy(update={"path": str(p)})})
+    g = cfg.grid_obj()
+    if cfg.test_cases > 0 and cfg.test_seed == cfg.seed:
+        raise ConfigError("test_seed: must differ from seed so that test cases are drawn independently")
+    if isinstance(cfg.medium, LayeredMedium):
+        if len(cfg.medium.velocities_mps) != len(cfg.medium.interfaces_m) + 1:
+            raise ConfigError("medium.interfaces_m: need exactly one interface fewer than velocities_mps")
+        if any(b <= a for a, b in zip(cfg.medium.interfaces_m, cfg.medium.interfaces_m[1:], strict=False)):
+            raise ConfigError("medium.interfaces_m: interfaces must increase")
+    for name, r, length in (("source.x_m", cfg.source.x_m, g.lx), ("source.y_m", cfg.source.y_m, g.ly),
+                            ("initial.x_m", cfg.initial.x_m, g.lx), ("initial.y_m", cfg.initial.y_m, g.ly)):
+        _check_inside(name, r, length)
+    if cfg.source.kind == "none" and cfg.initial.kind == "zero":
+        raise ConfigError("source.kind: 'none' with initial.kind 'zero' gives an all-zero wavefield")
+    _, c_max = velocity_bounds(cfg)
+    try:
+        dt = _fe_dt(cfg, c_max) if cfg.solver.kind == "fe" else choose_dt(
+            g, c_max, cfg.solver.space_order, dt_s=cfg.time.dt_s, safety=cfg.time.cfl_safety)
+    except CFLError as exc:
+        msg = str(exc)
+        raise CFLError(msg if msg.startswith("time.dt_s") else f"time.dt_s: {msg}") from None
+    return cfg.model_copy(update={"time": cfg.time.model_copy(update={"dt_s": float(dt)})})
+
+
+def load_campaign_config(path: str | Path) -> CampaignConfig:
+    """Read, validate and resolve a campaign config; one-line ConfigError naming the field otherwise."""
+    path = Path(path)
+    cfg = validate(CampaignConfig, read_yaml(path), source=str(path))
+    try:
+        return resolve(cfg, base_dir=path.parent)
+    except ConfigError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
