@@ -95,18 +95,19 @@ class DevitoStepper:
         eqs += src.inject(field=u.forward, expr=src)
         ymax, xmax = y.symbolic_max, x.symbolic_max
         n = t + 1
-        eqs += [Eq(u[n, g, x], consts["ey"] * u[n, g, x]), Eq(u[n, ymax - g, x], consts["ey"] * u[n, ymax - g, x]),
-                Eq(u[n, y, g], consts["ex"] * u[n, y, g]), Eq(u[n, y, xmax - g], consts["ex"] * u[n, y, xmax - g])]
+        ey, ex, sy, sx = consts["ey"], consts["ex"], consts["sy"], consts["sx"]
+        eqs += [Eq(u[n, g, x], ey * u[n, g, x]), Eq(u[n, ymax - g, x], ey * u[n, ymax - g, x]),
+                Eq(u[n, y, g], ex * u[n, y, g]), Eq(u[n, y, xmax - g], ex * u[n, y, xmax - g])]
         for k in range(1, g + 1):
-            eqs += [Eq(u[n, g - k, x], consts["sy"] * u[n, g + k, x]),
-                    Eq(u[n, ymax - g + k, x], consts["sy"] * u[n, ymax - g - k, x]),
-                    Eq(u[n, y, g - k], consts["sx"] * u[n, y, g + k]),
-                    Eq(u[n, y, xmax - g + k], consts["sx"] * u[n, y, xmax - g - k])]
+            eqs += [Eq(u[n, g - k, x], sy * u[n, g + k, x]),
+                    Eq(u[n, ymax - g + k, x], sy * u[n, ymax - g - k, x]),
+                    Eq(u[n, y, g - k], sx * u[n, y, g + k]),
+                    Eq(u[n, y, xmax - g + k], sx * u[n, y, xmax - g - k])]
         tsub = ConditionalDimension("tsub", parent=grid.time_dim, factor=1)
         usave = TimeFunction(name="usave", time_order=0, save=self.n_frames, time_dim=tsub, **kw)
         eqs.append(Eq(usave, u))
         self._op = Operator(eqs, name="wavesurrogate_fd")
-        self._op.cfunction  # compile now (cached on disk by devito across processes)
+        _ = self._op.cfunction  # compile now (cached on disk by devito across processes)
         self._f = {"u": u, "bx": bx, "by": by, "damp": damp, "src": src, "usave": usave, **consts}
         self._factor_name = tsub.symbolic_factor.name
         self._n_points, self._nt = n_points, nt
