@@ -248,7 +248,7 @@ def _run_local(cfg: CampaignConfig, specs: list[CaseSpec], workers: int
                 fut.cancel()
 
 
-def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str
+def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_s: float
               ) -> Iterator[tuple[CaseSpec, tuple[np.ndarray, np.ndarray]]]:
     try:
         from distributed import Client
@@ -256,7 +256,7 @@ def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str
     except ImportError:
         raise UserError("--scheduler needs dask[distributed]: pip install 'wavesurrogate[dask]'") from None
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise UserError(f"--scheduler: cannot connect to Dask scheduler {address!r} ({type(exc).__name__})") \
             from None
@@ -337,7 +337,7 @@ def _rate(done: int, t0: float) -> str:
 
 def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, workers: int | None = None,
              overwrite: bool = False, progress: bool = True,
-             on_shard: Callable[[int], None] | None = None) -> Path:
+             on_shard: Callable[[int], None] | None = None, scheduler_timeout_s: float = 20.0) -> Path:
     """Run a resolved campaign into ``out`` (resuming from ``out.work/``); returns the output path."""
     out = Path(out)
     if out.is_dir():
@@ -369,7 +369,8 @@ def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, wo
         done0 = len(specs) - len(todo)
         task = bar.add_task("simulating", total=len(specs), completed=done0, rate="")
         t0 = time.perf_counter()
-        results: Iterable = _run_dask(cfg, todo, scheduler) if scheduler else _run_local(cfg, todo, n_workers)
+        results: Iterable = (_run_dask(cfg, todo, scheduler, scheduler_timeout_s) if scheduler
+                             else _run_local(cfg, todo, n_workers))
         for k, (spec, (frames, velocity)) in enumerate(results, start=1):
             write_shard(work, spec, frames, velocity)
             bar.update(task, advance=1, rate=_rate(k, t0))
