@@ -56,9 +56,8 @@ class DevitoStepper:
             def define(self, dimensions):
                 return {d: ("middle", g, g) for d in dimensions}
 
-        updated = Updated()
-        grid = Grid(shape=lay.shape, extent=tuple(float(n - 1) for n in lay.shape), dtype=self.dtype.type,
-                    subdomains=(updated,))
+        grid = Grid(shape=lay.shape, extent=tuple(float(n - 1) for n in lay.shape), dtype=self.dtype.type)
+        updated = Updated(grid=grid)
         y, x = grid.dimensions
         t = grid.stepping_dim
         kw = {"grid": grid, "space_order": 0, "dtype": self.dtype.type}
