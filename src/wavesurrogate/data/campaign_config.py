@@ -7,11 +7,13 @@ one time step ``time.dt_s`` for the whole campaign, before anything is written.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, Field
+from pydantic import Field, PlainSerializer, PlainValidator
+from pydantic_core import PydanticCustomError
 
 from wavesurrogate.config import Strict, read_yaml, validate
 from wavesurrogate.errors import CFLError, ConfigError
@@ -24,16 +26,49 @@ PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 
 
-def _check_range(v: float | tuple[float, float]) -> float | tuple[float, float]:
-    if isinstance(v, tuple) and v[0] > v[1]:
-        raise ValueError(f"range [min, max] needs min <= max, got [{v[0]}, {v[1]}]")
-    return v
+def _number(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise PydanticCustomError("range_type", f"expected a number or [min, max], got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise PydanticCustomError("range_finite", "must be a finite number")
+    return float(v)
 
 
-Range = Annotated[Float | tuple[Float, Float], AfterValidator(_check_range)]
-PosRange = Annotated[PosFloat | tuple[PosFloat, PosFloat], AfterValidator(_check_range)]
-NonNegRange = Annotated[NonNegFloat | tuple[NonNegFloat, NonNegFloat], AfterValidator(_check_range)]
-PosPair = Annotated[tuple[PosFloat, PosFloat], AfterValidator(_check_range)]
+def _range(low: float | None = None, strict_low: bool = False, below: float | None = None,
+           pair_only: bool = False) -> PlainValidator:
+    """Validator of a range: a number or [min, max] (min ≤ max), finite, above ``low``, below ``below``."""
+
+    def parse(v: object) -> float | tuple[float, float]:
+        if isinstance(v, list | tuple):
+            if len(v) != 2:
+                raise PydanticCustomError("range_len", f"expected [min, max], got {len(v)} values")
+            lo, hi = _number(v[0]), _number(v[1])
+            if lo > hi:
+                raise PydanticCustomError("range_order", f"needs min <= max, got [{lo}, {hi}]")
+            out: float | tuple[float, float] = (lo, hi)
+        elif pair_only:
+            raise PydanticCustomError("range_pair", "expected [min, max]")
+        else:
+            lo = hi = _number(v)
+            out = lo
+        if low is not None and (lo <= low if strict_low else lo < low):
+            raise PydanticCustomError("range_low", f"must be {'>' if strict_low else '>='} {low:g}, got {lo}")
+        if below is not None and hi >= below:
+            raise PydanticCustomError("range_high", f"must be below {below:.4g}, got {hi}")
+        return out
+
+    return PlainValidator(parse)
+
+
+def _dump_range(v: float | tuple[float, float]) -> float | list[float]:
+    return list(v) if isinstance(v, tuple) else v
+
+
+_SER = PlainSerializer(_dump_range, return_type=Any)
+Range = Annotated[float | tuple[float, float], _range(), _SER]
+PosRange = Annotated[float | tuple[float, float], _range(0.0, strict_low=True), _SER]
+PosPair = Annotated[tuple[float, float], _range(0.0, strict_low=True, pair_only=True), _SER]
+Contrast = Annotated[float | tuple[float, float], _range(0.0, below=1 / 3), _SER]
 
 
 def bounds(r: float | tuple[float, float]) -> tuple[float, float]:
@@ -95,7 +130,7 @@ class GRFMedium(Strict):
 
     kind: Literal["grf"]
     mean_mps: PosRange
-    contrast: Annotated[NonNegRange, AfterValidator(lambda v: _below(v, 1 / 3))]
+    contrast: Contrast
     correlation_length_m: PosRange
 
 
@@ -115,12 +150,6 @@ class FileMedium(Strict):
     kind: Literal["file"]
     path: str
     dataset: str | None = None
-
-
-def _below(v: float | tuple[float, float], limit: float) -> float | tuple[float, float]:
-    if bounds(v)[1] >= limit:
-        raise ValueError(f"must be below {limit:.4g}")
-    return v
 
 
 Medium = Annotated[ConstantMedium | LayeredMedium | GRFMedium | InclusionsMedium | FileMedium,
