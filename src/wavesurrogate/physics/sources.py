@@ -20,7 +20,7 @@ def gaussian_pulse(t_s: np.ndarray, freq_hz: float, delay_s: float) -> np.ndarra
 
 
 def source_delay(src: Source) -> float:
-    """Wavelet centre in seconds (default 1.2/f, where the Ricker wavelet has decayed to ~1e-6)."""
+    """Wavelet centre in seconds (default 1.2/f, where the Ricker wavelet is ~2e-5 of its peak)."""
     return src.delay_s if src.delay_s is not None else 1.2 / src.freq_hz
 
 
