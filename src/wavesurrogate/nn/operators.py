@@ -592,14 +592,25 @@ def _fno_budget(name: str, target: int, fixed: dict[str, Any]) -> dict[str, Any]
 
 
 def _deeponet_budget(target: int, fixed: dict[str, Any]) -> dict[str, Any]:
-    """DeepONet kwargs near ``target``: one width for branch and trunk, from the closed-form count."""
+    """DeepONet kwargs near ``target``: one width w for branch and trunk, from the closed-form count.
+
+    Unless fixed, the basis size follows the width (n_basis = min(100, w)) and so does the number of
+    Fourier frequencies (n_fourier = min(64, max(8, w // 2))), so small budgets stay balanced networks.
+    """
     if "n_params" not in fixed:
         raise ConfigError("params_for_budget('deeponet'): give n_params")
     free = [k for k in ("branch_width", "trunk_width") if k not in fixed]
     if not free:
         raise ConfigError("params_for_budget('deeponet'): nothing to choose, both widths fixed")
-    w, _ = _closest(lambda w: deeponet_param_count(**{**fixed, **dict.fromkeys(free, w)}), target, 1, 4096)
-    return {**fixed, **dict.fromkeys(free, w)}
+
+    def kwargs_for(w: int) -> dict[str, Any]:
+        coupled: dict[str, Any] = {"n_basis": min(100, w)}
+        if fixed.get("fourier", "gaussian") == "gaussian":  # axis features need a multiple of 3: left alone
+            coupled["n_fourier"] = min(64, max(8, w // 2))
+        return {**coupled, **fixed, **dict.fromkeys(free, w)}
+
+    w, _ = _closest(lambda w: deeponet_param_count(**kwargs_for(w)), target, 1, 4096)
+    return kwargs_for(w)
 
 
 def params_for_budget(name: str, target_params: int, **fixed: Any) -> dict[str, Any]:
