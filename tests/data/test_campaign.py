@@ -17,8 +17,8 @@ import yaml
 from wavesurrogate.data import campaign
 from wavesurrogate.data.campaign import read_shard, run_campaign, run_case, sample_cases, simulate
 from wavesurrogate.data.campaign_config import load_campaign_config
-from wavesurrogate.data.store import open_data
-from wavesurrogate.errors import UserError
+from wavesurrogate.data.store import case_checksum, decode_chunk, encode_chunk, open_data
+from wavesurrogate.errors import DataFileError, UserError
 
 
 def tiny(**over) -> dict:
@@ -200,19 +200,19 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 def test_read_shard_detects_tampering(tmp_path: Path) -> None:
     cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
-    spec = sample_cases(cfg)[0]
+    spec, other = sample_cases(cfg)[:2]
+    case = campaign.run_case_encoded(cfg, spec)
     frames, velocity = run_case(cfg, spec)
-    campaign.write_shard(tmp_path, spec, frames + 1.0, velocity)  # checksum of the tampered data...
-    f, _, _ = read_shard(tmp_path, spec, frames.shape)  # ...is consistent, so it reads back
-    np.testing.assert_array_equal(f, frames + 1.0)
+    np.testing.assert_array_equal(decode_chunk(case.chunk, frames.shape), frames)
+    campaign.write_shard(tmp_path, spec, case)
+    assert read_shard(tmp_path, spec, frames.shape).checksum == case_checksum(frames, velocity)
     with np.load(tmp_path / "case-000000.npz") as z:
         parts = {k: z[k] for k in z.files}
-    parts["fields"] = parts["fields"] * 2
+    parts["chunk"] = np.frombuffer(encode_chunk(frames * 2), dtype=np.uint8)  # decodable, wrong data
     np.savez(tmp_path / "case-000000.npz", **parts)
-    with pytest.raises(Exception, match="checksum"):
+    with pytest.raises(DataFileError, match="checksum"):
         read_shard(tmp_path, spec, frames.shape)
-    other = sample_cases(cfg)[1]
-    campaign.write_shard(tmp_path, spec, frames, velocity)
+    campaign.write_shard(tmp_path, spec, case)
     os.replace(tmp_path / "case-000000.npz", tmp_path / "case-000001.npz")
-    with pytest.raises(Exception, match="does not match"):
+    with pytest.raises(DataFileError, match="does not match"):
         read_shard(tmp_path, other, frames.shape)

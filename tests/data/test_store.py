@@ -11,7 +11,15 @@ import h5py
 import numpy as np
 import pytest
 
-from wavesurrogate.data.store import SCHEMA, DataWriter, case_checksum, describe, open_data
+from wavesurrogate.data.store import (
+    SCHEMA,
+    DataWriter,
+    case_checksum,
+    decode_chunk,
+    describe,
+    encode_chunk,
+    open_data,
+)
 from wavesurrogate.errors import DataFileError
 
 N, NT, NY, NX = 3, 4, 5, 6
@@ -163,3 +171,24 @@ def test_describe(tmp_path: Path) -> None:
     assert "3 (2 train, 1 test; 3 done)" in text
     assert "[3, 4, 5, 6]" in text
     assert "freq_hz" in text and "10 … 12" in text
+
+
+def test_encoded_chunk_is_what_hdf5_would_store(tmp_path: Path) -> None:
+    x, y, t = np.arange(NX) * 10.0, np.arange(NY) * 12.0, np.arange(NT) * 3e-4
+    paths = []
+    for name, direct in (("plain.h5", False), ("direct.h5", True)):
+        with DataWriter(tmp_path / name, n_cases=N, n_frames=NT, x=x, y=y, t=t, attrs=_attrs(),
+                        param_names=["freq_hz", "source_x_m"]) as w:
+            for i in range(N):
+                f, v = _case(i)
+                w.write_case(i, None if direct else f, v, {"freq_hz": 10.0 + i, "source_x_m": 5.0 * i},
+                             split=int(i == N - 1), chunk=encode_chunk(f) if direct else None)
+        paths.append(tmp_path / name)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    f0 = _case(0)[0]
+    np.testing.assert_array_equal(decode_chunk(encode_chunk(f0), f0.shape), f0)
+    w = DataWriter(tmp_path / "bad.h5", n_cases=1, n_frames=NT, x=x, y=y, t=t, attrs=_attrs(), param_names=[])
+    with pytest.raises(DataFileError, match="does not decode"):
+        w.write_case(0, None, _case(0)[1], {}, chunk=encode_chunk(f0[:-1]))
+    w.abort()
+    assert not (tmp_path / "bad.h5").exists()

@@ -34,7 +34,15 @@ from wavesurrogate.data.campaign_config import (
     file_velocity,
     load_campaign_config,
 )
-from wavesurrogate.data.store import SCHEMA, DataWriter, atomic_path, case_checksum, open_data
+from wavesurrogate.data.store import (
+    SCHEMA,
+    DataWriter,
+    atomic_path,
+    case_checksum,
+    decode_chunk,
+    encode_chunk,
+    open_data,
+)
 from wavesurrogate.errors import ConfigError, DataFileError, UserError
 from wavesurrogate.physics import media
 from wavesurrogate.physics.problem import Initial, Problem, Source
@@ -174,34 +182,50 @@ def run_case(cfg: CampaignConfig, spec: CaseSpec) -> tuple[np.ndarray, np.ndarra
     return frames, velocity
 
 
+@dataclass(frozen=True)
+class EncodedCase:
+    """A simulated case ready for storage: compressed field chunk, velocity, checksum of the float data."""
+
+    chunk: bytes
+    velocity: np.ndarray
+    checksum: str
+
+
+def run_case_encoded(cfg: CampaignConfig, spec: CaseSpec) -> EncodedCase:
+    """run_case, then checksum and compress in the worker (the parent only moves bytes)."""
+    frames, velocity = run_case(cfg, spec)
+    return EncodedCase(encode_chunk(frames), velocity, case_checksum(frames, velocity))
+
+
 # ---------------------------------------------------------------------------------------------- shards
 def _shard_path(work: Path, index: int) -> Path:
     return work / f"case-{index:06d}.npz"
 
 
-def write_shard(work: Path, spec: CaseSpec, frames: np.ndarray, velocity: np.ndarray) -> str:
-    """Write one finished case atomically into the work directory; returns its checksum."""
-    digest = case_checksum(frames, velocity)
-    meta = json.dumps({"index": spec.index, "split": spec.split, "params": spec.params, "checksum": digest})
+def write_shard(work: Path, spec: CaseSpec, case: EncodedCase) -> None:
+    """Write one finished case atomically into the work directory (.npz: chunk, velocity, meta JSON)."""
+    meta = json.dumps({"index": spec.index, "split": spec.split, "params": spec.params,
+                       "checksum": case.checksum})
     with atomic_path(_shard_path(work, spec.index)) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, fields=frames.astype("<f4"), velocity=velocity.astype("<f4"), meta=np.array(meta))
-    return digest
+        np.savez(fh, chunk=np.frombuffer(case.chunk, dtype=np.uint8), velocity=case.velocity.astype("<f4"),
+                 meta=np.array(meta))
 
 
-def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, str]:
-    """(fields, velocity, checksum) of a shard; DataFileError if it is unreadable or does not match."""
+def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: bool = True) -> EncodedCase:
+    """A shard's case (chunk decoded and checksum checked unless verify=False); DataFileError if bad."""
     path = _shard_path(work, spec.index)
     try:
         with np.load(path, allow_pickle=False) as z:
-            fields, velocity, meta = z["fields"], z["velocity"], json.loads(str(z["meta"]))
+            chunk, velocity, meta = z["chunk"].tobytes(), z["velocity"], json.loads(str(z["meta"]))
+        fields = decode_chunk(chunk, shape) if verify else None
     except Exception as exc:
         raise DataFileError(f"{path}: unreadable shard ({type(exc).__name__})") from None
     same_case = (meta.get("index"), meta.get("split"), meta.get("params")) == (spec.index, spec.split,
                                                                               spec.params)
-    if (not same_case or fields.shape != shape or velocity.shape != shape[1:]
-            or case_checksum(fields, velocity) != meta.get("checksum")):
+    if (not same_case or velocity.shape != shape[1:] or not isinstance(meta.get("checksum"), str)
+            or (fields is not None and case_checksum(fields, velocity) != meta["checksum"])):
         raise DataFileError(f"{path}: shard does not match its case or its checksum")
-    return fields, velocity, meta["checksum"]
+    return EncodedCase(chunk, velocity, meta["checksum"])
 
 
 def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, int, int]) -> bool:
@@ -230,16 +254,16 @@ def _progress(enabled: bool, console_stderr: bool = True):
 
 
 def _run_local(cfg: CampaignConfig, specs: list[CaseSpec], workers: int
-               ) -> Iterator[tuple[CaseSpec, tuple[np.ndarray, np.ndarray]]]:
+               ) -> Iterator[tuple[CaseSpec, EncodedCase]]:
     if workers <= 1 or len(specs) <= 1:
         for spec in specs:
-            yield spec, run_case(cfg, spec)
+            yield spec, run_case_encoded(cfg, spec)
         return
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent; workers import afresh
     with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx) as pool:
-        futures = {pool.submit(run_case, cfg, spec): spec for spec in specs}
+        futures = {pool.submit(run_case_encoded, cfg, spec): spec for spec in specs}
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
@@ -249,7 +273,7 @@ def _run_local(cfg: CampaignConfig, specs: list[CaseSpec], workers: int
 
 
 def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_s: float
-              ) -> Iterator[tuple[CaseSpec, tuple[np.ndarray, np.ndarray]]]:
+              ) -> Iterator[tuple[CaseSpec, EncodedCase]]:
     try:
         from distributed import Client
         from distributed import as_completed as dask_as_completed
@@ -261,7 +285,7 @@ def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_
         raise UserError(f"--scheduler: cannot connect to Dask scheduler {address!r} ({type(exc).__name__})") \
             from None
     with client:
-        futures = {client.submit(run_case, cfg, spec, pure=False): spec for spec in specs}
+        futures = {client.submit(run_case_encoded, cfg, spec, pure=False): spec for spec in specs}
         try:
             for fut in dask_as_completed(list(futures)):
                 yield futures[fut], fut.result()
@@ -371,8 +395,8 @@ def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, wo
         t0 = time.perf_counter()
         results: Iterable = (_run_dask(cfg, todo, scheduler, scheduler_timeout_s) if scheduler
                              else _run_local(cfg, todo, n_workers))
-        for k, (spec, (frames, velocity)) in enumerate(results, start=1):
-            write_shard(work, spec, frames, velocity)
+        for k, (spec, case) in enumerate(results, start=1):
+            write_shard(work, spec, case)
             bar.update(task, advance=1, rate=_rate(k, t0))
             if on_shard is not None:
                 on_shard(spec.index)
@@ -382,9 +406,9 @@ def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, wo
                             param_names=list(specs[0].params))
         with writer:
             for spec in specs:
-                fields, velocity, digest = read_shard(work, spec, shape)
-                writer.write_case(spec.index, fields, velocity, spec.params, split=spec.split,
-                                  checksum=digest)
+                case = read_shard(work, spec, shape, verify=False)  # write_case decodes and verifies
+                writer.write_case(spec.index, None, case.velocity, spec.params, split=spec.split,
+                                  checksum=case.checksum, chunk=case.chunk)
                 bar.advance(t_asm)
     _remove_work(work)
     return out

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ REQUIRED_ATTRS = ("schema", "solver", "space_order", "dt", "dx", "dy", "frame_st
                   "package_version", "config_yaml")
 REQUIRED_DATASETS = ("fields", "velocity", "x", "y", "t", "split", "done", "checksum")
 SPLITS = {0: "train", 1: "test"}
+GZIP_LEVEL = 4  # deflate level of every compressed dataset (and of chunks encoded by encode_chunk)
 _CHECKSUM_DTYPE = "S64"
 
 
@@ -35,6 +37,25 @@ def case_checksum(fields: np.ndarray, velocity: np.ndarray) -> str:
     for a in (fields, velocity):
         h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
     return h.hexdigest()
+
+
+def encode_chunk(fields: np.ndarray, level: int = GZIP_LEVEL) -> bytes:
+    """One case's fields as the stored HDF5 chunk: byte shuffle (4-byte elements) then zlib deflate.
+
+    Identical to what HDF5's shuffle + deflate filters produce, so workers can compress in parallel and
+    the writer stores the bytes directly (``DataWriter.write_case(chunk=...)``).
+    """
+    raw = np.ascontiguousarray(fields, dtype="<f4").view(np.uint8).reshape(-1, 4)
+    return zlib.compress(raw.T.tobytes(), level)
+
+
+def decode_chunk(chunk: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of encode_chunk: float32 array of ``shape``; ValueError if the bytes do not decode to it."""
+    raw = np.frombuffer(zlib.decompress(chunk), dtype=np.uint8)
+    n = int(np.prod(shape))
+    if raw.size != 4 * n:
+        raise ValueError(f"chunk holds {raw.size} bytes, expected {4 * n}")
+    return raw.reshape(4, n).T.copy().view("<f4").reshape(shape)
 
 
 def fsync_dir(path: Path) -> None:
@@ -74,7 +95,7 @@ class DataWriter:
     """
 
     def __init__(self, path: str | Path, *, n_cases: int, n_frames: int, x: np.ndarray, y: np.ndarray,
-                 t: np.ndarray, attrs: Mapping[str, Any], param_names: Sequence[str], compression: int = 4):
+                 t: np.ndarray, attrs: Mapping[str, Any], param_names: Sequence[str]):
         self.path = Path(path)
         missing = [k for k in REQUIRED_ATTRS if k not in attrs and k != "schema"]
         if missing:
@@ -91,10 +112,10 @@ class DataWriter:
         kw: dict[str, Any] = {"track_times": False}
         shape = (self.n_cases, self.n_frames, self.ny, self.nx)
         f.create_dataset("fields", shape=shape, dtype="<f4", chunks=(1, *shape[1:]), compression="gzip",
-                         compression_opts=compression, shuffle=True, fillvalue=np.float32(0), **kw)
+                         compression_opts=GZIP_LEVEL, shuffle=True, fillvalue=np.float32(0), **kw)
         vshape = (self.n_cases, self.ny, self.nx)
         f.create_dataset("velocity", shape=vshape, dtype="<f4", chunks=(1, *vshape[1:]), compression="gzip",
-                         compression_opts=compression, shuffle=True, fillvalue=np.float32(0), **kw)
+                         compression_opts=GZIP_LEVEL, shuffle=True, fillvalue=np.float32(0), **kw)
         f.create_dataset("x", data=np.asarray(x, dtype="<f8"), **kw)
         f.create_dataset("y", data=np.asarray(y, dtype="<f8"), **kw)
         f.create_dataset("t", data=np.asarray(t, dtype="<f8"), **kw)
@@ -106,12 +127,20 @@ class DataWriter:
             g.create_dataset(name, shape=(self.n_cases,), dtype="<f8", fillvalue=np.nan, **kw)
         self._done = np.zeros(self.n_cases, dtype=bool)
 
-    def write_case(self, case: int, fields: np.ndarray, velocity: np.ndarray, params: Mapping[str, float],
-                   split: int = 0, checksum: str | None = None) -> str:
+    def write_case(self, case: int, fields: np.ndarray | None, velocity: np.ndarray,
+                   params: Mapping[str, float], split: int = 0, checksum: str | None = None,
+                   chunk: bytes | None = None) -> str:
         """Store one case (fields [frame, y, x], velocity [y, x] in m/s); returns its checksum.
 
-        A given ``checksum`` (e.g. from a shard) is verified against the data before anything is written.
+        Instead of ``fields`` a ``chunk`` = encode_chunk(fields) may be given: it is decoded and checked,
+        then stored as is (no second compression). A given ``checksum`` (e.g. from a shard) is verified
+        against the data before anything is written.
         """
+        if chunk is not None:
+            try:
+                fields = decode_chunk(chunk, (self.n_frames, self.ny, self.nx))
+            except (ValueError, zlib.error) as exc:
+                raise DataFileError(f"case {case}: compressed chunk does not decode ({exc})") from None
         fields = np.asarray(fields, dtype="<f4")
         velocity = np.asarray(velocity, dtype="<f4")
         if fields.shape != (self.n_frames, self.ny, self.nx) or velocity.shape != (self.ny, self.nx):
@@ -124,7 +153,10 @@ class DataWriter:
         if set(params) != set(self._f["params"]):
             raise ValueError(f"case {case}: params {sorted(params)} != {sorted(self._f['params'])}")
         f = self._f
-        f["fields"][case] = fields
+        if chunk is None:
+            f["fields"][case] = fields
+        else:
+            f["fields"].id.write_direct_chunk((case, 0, 0, 0), chunk)
         f["velocity"][case] = velocity
         for k, v in params.items():
             f["params"][k][case] = float(v)
