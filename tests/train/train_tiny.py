@@ -91,14 +91,14 @@ def write_tiny_file(path: Path, n_cases: int = 6, n_test: int = 2, n_frames: int
     return path
 
 
-def tiny_config(data: Path, out: Path, **over: Any) -> dict[str, Any]:
+def tiny_config(data_file: Path, out: Path, **over: Any) -> dict[str, Any]:
     """A tiny forecast config as a mapping (``over`` replaces top-level keys)."""
     cfg: dict[str, Any] = {
         "name": "tiny", "seed": 3, "out": str(out),
-        "data": {"path": str(data), "task": "forecast", "n_in": 2, "n_out": 1, "val_fraction": 0.25},
+        "data": {"path": str(data_file), "task": "forecast", "n_in": 2, "n_out": 1, "val_fraction": 0.25},
         "model": {"name": FORECAST, "kwargs": {"n_in": 2, "n_out": 1, "width": 4}},
         "optim": {"name": "adam", "lr": 1e-2},
-        "epochs": 4, "batch_size": 4, "progress": False,
+        "epochs": 4, "batch_size": 4, "progress": False, "num_threads": 1,
     }
     cfg.update(over)
     return cfg
