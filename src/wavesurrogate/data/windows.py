@@ -165,6 +165,14 @@ def scale_coords(xyt: np.ndarray, stats: Mapping[str, Any]) -> np.ndarray:
     return np.stack([scale_axis(xyt[..., k], lo[k], hi[k]) for k in range(3)], axis=-1)
 
 
+def _normalised(a: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """float32 copy of ``(a - mean) / std`` (computed in float32, no float64 temporary of a large array)."""
+    out = np.array(a, dtype=np.float32, copy=True)
+    out -= np.float32(mean)
+    out /= np.float32(std)
+    return out
+
+
 class ForecastWindows(Dataset):
     """Windows of consecutive frames: input = n_in frames + velocity channel, target = next n_out frames.
 
@@ -196,8 +204,8 @@ class ForecastWindows(Dataset):
         self.per_case = (n_frames - n_in - n_out) // stride + 1
         fm, fs = float(stats["field_mean"]), float(stats["field_std"])
         vm, vs = float(stats["velocity_mean"]), float(stats["velocity_std"])
-        self.fields = torch.from_numpy(((fields.astype(np.float64) - fm) / fs).astype(np.float32))
-        self.velocity = torch.from_numpy(((velocity.astype(np.float64) - vm) / vs).astype(np.float32))
+        self.fields = torch.from_numpy(_normalised(fields, fm, fs))
+        self.velocity = torch.from_numpy(_normalised(velocity, vm, vs))
 
     def __len__(self) -> int:
         return self.fields.shape[0] * self.per_case
@@ -245,7 +253,7 @@ class SourceToFieldPoints(Dataset):
         fm, fs = float(stats["field_mean"]), float(stats["field_std"])
         pm = np.asarray(stats.get("param_mean", []), np.float64)
         ps = np.asarray(stats.get("param_std", []), np.float64)
-        self.values = torch.from_numpy(((fields.astype(np.float64) - fm) / fs).astype(np.float32))
+        self.values = torch.from_numpy(_normalised(fields, fm, fs))
         self.params = torch.from_numpy(((params - pm) / ps).astype(np.float32))
         lo, hi = stats["coord_min"], stats["coord_max"]
         self.axes = [torch.from_numpy(scale_axis(a, lo[k], hi[k]).astype(np.float32))

@@ -339,6 +339,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resuming: bool, overwrite: bool, env
     model.to(env.device)
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in run_dir.glob(".*.tmp"):  # leftovers of writes interrupted by a kill
+            if any(tmp.name.startswith(f".{f}.") for f in ck.RUN_FILES):
+                tmp.unlink(missing_ok=True)
         if state is None:
             for f in ck.RUN_FILES:
                 (run_dir / f).unlink(missing_ok=True)
@@ -385,6 +388,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resuming: bool, overwrite: bool, env
                 if not math.isfinite(val_loss):
                     raise TrainingDiverged(f"validation loss became {val_loss} at epoch {epoch + 1} "
                                            f"(last good checkpoint: {_last_good(history, run_dir)})")
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                raise TrainingDiverged(f"weights became non-finite in epoch {epoch + 1} "
+                                       f"(last good checkpoint: {_last_good(history, run_dir)})")
             train_loss = float(np.mean(losses))
             score = val_loss if data.val is not None else train_loss
             if score is not None and score < best_val:
