@@ -96,7 +96,7 @@ def _dispatch(a: argparse.Namespace) -> None:
     if a.cmd == "simulate":
         from wavesurrogate.data.campaign import run_campaign
 
-        run_campaign(a.config, a.out, scheduler=a.scheduler, workers=a.workers, overwrite=a.overwrite)
+        print(run_campaign(a.config, a.out, scheduler=a.scheduler, workers=a.workers, overwrite=a.overwrite))
     elif a.cmd == "info":
         from wavesurrogate.data.store import describe
 

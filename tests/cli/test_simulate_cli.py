@@ -78,6 +78,7 @@ def test_simulate_info_show_and_no_overwrite(tmp_path: Path, capsys) -> None:
     cfg_path.write_text(yaml.safe_dump(tiny()), encoding="utf-8")
     out = tmp_path / "d.h5"
     assert main(["simulate", str(cfg_path), "--out", str(out), "--workers", "1"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
     with open_data(out) as d:
         assert d.n_cases == 3 and list(d.split) == [0, 0, 1]
         # the stored resolved config reloads to the same campaign

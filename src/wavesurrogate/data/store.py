@@ -445,5 +445,7 @@ def describe(path: str | Path) -> str:
             f"velocity    {_fmt_range(vel[done] if done.any() else vel, ' m/s')}",
         ]
         for k, v in d.params.items():
+            if k == "medium_seed":
+                continue
             lines.append(f"  {k:<30}{_fmt_range(v[done] if done.any() else v)}")
         return "\n".join(lines)
