@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,7 +209,9 @@ def load_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: no {path.name}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error below is the one line we print
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError (unsafe pickle), RuntimeError/EOFError (truncated), …
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: refused to load ({type(exc).__name__}: {first[:160]})") from None
@@ -222,6 +226,40 @@ def write_metrics(path: Path, lines: list[dict[str, Any]]) -> None:
 
 
 # -------------------------------------------------------------------------------------------- load_run
+
+
+def _finite(v: Any, positive: bool = False) -> bool:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return ok and (v > 0 if positive else True)
+
+
+def check_stats(stats: dict[str, Any], task: str, source: str) -> None:
+    """CheckpointError (one line) unless ``stats`` holds what evaluating a ``task`` model reads."""
+    if task not in ("forecast", "source_to_field"):
+        return
+    scalars = {"field_mean": False, "field_std": True}
+    if task == "forecast":
+        scalars.update(velocity_mean=False, velocity_std=True)
+    for k, positive in scalars.items():
+        if not _finite(stats.get(k), positive):
+            kind = "a positive finite" if positive else "a finite"
+            raise CheckpointError(f"{source}: {k!r} must be {kind} number, got {stats.get(k)!r}")
+    ints = ("n_in", "n_out") if task == "forecast" else ()
+    for k in ints:
+        if not isinstance(stats.get(k), int) or isinstance(stats.get(k), bool) or stats[k] < 1:
+            raise CheckpointError(f"{source}: {k!r} must be a positive integer, got {stats.get(k)!r}")
+    geo = stats.get("data")
+    if not isinstance(geo, dict) or not all(isinstance(geo.get(k), int) for k in ("ny", "nx")) \
+            or not _finite(geo.get("frame_dt"), positive=True):
+        raise CheckpointError(f"{source}: 'data' must give the grid (ny, nx) and frame_dt trained on")
+    if task == "source_to_field":
+        names = stats.get("param_names")
+        n = len(names) if isinstance(names, list) else -1
+        lists = {"param_mean": n, "param_std": n, "coord_min": 3, "coord_max": 3}
+        for k, length in lists.items():
+            v = stats.get(k)
+            if not isinstance(v, list) or len(v) != length or not all(_finite(x) for x in v):
+                raise CheckpointError(f"{source}: {k!r} must be a list of {max(length, 0)} finite numbers")
 
 
 @dataclass(frozen=True)
@@ -267,10 +305,14 @@ def load_run(
         raise
     except UserError as exc:
         raise CheckpointError(f"{run_dir / MODEL_JSON}: {exc}") from None
+    task = registry.entry(name).task
+    if meta.get("task", task) != task:
+        raise CheckpointError(f"{run_dir / MODEL_JSON}: task {meta.get('task')!r} but model {name!r} solves "
+                              f"{task!r}")
+    check_stats(stats, task, str(run_dir / STATS))
     sd, wmeta = load_weights(run_dir / WEIGHTS, which)
     load_into(model, sd, name, str(run_dir / WEIGHTS))
     model.to(device).eval()
-    task = str(meta.get("task", registry.entry(name).task))
     info = RunInfo(
         run_dir=run_dir, config=cfg, stats=stats, model_name=name, model_kwargs=kwargs,
         task=task, package_version=str(meta.get("package_version")),
