@@ -1,0 +1,385 @@
+"""Build the valid base files of the bad-input corpus and the binary bad inputs derived from them.
+
+The repository holds no binaries: HDF5 files, run directories and checkpoints are made here, at test time,
+from a valid tiny data file and a valid one-epoch run, then damaged by a named *mutation* (see
+``MUTATIONS``; ``manifest.yaml`` says which case uses which).
+
+    python tests/bad_inputs/make_corpus.py DIR      # materialise every case's workspace under DIR/<id>
+
+A workspace holds ``good.h5`` (valid data file), ``run/`` (a valid run trained on it), ``campaign.yaml``
+and ``train.yaml`` (valid configs), the case's YAML input if it has one, and whatever its mutation made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+MANIFEST = HERE / "manifest.yaml"
+
+GOOD_CAMPAIGN = """\
+name: corpus
+seed: 1
+cases: 2
+test_cases: 1
+test_seed: 2
+solver: {kind: fd, space_order: 2, backend: numpy}
+grid: {nx: 16, ny: 16, dx_m: 10.0, dy_m: 10.0}
+time: {n_frames: 8, frame_stride: 2}
+boundary: {kind: absorbing, width: 4}
+medium: {kind: constant, c_mps: [1500.0, 2000.0]}
+source: {kind: point, x_m: [50.0, 100.0], y_m: 75.0, freq_hz: 20.0, amplitude: 1.0e+7}
+"""
+
+
+def train_config(data: str = "good.h5", out: str = "run", **over: Any) -> dict[str, Any]:
+    """A valid one-epoch training config of a tiny cnn2d on ``data`` (paths relative to the workspace)."""
+    cfg: dict[str, Any] = {
+        "name": "corpus", "seed": 0, "out": out,
+        "data": {"path": data, "task": "forecast", "n_in": 2, "n_out": 1, "val_fraction": 0.34},
+        "model": {"name": "cnn2d", "kwargs": {"n_in": 2, "n_out": 1, "width": 4, "depth": 1}},
+        "epochs": 1, "batch_size": 4, "progress": False,
+    }
+    cfg.update(over)
+    return cfg
+
+
+def write_data(path: Path, n: int = 16, n_frames: int = 8, n_cases: int = 4, n_test: int = 1) -> Path:
+    """A valid schema-wavesurrogate/1 file of smooth synthetic waves (no solver needed), built atomically."""
+    from wavesurrogate.data.store import DataWriter
+
+    rng = np.random.default_rng(0)
+    x = np.arange(n) * 10.0
+    t = np.arange(n_frames) * 0.004
+    c = rng.uniform(1500.0, 2000.0, n_cases)
+    k = rng.uniform(0.01, 0.03, n_cases)
+    attrs = {"solver": "synthetic", "space_order": 2, "dt": 0.002, "dx": 10.0, "dy": 10.0, "frame_stride": 2,
+             "boundary": "absorbing", "seed": 1, "package_version": "corpus", "config_yaml": GOOD_CAMPAIGN}
+    with DataWriter(path, n_cases=n_cases, n_frames=n_frames, x=x, y=x, t=t, attrs=attrs,
+                    param_names=["medium_c_mps", "wavenumber"]) as w:
+        for i in range(n_cases):
+            phase = k[i] * (x[None, None, :] + x[None, :, None] - c[i] * t[:, None, None])
+            fields = (np.sin(phase) * np.exp(-((x[None, :, None] - 80.0) ** 2) / 2e3)).astype(np.float32)
+            w.write_case(i, fields, np.full((n, n), c[i], np.float32),
+                         {"medium_c_mps": float(c[i]), "wavenumber": float(k[i])},
+                         split=int(i >= n_cases - n_test))
+    return path
+
+
+def build_base(base: Path) -> Path:
+    """The valid files every workspace starts from: good.h5, run/, campaign.yaml, train.yaml."""
+    from wavesurrogate.train.loop import config_from_dict, train
+
+    base.mkdir(parents=True, exist_ok=True)
+    write_data(base / "good.h5")
+    (base / "campaign.yaml").write_text(GOOD_CAMPAIGN, encoding="utf-8")
+    (base / "train.yaml").write_text(yaml.safe_dump(train_config(), sort_keys=False), encoding="utf-8")
+    cfg = train_config(data=str(base / "good.h5"), out=str(base / "run"))
+    train(config_from_dict(cfg))
+    # the run's config.yaml holds absolute paths; point it at this base's files again after copying
+    return base
+
+
+def make_workspace(base: Path, dest: Path) -> Path:
+    """Copy the base files into ``dest`` and re-point the run's stored data path at dest/good.h5."""
+    shutil.copytree(base, dest)
+    cfg_path = dest / "run" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    cfg["data"]["path"], cfg["out"] = str(dest / "good.h5"), str(dest / "run")
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return dest
+
+
+# ------------------------------------------------------------------------------------- HDF5 mutations
+
+
+def _copy(ws: Path, name: str = "bad.h5") -> Path:
+    dst = ws / name
+    shutil.copy(ws / "good.h5", dst)
+    return dst
+
+
+def _edit(ws: Path, fn: Callable[[h5py.File], None]) -> None:
+    with h5py.File(_copy(ws), "r+") as f:
+        fn(f)
+
+
+def _rechecksum(f: h5py.File, case: int) -> None:
+    from wavesurrogate.data.store import case_checksum
+
+    f["checksum"][case] = case_checksum(f["fields"][case], f["velocity"][case]).encode("ascii")
+
+
+def _nan_fields(f: h5py.File) -> None:
+    a = f["fields"][0]
+    a[3, 5, 5] = np.nan
+    f["fields"][0] = a
+    _rechecksum(f, 0)  # the checksum agrees: only the NaN check can catch it
+
+
+def _flip_value(f: h5py.File) -> None:
+    a = f["fields"][1]
+    a[2, 4, 4] += 1.0
+    f["fields"][1] = a
+
+
+def _replace(f: h5py.File, name: str, data: np.ndarray) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+def h5_truncated(ws: Path) -> None:
+    p = _copy(ws)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def h5_empty(ws: Path) -> None:
+    (ws / "bad.h5").write_bytes(b"")
+
+
+def h5_text(ws: Path) -> None:
+    (ws / "bad.h5").write_text("fields: not really an HDF5 file\n", encoding="utf-8")
+
+
+def h5_foreign(ws: Path) -> None:
+    with h5py.File(ws / "bad.h5", "w") as f:
+        f.create_dataset("u", data=np.zeros((4, 4), np.float32))
+
+
+H5_EDITS: dict[str, Callable[[h5py.File], None]] = {
+    "h5_schema_v2": lambda f: f.attrs.__setitem__("schema", "wavesurrogate/2"),
+    "h5_missing_dataset": lambda f: f.__delitem__("velocity"),
+    "h5_missing_checksum": lambda f: f.__delitem__("checksum"),
+    "h5_missing_attr": lambda f: f.attrs.__delitem__("dt"),
+    "h5_negative_dt": lambda f: f.attrs.__setitem__("dt", -0.002),
+    "h5_nan_dx": lambda f: f.attrs.__setitem__("dx", np.nan),
+    "h5_float64_fields": lambda f: _replace(f, "fields", f["fields"][()].astype(np.float64)),
+    "h5_3d_fields": lambda f: _replace(f, "fields", f["fields"][()][:, 0]),
+    "h5_velocity_shape": lambda f: _replace(f, "velocity", f["velocity"][()][:, :8]),
+    "h5_nan_fields": _nan_fields,
+    "h5_checksum_mismatch": _flip_value,
+    "h5_case_not_done": lambda f: f["done"].__setitem__(0, False),
+    "h5_nan_coordinate": lambda f: _replace(f, "t", np.full(f["t"].shape, np.nan)),
+}
+
+
+def h5_other_grid(ws: Path) -> None:
+    write_data(ws / "bad.h5", n=12)
+
+
+def h5_too_few_frames(ws: Path) -> None:
+    write_data(ws / "bad.h5", n_frames=2)
+
+
+def h5_no_train_cases(ws: Path) -> None:
+    write_data(ws / "bad.h5", n_cases=2, n_test=2)
+
+
+# ------------------------------------------------------------------------------ checkpoint mutations
+
+
+class _Exploit:
+    """Unpickling this object would create the file ``pwned`` (a harmless stand-in for arbitrary code)."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, (f"open({self.target!r}, 'w').write('code ran')",))
+
+
+def malicious_pickle(target: Path) -> bytes:
+    """torch.save-format bytes whose unpickling would run code (creating ``target``)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"format": "wavesurrogate-state/1", "epoch": _Exploit(str(target))}, buf)
+    return buf.getvalue()
+
+
+def _json(ws: Path, name: str, fn: Callable[[dict], None]) -> None:
+    p = ws / "run" / name
+    d = json.loads(p.read_text(encoding="utf-8"))
+    fn(d)
+    p.write_text(json.dumps(d), encoding="utf-8")
+
+
+def ck_weights_truncated(ws: Path) -> None:
+    p = ws / "run" / "weights.safetensors"
+    p.write_bytes(p.read_bytes()[:300])
+
+
+def ck_weights_pickle(ws: Path) -> None:
+    (ws / "run" / "weights.safetensors").write_bytes(malicious_pickle(ws / "pwned"))
+
+
+def ck_weights_missing(ws: Path) -> None:
+    (ws / "run" / "weights.safetensors").unlink()
+
+
+def ck_other_architecture(ws: Path) -> None:
+    _json(ws, "model.json", lambda d: d["kwargs"].update(width=8))
+
+
+def ck_other_model(ws: Path) -> None:
+    _json(ws, "model.json", lambda d: d.update(name="unet2d"))
+
+
+def ck_unknown_model(ws: Path) -> None:
+    _json(ws, "model.json", lambda d: d.update(name="no_such_net"))
+
+
+def ck_model_json_garbage(ws: Path) -> None:
+    (ws / "run" / "model.json").write_text("{\"name\": \"cnn2d\", ", encoding="utf-8")
+
+
+def ck_stats_empty(ws: Path) -> None:
+    (ws / "run" / "stats.json").write_text("{}", encoding="utf-8")
+
+
+def ck_stats_missing_key(ws: Path) -> None:
+    _json(ws, "stats.json", lambda d: d.pop("field_mean"))
+
+
+def ck_stats_zero_std(ws: Path) -> None:
+    _json(ws, "stats.json", lambda d: d.update(field_std=0.0))
+
+
+def ck_stats_bad_types(ws: Path) -> None:
+    _json(ws, "stats.json", lambda d: d.update(field_std="wide", data=[16, 16]))
+
+
+def ck_task_mismatch(ws: Path) -> None:
+    _json(ws, "model.json", lambda d: d.update(task="source_to_field"))
+
+
+def ck_no_config(ws: Path) -> None:
+    (ws / "run" / "config.yaml").unlink()
+
+
+def ck_state_pickle(ws: Path) -> None:
+    (ws / "run" / "optimizer.pt").write_bytes(malicious_pickle(ws / "pwned"))
+
+
+def ck_state_truncated(ws: Path) -> None:
+    p = ws / "run" / "optimizer.pt"
+    p.write_bytes(p.read_bytes()[:200])
+
+
+def ck_state_foreign(ws: Path) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"epoch": 1, "weights": torch.zeros(3)}, buf)  # weights-only safe, but not our format
+    (ws / "run" / "optimizer.pt").write_bytes(buf.getvalue())
+
+
+def ck_plain_pickle_state(ws: Path) -> None:
+    (ws / "run" / "optimizer.pt").write_bytes(pickle.dumps(_Exploit(str(ws / "pwned"))))
+
+
+def ck_empty_run_dir(ws: Path) -> None:
+    (ws / "empty_run").mkdir()
+
+
+# --------------------------------------------------------------------------------------- other inputs
+
+
+def npy_wrong_shape(ws: Path) -> None:
+    np.save(ws / "velocity.npy", np.full((8, 8), 1500.0))
+
+
+def npy_negative(ws: Path) -> None:
+    np.save(ws / "velocity.npy", np.full((16, 16), -1500.0))
+
+
+def npy_pickled(ws: Path) -> None:
+    np.save(ws / "velocity.npy", np.array([_Exploit(str(ws / "pwned"))], dtype=object), allow_pickle=True)
+
+
+def existing_out(ws: Path) -> None:
+    (ws / "out").mkdir()
+    (ws / "out" / "keep.txt").write_text("precious\n", encoding="utf-8")
+
+
+MUTATIONS: dict[str, Callable[[Path], None]] = {
+    "h5_truncated": h5_truncated, "h5_empty": h5_empty, "h5_text": h5_text, "h5_foreign": h5_foreign,
+    **{k: (lambda ws, fn=fn: _edit(ws, fn)) for k, fn in H5_EDITS.items()},
+    "h5_other_grid": h5_other_grid, "h5_too_few_frames": h5_too_few_frames,
+    "h5_no_train_cases": h5_no_train_cases,
+    "ck_weights_truncated": ck_weights_truncated, "ck_weights_pickle": ck_weights_pickle,
+    "ck_weights_missing": ck_weights_missing, "ck_other_architecture": ck_other_architecture,
+    "ck_other_model": ck_other_model, "ck_unknown_model": ck_unknown_model,
+    "ck_model_json_garbage": ck_model_json_garbage, "ck_stats_empty": ck_stats_empty,
+    "ck_stats_missing_key": ck_stats_missing_key, "ck_stats_zero_std": ck_stats_zero_std,
+    "ck_stats_bad_types": ck_stats_bad_types, "ck_task_mismatch": ck_task_mismatch,
+    "ck_no_config": ck_no_config, "ck_state_pickle": ck_state_pickle,
+    "ck_state_truncated": ck_state_truncated,
+    "ck_state_foreign": ck_state_foreign, "ck_plain_pickle_state": ck_plain_pickle_state,
+    "ck_empty_run_dir": ck_empty_run_dir,
+    "npy_wrong_shape": npy_wrong_shape, "npy_negative": npy_negative, "npy_pickled": npy_pickled,
+    "existing_out": existing_out,
+}
+
+
+# ------------------------------------------------------------------------------------------- manifest
+
+
+def load_manifest(path: Path = MANIFEST) -> list[dict[str, Any]]:
+    """The corpus cases (each: id, kind, argv, expect, optional input/make/absent)."""
+    cases = yaml.safe_load(path.read_text(encoding="utf-8"))["cases"]
+    ids = [c["id"] for c in cases]
+    if len(set(ids)) != len(ids):
+        raise ValueError("manifest.yaml: duplicate case ids")
+    for c in cases:
+        if c.get("make") is not None and c["make"] not in MUTATIONS:
+            raise ValueError(f"manifest.yaml: {c['id']}: unknown mutation {c['make']!r}")
+    return cases
+
+
+def prepare_case(case: dict[str, Any], base: Path, dest: Path) -> tuple[Path, list[str]]:
+    """Workspace of one case and its argv with ``{ws}`` filled in."""
+    ws = make_workspace(base, dest)
+    if case.get("input"):
+        shutil.copy(HERE / case["input"], ws / Path(case["input"]).name)
+    if case.get("make"):
+        MUTATIONS[case["make"]](ws)
+    return ws, [str(a).replace("{ws}", str(ws)) for a in case["argv"]]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Relative path → sha256 (or 'dir') of everything under ``root``: to prove nothing was written."""
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: make_corpus.py DIR", file=sys.stderr)
+        return 2
+    root = Path(argv[0])
+    base = build_base(root / "_base")
+    for case in load_manifest():
+        ws, args = prepare_case(case, base, root / case["id"].replace("/", "__"))
+        print(f"{case['id']}: wavesurrogate {' '.join(args)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
