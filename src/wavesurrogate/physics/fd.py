@@ -266,11 +266,12 @@ class FDSolver:
         um1 = u0.copy()  # u^{-1} = u^0 + dt²/2·(L u^0 + s^0): second-order Taylor step from rest
         um1[lay.inner] += 0.5 * (apply_operator(u0, by, bx, lay, so) + dense[lay.inner] * wave[0])
         fill_ghosts(um1, lay)
+
         def cast(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.ascontiguousarray(a, dtype=self.dtype)
 
-        return Arrays(lay, so, cast(by), cast(bx), cast(damp), cast(u0), cast(um1), dense, wave,
-                      n_steps, self.time.frame_stride, self.time.n_frames)
+        return Arrays(lay, so, cast(by), cast(bx), cast(damp), cast(u0), cast(um1), dense,
+                      wave, n_steps, self.time.frame_stride, self.time.n_frames)
 
     def run(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None, *,
             initial_field: np.ndarray | None = None, progress: Any = None,
@@ -278,16 +279,16 @@ class FDSolver:
         """Frames [n_frames, ny, nx] at steps 0, stride, 2·stride, … (full=True: the computational grid)."""
         arrays = self.prepare(velocity, source, initial, initial_field)
         report = _progress_callback(progress, arrays.n_steps)
+        region = None if full else self.layout.physical
         if self.backend == "numpy":
             frames = run_numpy(arrays, report)
-        else:
-            if self._devito is None:
-                from wavesurrogate.physics.fd_devito import DevitoStepper
+            return frames if full else np.ascontiguousarray(frames[(slice(None), *region)])
+        if self._devito is None:
+            from wavesurrogate.physics.fd_devito import DevitoStepper
 
-                self._devito = DevitoStepper(self.layout, self.space_order, self.dtype, self.damped,
-                                             self.time.n_frames)
-            frames = self._devito.run(arrays, report)
-        return frames if full else np.ascontiguousarray(frames[(slice(None), *self.layout.physical)])
+            self._devito = DevitoStepper(self.layout, self.space_order, self.dtype, self.damped,
+                                         self.time.n_frames)
+        return self._devito.run(arrays, report, region)
 
 
 def _progress_callback(progress: Any, n_steps: int) -> Callable[[int], None] | None:

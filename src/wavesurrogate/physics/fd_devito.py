@@ -116,8 +116,9 @@ class DevitoStepper:
         self._factor_name = tsub.symbolic_factor.name
         self._n_points, self._nt = n_points, nt
 
-    def run(self, a: Arrays, report: Callable[[int], None] | None = None) -> np.ndarray:
-        """Advance one prepared run; frames on the computational grid [n_frames, Ny, Nx]."""
+    def run(self, a: Arrays, report: Callable[[int], None] | None = None,
+            region: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Advance one prepared run; frames [n_frames, …] of region (default: the computational grid)."""
         mag = np.abs(a.source)
         peak = mag.max()
         pts = np.argwhere(mag > _SOURCE_RTOL * peak) if peak > 0 else np.zeros((0, 2), dtype=int)
@@ -148,7 +149,6 @@ class DevitoStepper:
         (sy, ey), (sx, ex) = self.layout.signs
         for k, v in (("sy", sy), ("ey", ey), ("sx", sx), ("ex", ex)):
             f[k].data = v
-        f["usave"].data[:] = 0.0
         stops = _chunks(a.n_steps, a.stride, a.n_frames, report is not None)
         start = 0
         for stop in stops:
@@ -156,7 +156,8 @@ class DevitoStepper:
             start = stop + 1
             if report is not None:
                 report(min(stop + 1, a.n_steps))
-        return np.array(f["usave"].data, copy=True)
+        region = region or (slice(None), slice(None))  # every frame is overwritten by the run
+        return np.array(f["usave"].data[(slice(None), *region)], copy=True)
 
 
 def _chunks(n_steps: int, stride: int, n_frames: int, chunked: bool) -> list[int]:
