@@ -168,6 +168,26 @@ def test_stats_come_from_the_training_split_only(data, tmp_path):
     assert abs(stats["field_mean"] - float(everything.astype(np.float64).mean())) > 1e-3
 
 
+class _ThreadProbe(tt.TinyForecast):
+    seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return super().forward(x)
+
+
+def test_num_threads_honoured_and_restored_eval_every(data, tmp_path):
+    tt._register("test_thread_probe", "forecast", _ThreadProbe)
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    run = train(_cfg(data, tmp_path / "r", epochs=3, eval_every=2, num_threads=want,
+                     model={"name": "test_thread_probe"}))
+    assert set(_ThreadProbe.seen) == {want} and torch.get_num_threads() == before
+    lines = [json.loads(x) for x in (run / ck.METRICS).read_text().splitlines()]
+    assert [x["val_loss"] is None for x in lines] == [True, False, False]  # epochs 2 and 3 (the last)
+    assert all(x["samples_per_s"] > 0 and x["lr"] == 1e-2 for x in lines)
+
+
 def test_model_must_fit_the_task(data, tmp_path):
     with pytest.raises(ConfigError, match="solves"):
         train(_cfg(data, tmp_path / "r", model={"name": tt.FIELD}))
@@ -184,6 +204,12 @@ def test_cli_train_and_evaluate_end_to_end(data, tmp_path, capsys):
     assert meta["name"] == tt.FORECAST and meta["kwargs"] == {"n_in": 2, "n_out": 1, "width": 4}
     w = _weights(run)
     assert {k.split(".", 1)[0] for k in w} == {"best", "last"}
+    capsys.readouterr()
+    assert main(["train", str(cfg)]) == 2  # the run exists: one line, exit 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--resume" in err
+    assert main(["train", "--resume", str(run)]) == 0  # finished: nothing to do
+    _assert_same(w, _weights(run))
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(data), "--out", str(tmp_path / "ev.json")]) == 0
     res = json.loads(capsys.readouterr().out)
