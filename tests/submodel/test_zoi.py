@@ -16,6 +16,7 @@ from wavesurrogate.submodel.zoi import (
     Zoi,
     boundary_indices,
     boundary_trace,
+    exact_trace,
     interpolate_trace,
     solve_zoi,
     zoi_grid,
@@ -71,6 +72,11 @@ def test_exact_trace_at_every_step_reproduces_the_full_solve(element, inside):
     assert sub.shape == ref.shape == (p.time.n_frames, ZOI.ny, ZOI.nx)
     assert np.abs(ref).max() > 0.05 * np.abs(full_steps).max()  # the wave is in the ZOI
     assert np.abs(sub - ref).max() <= 1e-11 * np.abs(ref).max()
+    # the same trace recorded during a strided solve, without storing every step
+    frames, recorded, times = exact_trace(p, ZOI, element=element)
+    np.testing.assert_array_equal(frames, full_steps[:: p.time.frame_stride])
+    np.testing.assert_array_equal(recorded, trace)
+    np.testing.assert_allclose(times, _every_step(p).time.times_s, rtol=1e-15)
 
 
 def _sampled_errors(stride: int, element: str = "p1") -> dict[str, float]:

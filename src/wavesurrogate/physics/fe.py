@@ -231,7 +231,17 @@ class FESolver:
         dirichlet_values gives the ``boundary_nodes`` values at each step time, as an array
         [n_steps + 1, n_boundary] or a callable of t in seconds (default zero).
         """
+        return self.run_recording(u0, time, np.zeros(0, np.int64), load=load, source_time=source_time,
+                                  dirichlet_values=dirichlet_values, progress=progress)[0]
+
+    def run_recording(self, u0: np.ndarray | None, time: TimeAxis, record_nodes: np.ndarray, *,
+                      load: np.ndarray | None = None, source_time: np.ndarray | None = None,
+                      dirichlet_values: DirichletValues | None = None, progress: Progress | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """As run(), also recording record_nodes at every step: (frames, record [n_steps + 1, n_record])."""
         dt, n_steps, stride = float(time.dt_s), time.n_steps, time.frame_stride
+        rec_idx = np.asarray(record_nodes, dtype=np.int64)
+        record = np.empty((n_steps + 1, rec_idx.size), dtype=self.dtype)
         self.check_dt(dt)
         A, b, uniform_b, inv_d = self._stepper(dt)
         dtype = self.dtype
@@ -259,11 +269,13 @@ class FESolver:
 
         frames = np.empty((time.n_frames, self.n_nodes), dtype=dtype)
         frames[0] = u
+        record[0] = u[rec_idx]
         u_prev, u = u.astype(dtype), u_next.astype(dtype)
         if bnd.size and n_steps:
             u[bnd] = g(1)
         tmp = np.empty_like(u)
         for n in range(1, n_steps + 1):
+            record[n] = u[rec_idx]
             if n % stride == 0:
                 frames[n // stride] = u
                 if progress is not None:
@@ -281,7 +293,7 @@ class FESolver:
             if bnd.size:
                 u_next[bnd] = g(n + 1)
             u_prev, u = u, u_next
-        return frames
+        return frames, record
 
     # ---- structured grids
     @classmethod
@@ -302,6 +314,13 @@ class FESolver:
         solver.grid_pad, solver.grid_shape = pad, grid.shape
         return solver
 
+    def grid_nodes(self, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Node indices of grid nodes (j, i) of the physical grid (structured solvers)."""
+        if self.grid_shape is None:
+            raise ConfigError("FESolver.grid_nodes: this solver was not built from a grid")
+        nx = self.grid_shape[1] + 2 * self.grid_pad
+        return (np.asarray(j) + self.grid_pad) * nx + np.asarray(i) + self.grid_pad
+
     def _to_nodes(self, arr: np.ndarray | float, edge: bool = False) -> np.ndarray:
         arr = np.asarray(arr, dtype=np.float64)
         if self.grid_shape is not None and arr.shape == self.grid_shape:
@@ -311,6 +330,13 @@ class FESolver:
     def solve_problem(self, problem: Problem, *, dirichlet_values: DirichletValues | None = None,
                       progress: Progress | None = None) -> np.ndarray:
         """Solve a problem on this solver's grid (its source, initial field, time); [n_frames, ny, nx]."""
+        return self.solve_problem_recording(problem, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                            dirichlet_values=dirichlet_values, progress=progress)[0]
+
+    def solve_problem_recording(self, problem: Problem, j: np.ndarray, i: np.ndarray, *,
+                                dirichlet_values: DirichletValues | None = None,
+                                progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As solve_problem, also recording grid nodes (j, i) at every step: (frames, [n_steps + 1, n])."""
         if self.grid_shape != problem.grid.shape:
             raise ConfigError("FESolver.solve_problem: the solver was built for another grid")
         grid, pad, kind = problem.grid, self.grid_pad, problem.boundary.kind
@@ -319,11 +345,12 @@ class FESolver:
         t = np.arange(problem.time.n_steps + 1) * problem.time.dt_s
         if dirichlet_values is not None and kind != "dirichlet":
             raise ConfigError("dirichlet_values: only valid with boundary kind 'dirichlet'")
-        frames = self.run(u0, problem.time, load=load, source_time=wavelet(problem.source, t),
-                          dirichlet_values=dirichlet_values, progress=progress)
+        frames, record = self.run_recording(u0, problem.time, self.grid_nodes(j, i), load=load,
+                                            source_time=wavelet(problem.source, t),
+                                            dirichlet_values=dirichlet_values, progress=progress)
         ny, nx = grid.ny + 2 * pad, grid.nx + 2 * pad
         frames = frames.reshape(-1, ny, nx)
-        return np.ascontiguousarray(frames[:, pad: pad + grid.ny, pad: pad + grid.nx])
+        return np.ascontiguousarray(frames[:, pad: pad + grid.ny, pad: pad + grid.nx]), record
 
 
 def layer_damping(grid: Grid, pad: int, c_max_mps: float, strength: float = LAYER_STRENGTH) -> np.ndarray:

@@ -148,6 +148,15 @@ def _initial_at(problem: Problem, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return init.amplitude * mode_shape(grid, init.m, init.n, kind, X, Y)
 
 
+def exact_trace(problem: Problem, zoi: Zoi, *, element: Element = "p1", dtype: type = np.float64,
+                progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full FE solve recording the ZOI boundary at every step: (frames, trace [n_steps + 1, n_b], times s)."""
+    check_zoi(problem.grid, zoi)
+    solver = FESolver.from_problem(problem, element, dtype)
+    frames, trace = solver.solve_problem_recording(problem, *boundary_indices(zoi), progress=progress)
+    return frames, trace, np.arange(problem.time.n_steps + 1) * problem.time.dt_s
+
+
 def solve_zoi(full_problem: Problem, zoi: Zoi, trace: np.ndarray, trace_times_s: np.ndarray, *,
               element: Element = "p1", refine: int = 1, time_interp: TimeInterp = "cubic",
               dtype: type = np.float64, progress: Progress | None = None) -> np.ndarray:
