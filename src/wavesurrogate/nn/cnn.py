@@ -1,8 +1,10 @@
 """CNN surrogates of the wave equation whose spatial convolutions come from one factory, in any kernel format.
 
-``make_conv(in, out, k, conv={"format": ..., "rank": ...})`` builds every spatial convolution, so a dense and a
+``make_conv(in, out, k, conv={"format": ..., "rank": ...})`` builds every spatial convolution, so a dense and
+a
 compressed network of the same family differ only in those layers (the 1x1 output head stays dense: it has no
-one-way filters to compress). Forecast contract (registry.py): ``forward(x)`` with ``x`` ``[B, n_in + 1, ny, nx]``
+one-way filters to compress). Forecast contract (registry.py): ``forward(x)`` with ``x``
+``[B, n_in + 1, ny, nx]``
 (the last n_in frames, then the velocity map) returns the next ``n_out`` frames ``[B, n_out, ny, nx]``.
 
 With ``residual=True`` (default) each network predicts the increment over the last input frame: wave fields
@@ -31,7 +33,7 @@ __all__ = ["CNN2d", "CNN3d", "UNet2d", "make_conv", "conv_spec"]
 
 
 def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
-    """Validated conv-format dict (default dense): keys format, rank, and optionally channels_last, separable_impl."""
+    """Validated conv-format dict (default dense): format, rank, optional channels_last, separable_impl."""
     spec = {"format": "dense"} if conv is None else dict(conv)
     unknown = set(spec) - _CONV_KEYS
     if unknown:
@@ -56,7 +58,7 @@ def make_conv(
     padding_mode: str = "zeros",
     bias: bool = True,
 ) -> nn.Module:
-    """A ``dim``-D convolution in the format ``conv`` (dense -> nn.ConvNd); padding None keeps the size (odd k)."""
+    """A ``dim``-D conv in format ``conv`` (dense -> nn.ConvNd); padding None keeps the size (odd k)."""
     spec = conv_spec(conv)
     if dim not in (2, 3):
         raise ConfigError(f"conv: dim must be 2 or 3, got {dim}")
@@ -65,11 +67,20 @@ def make_conv(
         padding = tuple(kd // 2 for kd in k)
     if spec["format"] == "dense":
         cls_dense = nn.Conv2d if dim == 2 else nn.Conv3d
-        return cls_dense(in_channels, out_channels, k, stride=stride, padding=padding, bias=bias,
-                         padding_mode=padding_mode)
+        return cls_dense(
+            in_channels, out_channels, k, stride=stride, padding=padding, bias=bias, padding_mode=padding_mode
+        )
     cls = TensorizedConv2d if dim == 2 else TensorizedConv3d
-    return cls(in_channels, out_channels, k, stride=stride, padding=padding, bias=bias, padding_mode=padding_mode,
-               **spec)
+    return cls(
+        in_channels,
+        out_channels,
+        k,
+        stride=stride,
+        padding=padding,
+        bias=bias,
+        padding_mode=padding_mode,
+        **spec,
+    )
 
 
 def _activation(name: str) -> nn.Module:
@@ -93,13 +104,24 @@ def _norm(kind: str, channels: int, dim: int) -> nn.Module:
 class ConvBlock(nn.Module):
     """Two ``k``-convs with norm and activation; a residual connection when in == out."""
 
-    def __init__(self, cin: int, cout: int, k: int, conv: dict[str, Any], dim: int, padding_mode: str,
-                 activation: str, norm: str) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int,
+        conv: dict[str, Any],
+        dim: int,
+        padding_mode: str,
+        activation: str,
+        norm: str,
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            make_conv(cin, cout, k, conv, dim=dim, padding_mode=padding_mode), _norm(norm, cout, dim),
+            make_conv(cin, cout, k, conv, dim=dim, padding_mode=padding_mode),
+            _norm(norm, cout, dim),
             _activation(activation),
-            make_conv(cout, cout, k, conv, dim=dim, padding_mode=padding_mode), _norm(norm, cout, dim),
+            make_conv(cout, cout, k, conv, dim=dim, padding_mode=padding_mode),
+            _norm(norm, cout, dim),
         )
         self.act = _activation(activation)
         self.skip = cin == cout
@@ -113,7 +135,9 @@ class ConvBlock(nn.Module):
 def _check_common(n_in: int, n_out: int, width: int, depth: int, kernel_size: int) -> None:
     """ConfigError unless the shared hyper-parameters are positive (kernel odd)."""
     if min(n_in, n_out, width) < 1 or depth < 0:
-        raise ConfigError(f"model: need n_in, n_out, width >= 1 and depth >= 0, got {n_in}, {n_out}, {width}, {depth}")
+        raise ConfigError(
+            f"model: need n_in, n_out, width >= 1 and depth >= 0, got {n_in}, {n_out}, {width}, {depth}"
+        )
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ConfigError(f"model.kernel_size: must be odd and >= 1, got {kernel_size}")
 
@@ -131,7 +155,7 @@ class _Forecast2d(nn.Module):
             raise ConfigError(f"model input: expected [batch, {self.n_in + 1}, ny, nx], got {tuple(x.shape)}")
 
     def _finish(self, x: Tensor, y: Tensor) -> Tensor:
-        """Head output ``y`` plus (if residual) the last input frame, contiguous float32-like ``[B, n_out, ny, nx]``."""
+        """Head output ``y`` plus (if residual) the last input frame, contiguous ``[B, n_out, ny, nx]``."""
         if self.residual:
             y = y + x[:, self.n_in - 1 : self.n_in]
         return y.contiguous()
@@ -139,23 +163,37 @@ class _Forecast2d(nn.Module):
 
 @register("cnn2d", task="forecast")
 class CNN2d(_Forecast2d):
-    """2-D encoder-decoder CNN (no skips): lift, ``depth`` stride-2 levels down (width doubling), back up, head."""
+    """2-D encoder-decoder CNN (no skips): lift, ``depth`` stride-2 levels (width doubling), back up, head."""
 
-    def __init__(self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
-                 conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-                 norm: str = "none", residual: bool = True) -> None:
+    def __init__(
+        self,
+        n_in: int = 4,
+        n_out: int = 1,
+        width: int = 32,
+        depth: int = 2,
+        kernel_size: int = 3,
+        conv: dict[str, Any] | None = None,
+        padding_mode: str = "zeros",
+        activation: str = "gelu",
+        norm: str = "none",
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
         spec, k, pm = conv_spec(conv), kernel_size, padding_mode
         widths = [width * 2**level for level in range(depth + 1)]
-        self.lift = nn.Sequential(make_conv(n_in + 1, width, k, spec, padding_mode=pm), _activation(activation))
+        self.lift = nn.Sequential(
+            make_conv(n_in + 1, width, k, spec, padding_mode=pm), _activation(activation)
+        )
         self.down = nn.ModuleList()
         self.up = nn.ModuleList()
         self.enc = nn.ModuleList([ConvBlock(widths[0], widths[0], k, spec, 2, pm, activation, norm)])
         for level in range(depth):
             a, b = widths[level], widths[level + 1]
-            self.down.append(nn.Sequential(make_conv(a, b, k, spec, stride=2, padding_mode=pm), _activation(activation)))
+            self.down.append(
+                nn.Sequential(make_conv(a, b, k, spec, stride=2, padding_mode=pm), _activation(activation))
+            )
             self.enc.append(ConvBlock(b, b, k, spec, 2, pm, activation, norm))
         self.dec = nn.ModuleList()
         for level in reversed(range(depth)):
@@ -179,11 +217,21 @@ class CNN2d(_Forecast2d):
 
 @register("unet2d", task="forecast")
 class UNet2d(_Forecast2d):
-    """2-D U-Net with the frames as channels: ``depth`` levels, width doubling, skip connections by concatenation."""
+    """2-D U-Net, frames as channels: ``depth`` levels, width doubling, skip connections by concatenation."""
 
-    def __init__(self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
-                 conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-                 norm: str = "none", residual: bool = True) -> None:
+    def __init__(
+        self,
+        n_in: int = 4,
+        n_out: int = 1,
+        width: int = 32,
+        depth: int = 2,
+        kernel_size: int = 3,
+        conv: dict[str, Any] | None = None,
+        padding_mode: str = "zeros",
+        activation: str = "gelu",
+        norm: str = "none",
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
@@ -194,8 +242,9 @@ class UNet2d(_Forecast2d):
             self.enc.append(ConvBlock(widths[level], widths[level + 1], k, spec, 2, pm, activation, norm))
         self.dec = nn.ModuleList()
         for level in reversed(range(depth)):
-            self.dec.append(ConvBlock(widths[level + 1] + widths[level], widths[level], k, spec, 2, pm, activation,
-                                      norm))
+            self.dec.append(
+                ConvBlock(widths[level + 1] + widths[level], widths[level], k, spec, 2, pm, activation, norm)
+            )
         self.head = nn.Conv2d(width, n_out, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -214,22 +263,36 @@ class UNet2d(_Forecast2d):
 
 @register("cnn3d", task="forecast")
 class CNN3d(_Forecast2d):
-    """Space-time CNN: the n_in frames form a time axis (channels: field, velocity), ``depth`` 3-D conv blocks,
+    """Space-time CNN: the n_in frames form a time axis (channels: field, velocity), ``depth`` 3-D blocks,
     then a dense 1x1 head mapping (width x n_in) to the n_out next frames."""
 
-    def __init__(self, n_in: int = 4, n_out: int = 1, width: int = 16, depth: int = 2, kernel_size: int = 3,
-                 conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-                 norm: str = "none", residual: bool = True) -> None:
+    def __init__(
+        self,
+        n_in: int = 4,
+        n_out: int = 1,
+        width: int = 16,
+        depth: int = 2,
+        kernel_size: int = 3,
+        conv: dict[str, Any] | None = None,
+        padding_mode: str = "zeros",
+        activation: str = "gelu",
+        norm: str = "none",
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
         spec, k, pm = conv_spec(conv), kernel_size, padding_mode
-        self.lift = nn.Sequential(make_conv(2, width, k, spec, dim=3, padding_mode=pm), _activation(activation))
-        self.blocks = nn.Sequential(*[ConvBlock(width, width, k, spec, 3, pm, activation, norm) for _ in range(depth)])
+        self.lift = nn.Sequential(
+            make_conv(2, width, k, spec, dim=3, padding_mode=pm), _activation(activation)
+        )
+        self.blocks = nn.Sequential(
+            *[ConvBlock(width, width, k, spec, 3, pm, activation, norm) for _ in range(depth)]
+        )
         self.head = nn.Conv2d(width * n_in, n_out, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """[B, n_in + 1, ny, nx] -> [B, n_out, ny, nx] via a [B, width, n_in, ny, nx] space-time feature volume."""
+        """[B, n_in + 1, ny, nx] -> [B, n_out, ny, nx] via a [B, width, n_in, ny, nx] space-time volume."""
         self._check_input(x)
         frames = x[:, : self.n_in].unsqueeze(1)  # [B, 1, T, ny, nx]
         vel = x[:, self.n_in :].unsqueeze(1).expand_as(frames)

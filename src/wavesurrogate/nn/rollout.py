@@ -13,7 +13,7 @@ __all__ = ["rollout"]
 
 
 def rollout(model: nn.Module, x0: Tensor, velocity: Tensor, n_steps: int, *, grad: bool = False) -> Tensor:
-    """Forecast ``n_steps`` frames ``[B, n_steps, ny, nx]`` from the last n_in frames ``x0`` ``[B, n_in, ny, nx]``.
+    """Forecast ``n_steps`` frames ``[B, n_steps, ny, nx]`` from the last frames ``x0`` ``[B, n_in, ny, nx]``.
 
     ``velocity`` is ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (normalised, as in training). Each call of ``model``
     (forecast contract: ``[B, n_in + 1, ny, nx] -> [B, n_out, ny, nx]``) appends its n_out frames, and the
@@ -23,8 +23,12 @@ def rollout(model: nn.Module, x0: Tensor, velocity: Tensor, n_steps: int, *, gra
         raise ConfigError(f"rollout: x0 must be [batch, n_in, ny, nx], got {tuple(x0.shape)}")
     if velocity.ndim == 3:
         velocity = velocity.unsqueeze(1)
-    if velocity.ndim != 4 or velocity.shape[1] != 1 or velocity.shape[0] != x0.shape[0] \
-            or velocity.shape[-2:] != x0.shape[-2:]:
+    if (
+        velocity.ndim != 4
+        or velocity.shape[1] != 1
+        or velocity.shape[0] != x0.shape[0]
+        or velocity.shape[-2:] != x0.shape[-2:]
+    ):
         raise ConfigError(f"rollout: velocity {tuple(velocity.shape)} does not match x0 {tuple(x0.shape)}")
     if n_steps < 0:
         raise ConfigError(f"rollout: n_steps must be >= 0, got {n_steps}")

@@ -1,10 +1,12 @@
-"""Convolutions whose kernels carry a compressed tensor format chosen before training (Boukraichi et al. 2023).
+"""Convolutions whose kernels carry a compressed format chosen before training (Boukraichi et al. 2023).
 
-``TensorizedConv2d`` / ``TensorizedConv3d`` are drop-in replacements of ``nn.Conv2d`` / ``nn.Conv3d`` (groups=1)
+``TensorizedConv2d`` / ``TensorizedConv3d`` are drop-in replacements of ``nn.Conv2d`` / ``nn.Conv3d``
+(groups 1)
 whose kernel ``W[o, i, *s]`` (``s`` = the spatial axes, 2 or 3 of them) is stored in one of four formats:
 
 - ``dense``: ``W`` itself (a passthrough, so one factory builds every format);
-- ``cp``: ``W[o,i,y,x] = sum_r A[o,r] B[i,r] Y[y,r] X[x,r]``: one-way filters shared by all channels, evaluated
+- ``cp``: ``W[o,i,y,x] = sum_r A[o,r] B[i,r] Y[y,r] X[x,r]``: one-way filters shared by all channels,
+  evaluated
   as a 1x1 conv (in -> R), one depthwise 1-D conv per spatial axis, and a 1x1 conv (R -> out);
 - ``separable``: each (o, i) kernel is its own rank-R sum of outer products of 1-D filters,
   ``W[o,i,y,x] = sum_r Y[o,i,r,y] X[o,i,r,x]`` (the paper's SVD route; 3-D analogously);
@@ -15,13 +17,12 @@ dense ``out*in*prod(k_d)``; cp ``R*(out + in + sum(k_d))``; separable ``out*in*R
 tucker ``R_o*R_i*prod(R_d) + out*R_o + in*R_i + sum(k_d*R_d)``.
 
 Initialisation gives the reconstructed kernel the variance of PyTorch's default conv init,
-kaiming_uniform(a=sqrt(5)), i.e. ``Var W = 1 / (3 fan_in)`` with ``fan_in = in*prod(k_d)`` (docs/tensorized.md).
+kaiming_uniform(a=sqrt(5)): ``Var W = 1 / (3 fan_in)``, ``fan_in = in*prod(k_d)`` (docs/tensorized.md).
 """
 
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +36,6 @@ FORMATS = ("dense", "cp", "separable", "tucker")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
-_SPATIAL = "yxzuvw"  # einsum letters for spatial axes (kernel order)
 
 __all__ = [
     "FORMATS",
@@ -62,7 +62,7 @@ def _tuple(value: int | Sequence[int], dim: int, name: str) -> tuple[int, ...]:
 
 
 def default_kernel_variance(fan_in: int) -> float:
-    """Variance of PyTorch's default conv weight, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)): 1/(3 fan_in)."""
+    """Variance of PyTorch's default conv weight (kaiming_uniform a=sqrt(5), U(+-fan_in^-1/2)): 1/(3 fan_in)."""
     return 1.0 / (3.0 * fan_in)
 
 
@@ -81,7 +81,9 @@ def resolve_rank(
         else:
             ranks = tuple(int(v) for v in rank)
             if len(ranks) != 2 + len(kernel_size):
-                raise ConfigError(f"conv.rank: tucker needs an int or {2 + len(kernel_size)} ranks, got {rank!r}")
+                raise ConfigError(
+                    f"conv.rank: tucker needs an int or {2 + len(kernel_size)} ranks, got {rank!r}"
+                )
         if min(ranks) < 1:
             raise ConfigError(f"conv.rank: tucker ranks must be >= 1, got {ranks}")
         return ranks
@@ -111,7 +113,8 @@ def count_parameters(
         n = out_channels * in_channels * r * sum(k)
     else:
         assert isinstance(r, tuple)
-        n = math.prod(r) + out_channels * r[0] + in_channels * r[1] + sum(kd * rd for kd, rd in zip(k, r[2:]))
+        spatial = sum(kd * rd for kd, rd in zip(k, r[2:], strict=True))
+        n = math.prod(r) + out_channels * r[0] + in_channels * r[1] + spatial
     return n + (out_channels if bias else 0)
 
 
@@ -120,7 +123,8 @@ def factor_variances(
 ) -> dict[str, float]:
     """Per-factor init variances making ``Var W = 1/(3 fan_in)`` exactly (independent zero-mean factors).
 
-    cp: ``Var B = 1/in``, ``Var Y_d = 1/k_d``, ``Var A = 1/(3R)``; then ``Var W = R * prod = 1/(3 in prod k_d)``,
+    cp: ``Var B = 1/in``, ``Var Y_d = 1/k_d``, ``Var A = 1/(3R)``; then
+    ``Var W = R * prod = 1/(3 in prod k_d)``,
     and every stage (1x1 in->R, 1-D filters, 1x1 R->out) keeps the signal variance like a default-init conv.
     separable: all ``n = dim`` factors share ``s^2 = (v/R)^(1/n)``; ``Var W = R s^(2n) = v``.
     tucker: ``Var U_i = 1/in``, ``Var U_d = 1/k_d``, ``Var U_o = 1/R_o``, ``Var G = 1/(3 R_i prod R_d)``; then
@@ -151,10 +155,12 @@ def factor_variances(
 
 # ----------------------------------------------------------------------------------------------- padding
 def _resolve_padding(
-    padding: str | int | Sequence[int], kernel_size: tuple[int, ...], stride: tuple[int, ...],
+    padding: str | int | Sequence[int],
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> tuple[tuple[int, int], ...]:
-    """(left, right) zero/mode padding per spatial axis, following nn.ConvNd's rules (``same`` as in PyTorch)."""
+    """(left, right) padding per spatial axis, following nn.ConvNd's rules (``same`` as in PyTorch)."""
     dim = len(kernel_size)
     if isinstance(padding, str):
         if padding == "valid":
@@ -163,11 +169,13 @@ def _resolve_padding(
             if any(s != 1 for s in stride):
                 raise ConfigError("conv.padding: 'same' is not supported with stride > 1")
             pads = []
-            for k, d in zip(kernel_size, dilation):
+            for k, d in zip(kernel_size, dilation, strict=True):
                 total = d * (k - 1)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
-        raise ConfigError(f"conv.padding: unknown padding {padding!r}; use an int, a tuple, 'same' or 'valid'")
+        raise ConfigError(
+            f"conv.padding: unknown padding {padding!r}; use an int, a tuple, 'same' or 'valid'"
+        )
     p = _tuple(padding, dim, "padding")
     if min(p) < 0:
         raise ConfigError(f"conv.padding: must be >= 0, got {p}")
@@ -182,14 +190,33 @@ def _flat_pad(pads: Sequence[tuple[int, int]]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _khatri_rao(mats: Sequence[Tensor]) -> Tensor:
+    """Column-wise Kronecker product ``[prod n_m, R]`` of ``[n_m, R]`` matrices (C order)."""
+    out = mats[0]
+    for m in mats[1:]:
+        out = (out[:, None, :] * m[None, :, :]).reshape(-1, m.shape[1])
+    return out
+
+
+def _mode_products(core: Tensor, factors: Sequence[Tensor | None]) -> Tensor:
+    """``core x_0 U_0 x_1 U_1 ...`` with ``U_m`` ``[n_m, R_m]`` (None skips a mode)."""
+    out = core
+    for m, f in enumerate(factors):
+        if f is not None:
+            out = torch.movedim(torch.tensordot(out, f, dims=([m], [1])), -1, m)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- the layer
 class TensorizedConvNd(nn.Module):
-    """A 2-D or 3-D convolution whose kernel is stored as ``format`` (dense, cp, separable, tucker) of ``rank``.
+    """A 2-D or 3-D convolution whose kernel is stored as ``format`` (dense/cp/separable/tucker) of ``rank``.
 
     Same arguments and output as ``nn.Conv{dim}d`` (groups fixed to 1); ``format``/``rank`` choose the kernel
-    format; ``channels_last`` runs the cp/tucker pipeline in channels-last memory (several times faster on CPU,
+    format; ``channels_last`` runs the cp/tucker pipeline in channels-last memory (several times faster on
+    CPU,
     the output keeps that layout, values are identical); ``separable_impl`` picks the separable evaluation
-    (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped convs).
+    (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped
+    convs).
     """
 
     dim: int = 2
@@ -219,9 +246,13 @@ class TensorizedConvNd(nn.Module):
         if groups != 1:
             raise ConfigError(f"conv.groups: tensorized convolutions support groups=1 only, got {groups}")
         if padding_mode not in PADDING_MODES:
-            raise ConfigError(f"conv.padding_mode: unknown mode {padding_mode!r}; known: {', '.join(PADDING_MODES)}")
+            raise ConfigError(
+                f"conv.padding_mode: unknown mode {padding_mode!r}; known: {', '.join(PADDING_MODES)}"
+            )
         if separable_impl not in ("reconstruct", "grouped"):
-            raise ConfigError(f"conv.separable_impl: unknown {separable_impl!r}; use 'reconstruct' or 'grouped'")
+            raise ConfigError(
+                f"conv.separable_impl: unknown {separable_impl!r}; use 'reconstruct' or 'grouped'"
+            )
         if in_channels < 1 or out_channels < 1:
             raise ConfigError(f"conv: channels must be >= 1, got in={in_channels}, out={out_channels}")
         self.in_channels = int(in_channels)
@@ -256,15 +287,19 @@ class TensorizedConvNd(nn.Module):
             self.core = nn.Parameter(torch.empty(ro, ri, *rs, **fk))
             self.out_factor = nn.Parameter(torch.empty(o, ro, **fk))
             self.in_factor = nn.Parameter(torch.empty(i, ri, **fk))
-            self.spatial_factors = nn.ParameterList([nn.Parameter(torch.empty(kd, rd, **fk)) for kd, rd in zip(k, rs)])
+            self.spatial_factors = nn.ParameterList(
+                [nn.Parameter(torch.empty(kd, rd, **fk)) for kd, rd in zip(k, rs, strict=True)]
+            )
         self.bias = nn.Parameter(torch.empty(o, **fk)) if bias else None
         self.reset_parameters(generator)
 
     # ------------------------------------------------------------------------------------------- init
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Uniform factors with the closed-form variances of ``factor_variances``; bias as PyTorch (+-1/sqrt(fan_in))."""
-        variances = factor_variances(self.format, self.in_channels, self.out_channels, self.kernel_size, self.rank)
+        """Uniform factors with the variances of ``factor_variances``; bias U(+-1/sqrt(fan_in))."""
+        variances = factor_variances(
+            self.format, self.in_channels, self.out_channels, self.kernel_size, self.rank
+        )
         params = dict(self.named_parameters())
         for name, var in variances.items():
             bound = math.sqrt(3.0 * var)
@@ -285,27 +320,19 @@ class TensorizedConvNd(nn.Module):
     # ------------------------------------------------------------------------------------------- kernel
     def reconstruct(self) -> Tensor:
         """The dense kernel ``[out, in, *kernel_size]`` this layer applies (exact; for tests and export)."""
-        s = _SPATIAL[: self.dim]
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
         if self.format == "dense":
             return self.weight
         if self.format == "cp":
-            terms = ",".join(["or", "ir", *[f"{c}r" for c in s]])
-            return torch.einsum(f"{terms}->oi{s}", self.out_factor, self.in_factor, *self.spatial_factors)
+            return (self.out_factor @ _khatri_rao([self.in_factor, *self.spatial_factors]).t()).reshape(shape)
         if self.format == "separable":
-            terms = ",".join(f"oir{c}" for c in s)
-            return torch.einsum(f"{terms}->oi{s}", *self.factors)
-        return torch.einsum(
-            self._tucker_spec(full=True), self.core, self.out_factor, self.in_factor, *self.spatial_factors
-        )
-
-    def _tucker_spec(self, full: bool) -> str:
-        """einsum spec applying the spatial (and with ``full`` the channel) factors to the Tucker core."""
-        s = _SPATIAL[: self.dim]
-        cs = string.ascii_uppercase[: self.dim]  # core spatial ranks
-        spatial = [f"{c}{C}" for c, C in zip(s, cs)]
-        if full:
-            return f"ab{cs},oa,ib,{','.join(spatial)}->oi{s}"
-        return f"ab{cs},{','.join(spatial)}->ab{s}"
+            fs = list(self.factors)  # (slicing a ParameterList would re-wrap its tensors as new Parameters)
+            terms = fs[0]  # [o, i, R, k0] -> outer products with the next axes, summed over R last
+            for f in fs[1:-1]:
+                terms = (terms[..., :, None] * f[..., None, :]).flatten(-2)
+            return (terms.transpose(-1, -2) @ fs[-1]).reshape(shape)
+        w = _mode_products(self.core, [self.out_factor, self.in_factor, *self.spatial_factors])
+        return w
 
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tensor:
@@ -333,7 +360,7 @@ class TensorizedConvNd(nn.Module):
         return conv(x, w, bias, stride=self.stride, padding=pad, dilation=self.dilation)
 
     def _conv_axis(self, z: Tensor, w: Tensor, axis: int, groups: int) -> Tensor:
-        """A 1-D (grouped) convolution along spatial ``axis`` with this layer's stride/dilation/padding there."""
+        """A 1-D (grouped) convolution along spatial ``axis`` with this layer's stride/dilation/padding."""
         left, right = self._pads[axis]
         if self.padding_mode == "zeros" and left == right:
             pad = self._axis(axis, left, 0)
@@ -342,8 +369,13 @@ class TensorizedConvNd(nn.Module):
             z = F.pad(z, _flat_pad(pads), mode=_pad_mode(self.padding_mode))
             pad = (0,) * self.dim
         return _CONV[self.dim](
-            z, w, None, stride=self._axis(axis, self.stride[axis], 1), padding=pad,
-            dilation=self._axis(axis, self.dilation[axis], 1), groups=groups,
+            z,
+            w,
+            None,
+            stride=self._axis(axis, self.stride[axis], 1),
+            padding=pad,
+            dilation=self._axis(axis, self.dilation[axis], 1),
+            groups=groups,
         )
 
     def _pointwise(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -366,12 +398,12 @@ class TensorizedConvNd(nn.Module):
     def _forward_tucker(self, x: Tensor) -> Tensor:
         """1x1 (in -> R_i), conv with the small core kernel ``[R_o, R_i, *k]``, 1x1 (R_o -> out) + bias."""
         z = self._pointwise(self._layout(x), self.in_factor.t())
-        core = torch.einsum(self._tucker_spec(full=False), self.core, *self.spatial_factors)
+        core = _mode_products(self.core, [None, None, *self.spatial_factors])
         z = self._conv_full(z, core, None)
         return self._pointwise(z, self.out_factor, self.bias)
 
     def _forward_separable_grouped(self, x: Tensor) -> Tensor:
-        """Per-(o, i) 1-D filters as grouped convs: in -> (i, o, r) channels, axis by axis, then sum over i, r."""
+        """Per-(o, i) 1-D filters as grouped convs: in -> (i, o, r) channels, axis by axis, sum over i, r."""
         o, i, r = self.out_channels, self.in_channels, self.rank
         c = i * o * r
         z = x
@@ -421,13 +453,32 @@ def _unfold(t: Tensor, mode: int) -> Tensor:
     return t.movedim(mode, 0).reshape(t.shape[mode], -1)
 
 
+def _cp_exact(t: Tensor, rank: int) -> list[Tensor]:
+    """Exact CP of ``t`` with ``rank >= prod(shape)/max(shape)`` terms: one per index of the other modes."""
+    n = t.ndim
+    big = max(range(n), key=lambda m: t.shape[m])
+    others = [m for m in range(n) if m != big]
+    grid = torch.cartesian_prod(*[torch.arange(t.shape[m]) for m in others]).reshape(-1, len(others))
+    terms = grid.shape[0]
+    factors = [torch.zeros(t.shape[m], rank, dtype=t.dtype) for m in range(n)]
+    for j, m in enumerate(others):
+        factors[m][grid[:, j], torch.arange(terms)] = 1.0
+    factors[big][:, :terms] = t.movedim(big, -1).reshape(terms, t.shape[big]).t()
+    return factors
+
+
 def cp_als(
-    t: Tensor, rank: int, n_iter: int = 500, tol: float = 1e-10, generator: torch.Generator | None = None
+    t: Tensor, rank: int, n_iter: int = 300, tol: float = 1e-9, generator: torch.Generator | None = None
 ) -> list[Tensor]:
-    """CP factors ``[n_m, rank]`` of ``t`` by alternating least squares (SVD init, float64), norms balanced."""
+    """CP factors ``[n_m, rank]`` of ``t`` by alternating least squares (SVD init, float64), norms balanced.
+
+    Exact without iterating when ``rank >= prod(shape)/max(shape)`` (an upper bound of any tensor's CP rank);
+    otherwise stops when the relative error changes by less than ``tol`` between sweeps.
+    """
     t = t.detach().to(torch.float64)
     n = t.ndim
-    letters = string.ascii_lowercase[:n]
+    if rank * max(t.shape) >= math.prod(t.shape):
+        return _balance(_cp_exact(t, rank))
     factors = []
     for m in range(n):
         u, _, _ = torch.linalg.svd(_unfold(t, m), full_matrices=False)
@@ -436,19 +487,19 @@ def cp_als(
             extra = torch.randn(t.shape[m], rank - f.shape[1], dtype=torch.float64, generator=generator)
             f = torch.cat([f, extra / math.sqrt(t.shape[m])], dim=1)
         factors.append(f)
+    unfolded = [_unfold(t, m) for m in range(n)]  # others in increasing order, C order = _khatri_rao's
     norm = torch.linalg.vector_norm(t)
     prev = math.inf
     for _ in range(n_iter):
         for m in range(n):
-            others = [j for j in range(n) if j != m]
-            spec = f"{letters}," + ",".join(f"{letters[j]}r" for j in others) + f"->{letters[m]}r"
-            mttkrp = torch.einsum(spec, t, *[factors[j] for j in others])
+            others = [factors[j] for j in range(n) if j != m]
             gram = torch.ones(rank, rank, dtype=torch.float64)
-            for j in others:
-                gram = gram * (factors[j].t() @ factors[j])
+            for f in others:
+                gram = gram * (f.t() @ f)
+            mttkrp = unfolded[m] @ _khatri_rao(others)
             factors[m] = torch.linalg.lstsq(gram, mttkrp.t(), rcond=None).solution.t()
-        spec = ",".join(f"{c}r" for c in letters) + f"->{letters}"
-        err = float(torch.linalg.vector_norm(t - torch.einsum(spec, *factors)) / norm)
+        approx = factors[0] @ _khatri_rao(factors[1:]).t()
+        err = float(torch.linalg.vector_norm(unfolded[0] - approx) / norm)
         if abs(prev - err) < tol or err < tol:
             break
         prev = err
@@ -464,7 +515,7 @@ def _balance(factors: list[Tensor]) -> list[Tensor]:
 
 
 def _separable_factors(w: Tensor, rank: int, n_iter: int = 200) -> list[Tensor]:
-    """Per-kernel rank-R one-way factors ``[o, i, R, k_d]`` of ``w`` ``[o, i, *k]`` (SVD, nested SVD + ALS in 3-D)."""
+    """Per-kernel rank-R one-way factors ``[o, i, R, k_d]`` of ``w`` ``[o, i, *k]`` (SVD; 3-D: SVDs + ALS)."""
     w = w.detach().to(torch.float64)
     o, i, *k = w.shape
     if len(k) == 2:
@@ -497,14 +548,16 @@ def _separable_factors(w: Tensor, rank: int, n_iter: int = 200) -> list[Tensor]:
 
 
 def _batched_als3(w: Tensor, fs: list[Tensor], n_iter: int) -> list[Tensor]:
-    """ALS sweeps of a per-kernel CP of ``w`` ``[o,i,a,b,c]`` with factors ``[o,i,R,k]`` (error non-increasing)."""
-    specs = ["oiabc,oirb,oirc->oira", "oiabc,oira,oirc->oirb", "oiabc,oira,oirb->oirc"]
+    """ALS sweeps of a per-kernel CP of ``w`` ``[o,i,a,b,c]``, factors ``[o,i,R,k]`` (error never grows)."""
     eye = 1e-12 * torch.eye(fs[0].shape[2], dtype=w.dtype)
+    unfolded = [w.movedim(2 + m, 2).flatten(3) for m in range(3)]  # [o, i, k_m, prod(other k)]
     for _ in range(n_iter):
         for m in range(3):
             others = [j for j in range(3) if j != m]
-            rhs = torch.einsum(specs[m], w, fs[others[0]], fs[others[1]])
-            gram = (fs[others[0]] @ fs[others[0]].transpose(-1, -2)) * (fs[others[1]] @ fs[others[1]].transpose(-1, -2))
+            a, b = fs[others[0]], fs[others[1]]
+            kr = (a[..., :, None] * b[..., None, :]).flatten(-2)  # [o, i, R, k_a * k_b]
+            rhs = kr @ unfolded[m].transpose(-1, -2)  # [o, i, R, k_m]
+            gram = (a @ a.transpose(-1, -2)) * (b @ b.transpose(-1, -2))
             fs[m] = torch.linalg.solve(gram + eye, rhs)
     return fs
 
@@ -527,19 +580,25 @@ def _hosvd(w: Tensor, ranks: Sequence[int]) -> tuple[Tensor, list[Tensor]]:
             f = torch.cat([f, torch.zeros(w.shape[m], r - f.shape[1], dtype=w.dtype)], dim=1)
         factors.append(f)
     core = w
-    for m, f in enumerate(factors):
+    for f in factors:
         core = torch.tensordot(core, f, dims=([0], [0]))  # contracts mode m; rank axis moves last
     return core, factors
 
 
 @torch.no_grad()
 def from_dense(
-    conv: nn.Module, rank: Any, format: str = "cp", *, n_iter: int = 500,
-    generator: torch.Generator | None = None, **kwargs: Any,
+    conv: nn.Module,
+    rank: Any,
+    format: str = "cp",
+    *,
+    n_iter: int = 300,
+    generator: torch.Generator | None = None,
+    **kwargs: Any,
 ) -> TensorizedConvNd:
     """Compress a trained ``nn.Conv2d``/``nn.Conv3d`` (or dense TensorizedConv) a posteriori into ``format``.
 
-    cp: ALS (SVD init); separable: per-kernel SVD (3-D: nested SVD then per-kernel ALS); tucker: HOSVD.
+    cp: ALS (SVD init; exact construction at rank >= prod(shape)/max(shape)); separable: per-kernel SVD
+    (3-D: nested SVD then per-kernel ALS); tucker: HOSVD.
     Exact at full rank (separable ``R = k`` in 2-D, ``R = k0*min(k1,k2)`` in 3-D; tucker ``(out, in, *k)``).
     ``kwargs`` go to the new layer's constructor (e.g. ``channels_last``).
     """
@@ -556,9 +615,19 @@ def from_dense(
     cls = TensorizedConv2d if dim == 2 else TensorizedConv3d
     out_ch, in_ch, *k = w.shape
     layer = cls(
-        in_ch, out_ch, tuple(k), stride=conv.stride, padding=padding, dilation=conv.dilation,
-        bias=conv.bias is not None, padding_mode=padding_mode, format=format, rank=rank,
-        device=w.device, dtype=w.dtype, **kwargs,
+        in_ch,
+        out_ch,
+        tuple(k),
+        stride=conv.stride,
+        padding=padding,
+        dilation=conv.dilation,
+        bias=conv.bias is not None,
+        padding_mode=padding_mode,
+        format=format,
+        rank=rank,
+        device=w.device,
+        dtype=w.dtype,
+        **kwargs,
     )
     if conv.bias is not None:
         layer.bias.copy_(conv.bias)
@@ -568,16 +637,17 @@ def from_dense(
         fs = cp_als(w, layer.rank, n_iter=n_iter, generator=generator)
         layer.out_factor.copy_(fs[0])
         layer.in_factor.copy_(fs[1])
-        for p, f in zip(layer.spatial_factors, fs[2:]):
+        for p, f in zip(layer.spatial_factors, fs[2:], strict=True):
             p.copy_(f)
     elif format == "separable":
-        for p, f in zip(layer.factors, _separable_factors(w, layer.rank, n_iter=min(n_iter, 200))):
+        fs = _separable_factors(w, layer.rank, n_iter=min(n_iter, 200))
+        for p, f in zip(layer.factors, fs, strict=True):
             p.copy_(f)
     else:
         core, fs = _hosvd(w, layer.rank)
         layer.core.copy_(core)
         layer.out_factor.copy_(fs[0])
         layer.in_factor.copy_(fs[1])
-        for p, f in zip(layer.spatial_factors, fs[2:]):
+        for p, f in zip(layer.spatial_factors, fs[2:], strict=True):
             p.copy_(f)
     return layer
