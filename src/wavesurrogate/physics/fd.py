@@ -264,7 +264,9 @@ class FDSolver:
             u0[lay.physical] = initial_field(initial or Initial(), grid, lay.kinds[1])
         fill_ghosts(u0, lay)
         um1 = u0.copy()  # u^{-1} = u^0 + dt²/2·(L u^0 + s^0): second-order Taylor step from rest
-        um1[lay.inner] += 0.5 * (apply_operator(u0, by, bx, lay, so) + dense[lay.inner] * wave[0])
+        if np.any(u0):
+            um1[lay.inner] += 0.5 * apply_operator(u0, by, bx, lay, so)
+        um1[lay.inner] += 0.5 * dense[lay.inner] * wave[0]
         fill_ghosts(um1, lay)
 
         def cast(a: np.ndarray | None) -> np.ndarray | None:
