@@ -251,3 +251,27 @@ def test_load_mesh_errors_are_one_line_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="cannot read") as info:
         load_mesh(bad)
     assert "\n" not in str(info.value)
+
+
+def test_with_velocity_reuses_the_mesh_and_matches_a_fresh_assembly():
+    g = Grid(15, 13, 10.0, 10.0)
+    c1, c2 = np.full(g.shape, 1500.0), 1500.0 + 20.0 * np.arange(g.nx)[None, :] * np.ones((g.ny, 1))
+    p1 = Problem(g, c1, TimeAxis(0.002, 11, 5), boundary=Boundary("absorbing", 4),
+                 source=Source("point", 70.0, 60.0, freq_hz=20.0))
+    p2 = Problem(g, c2, p1.time, source=p1.source, boundary=p1.boundary)
+    solver = FESolver.from_problem(p1, "q1")
+    other = solver.with_velocity(c2)
+    assert other.basis is solver.basis
+    np.testing.assert_allclose(other.solve_problem(p2), solve_fe(p2, element="q1"), rtol=0, atol=1e-15)
+    assert _rel(solver.solve_problem(p1), solve_fe(p2, element="q1")) > 1e-3  # the velocity mattered
+
+
+def test_absorbing_boundary_on_a_mesh_file_lets_the_energy_out():
+    m = MeshTri.init_circle(4).scaled(100.0)
+    r = np.hypot(*m.p)
+    solver = FESolver(m, 1500.0, absorbing=True)
+    dt = 0.4 * solver.dt_max()
+    frames = solve_fe_mesh(m, 1500.0, Source(), np.exp(-(r**2) / (2 * 10.0**2)), "absorbing",
+                           TimeAxis(dt, 400, 1))
+    e = _energies(solver, frames, dt)
+    assert np.all(np.diff(e) <= 1e-12 * e[0]) and e[-1] < 0.02 * e[0]

@@ -125,6 +125,7 @@ class FESolver:
         self.sigma = np.zeros(self.n_nodes) if damping_nodes is None else np.asarray(damping_nodes, float)
         self.grid_pad = 0  # structured solvers: cells of absorbing layer around the grid
         self.grid_shape: tuple[int, int] | None = None  # structured solvers: (ny, nx) of the physical grid
+        self._layer: tuple[Grid, float] | None = None  # structured absorbing solvers: (grid, layer strength)
         self._assemble(velocity_nodes)
 
     def _assemble(self, velocity_nodes: np.ndarray | float) -> None:
@@ -143,7 +144,11 @@ class FESolver:
     def with_velocity(self, velocity: np.ndarray | float) -> FESolver:
         """A solver on the same mesh and boundaries with another velocity (nodes, or the grid [ny, nx])."""
         new = copy.copy(self)
-        new._assemble(self._to_nodes(velocity, edge=True))
+        c = self._to_nodes(velocity, edge=True)
+        if self._layer is not None:  # the layer's σ_max scales with c_max, as in from_problem
+            grid, strength = self._layer
+            new.sigma = layer_damping(grid, self.grid_pad, float(np.max(c)), strength)
+        new._assemble(c)
         return new
 
     # ---- stability
@@ -312,6 +317,7 @@ class FESolver:
         solver = cls(mesh, c, fixed_nodes=fixed, absorbing=kind == "absorbing", damping_nodes=sigma,
                      dtype=dtype)
         solver.grid_pad, solver.grid_shape = pad, grid.shape
+        solver._layer = (grid, layer_strength) if pad else None
         return solver
 
     def grid_nodes(self, j: np.ndarray, i: np.ndarray) -> np.ndarray:
