@@ -97,6 +97,7 @@ def test_resume_may_extend_epochs_without_schedule(data, tmp_path):
     short = train(_cfg(data, tmp_path / "short", epochs=2))
     longer = tt.write_config(tmp_path / "longer.yaml", tt.tiny_config(data, tmp_path / "short", epochs=4))
     _assert_same(_weights(straight), _weights(train_from_config(longer, resume=short)))
+    assert ck.read_run_config(short).epochs == 4  # the run now says how far it was trained
 
 
 def test_resume_refuses_other_changes(data, tmp_path):

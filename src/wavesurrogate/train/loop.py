@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from wavesurrogate.config import validate
+from wavesurrogate.config import dump_yaml, validate
 from wavesurrogate.data.windows import (
     ForecastWindows,
     SourceToFieldPoints,
@@ -367,6 +367,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resuming: bool, overwrite: bool, env
             raise CheckpointError(f"{run_dir / ck.OPTIM}: does not fit this config ({exc})") from None
         if env.main:
             ck.write_metrics(run_dir / ck.METRICS, history)  # drop lines of an epoch not committed
+            ck.atomic_write_text(run_dir / ck.CONFIG, dump_yaml(cfg))  # e.g. more epochs given on resume
     net: nn.Module = model
     if env.world > 1:
         ids = [env.device] if env.device.type == "cuda" else None
