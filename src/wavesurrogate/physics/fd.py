@@ -139,23 +139,24 @@ def fill_ghosts(u: np.ndarray, layout: Layout) -> np.ndarray:
     return u
 
 
-def face_coefficients(velocity: np.ndarray, layout: Layout,
-                      space_order: int) -> tuple[np.ndarray, np.ndarray]:
-    """c² at faces in m²/s², shapes = layout.shape: by[j, i] at (j+½, i), bx[j, i] at (j, i+½)."""
+def face_coefficients(velocity: np.ndarray, layout: Layout, space_order: int,
+                      scale: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """scale · c² at faces in m²/s², shapes = layout.shape: bx[j, i] at (j, i+½), by[j, i] at (j+½, i)."""
     c = boundaries.pad_edge(np.asarray(velocity, dtype=np.float64), layout.pad)
-    c2 = boundaries.mirror_extend(c, layout.ghost + 2) ** 2  # index k ↔ computational k − 2
+    c2 = boundaries.mirror_extend(c * c, layout.ghost + 2)  # index k ↔ computational k − 2
     ny, nx = layout.shape
 
-    def faces(a: np.ndarray) -> np.ndarray:  # along the last axis: face between k and k+1
+    def faces(a: list[np.ndarray], s: float) -> np.ndarray:  # a = c² at nodes k−1, k, k+1, k+2 of face k+½
         if space_order == 2:
-            return 0.5 * (a[..., 2:nx + 2] + a[..., 3:nx + 3])
-        pts = np.stack([a[..., 1:nx + 1], a[..., 2:nx + 2], a[..., 3:nx + 3], a[..., 4:nx + 4]])
-        cubic = (-pts[0] + 9.0 * pts[1] + 9.0 * pts[2] - pts[3]) / 16.0
-        return np.clip(cubic, pts.min(axis=0), pts.max(axis=0))
+            return (0.5 * s) * (a[1] + a[2])
+        cubic = (s / 16.0) * (9.0 * (a[1] + a[2]) - (a[0] + a[3]))
+        lo = s * np.minimum(np.minimum(a[0], a[1]), np.minimum(a[2], a[3]))
+        hi = s * np.maximum(np.maximum(a[0], a[1]), np.maximum(a[2], a[3]))
+        return np.clip(cubic, lo, hi)
 
-    bx = faces(c2[2:ny + 2])
-    nx, ny = ny, nx  # reuse faces() along y on the transposed array
-    by = faces(c2[:, 2:ny + 2].T).T
+    rows, cols = slice(2, ny + 2), slice(2, nx + 2)
+    bx = faces([c2[rows, 1 + k:nx + 1 + k] for k in range(4)], scale[1])
+    by = faces([c2[1 + k:ny + 1 + k, cols] for k in range(4)], scale[0])
     return bx, by
 
 
@@ -243,9 +244,7 @@ class FDSolver:
         if not np.all(np.isfinite(velocity)) or np.any(velocity <= 0):
             raise ConfigError("velocity: values must be finite and positive")
         dt = self.dt(velocity)
-        bx, by = face_coefficients(velocity, lay, so)
-        sy, sx = operator_scale(grid, dt, so)
-        bx, by = bx * sx, by * sy
+        bx, by = face_coefficients(velocity, lay, so, operator_scale(grid, dt, so))
         damp = None
         if self.damped:
             c_pad = boundaries.pad_edge(velocity, lay.pad)
