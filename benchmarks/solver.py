@@ -193,8 +193,9 @@ def main() -> None:
             for k, v in vars(args).items()),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),
                     "threads_used": 1, "python": platform.python_version(), "devito": devito.__version__,
-                    "numpy": np.__version__},
-        "notes": "throughput = (n + 2·20)² points × steps / warm seconds; float32; best of repeat",
+                    "numpy": np.__version__, "load_average_1_5_15_min": os.getloadavg()},
+        "notes": ("throughput = (n + 2·20)² points × steps / warm seconds (wall, and CPU time of this "
+                  "process); float32; best of repeat; a loaded machine lowers and scatters all numbers"),
         "results": rows,
     }
     print(json.dumps(out, indent=1))
