@@ -98,14 +98,19 @@ def frames_gif(fields: np.ndarray, t_s: np.ndarray, out: Path, title: str = "", 
     ax.set_xticks([])
     ax.set_yticks([])
     fig.colorbar(im, ax=ax, shrink=0.85, label="u (a.u.)", extend="both")
-    head = ax.set_title("")
+    head = ax.set_title(f"{title}  t = {t_s[-1] * 1e3:.1f} ms".strip())  # widest label, for the layout
+    canvas.draw()
+    fig.set_layout_engine("none")  # freeze the layout: no jitter between frames
+    head.set_text("")
+    canvas.draw()
+    background = canvas.copy_from_bbox(fig.bbox)  # everything but the image and the title
     images = []
-    for n, i in enumerate(range(0, fields.shape[0], step)):
+    for i in range(0, fields.shape[0], step):  # blit: redraw only the image, its frame and the title
+        canvas.restore_region(background)
         im.set_data(fields[i])
         head.set_text(f"{title}  t = {t_s[i] * 1e3:.1f} ms".strip())
-        canvas.draw()
-        if n == 0:
-            fig.set_layout_engine("none")  # freeze the first layout: no jitter between frames
+        for artist in (im, *ax.spines.values(), head):
+            ax.draw_artist(artist)
         images.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     with atomic_path(out) as tmp:
         iio.imwrite(tmp, np.stack(images), extension=".gif", duration=round(1000.0 / fps), loop=0)
