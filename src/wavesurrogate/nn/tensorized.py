@@ -62,7 +62,7 @@ def _tuple(value: int | Sequence[int], dim: int, name: str) -> tuple[int, ...]:
 
 
 def default_kernel_variance(fan_in: int) -> float:
-    """Variance of PyTorch's default conv weight (kaiming_uniform a=sqrt(5), U(+-fan_in^-1/2)): 1/(3 fan_in)."""
+    """Variance of PyTorch's default conv weight, kaiming_uniform(a=sqrt(5)): 1/(3 fan_in)."""
     return 1.0 / (3.0 * fan_in)
 
 
