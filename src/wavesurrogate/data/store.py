@@ -253,6 +253,11 @@ class DataFile:
                 raise _bad(p, f"dataset {k!r} has shape {f[k].shape}, expected {shape}")
         if f["velocity"].dtype != np.float32:
             raise _bad(p, "'velocity' must be float32")
+        kinds = {"x": "fiu", "y": "fiu", "t": "fiu", "split": "iu", "done": "biu", "checksum": "S"}
+        kinds.update({f"params/{k}": "fiu" for k in f["params"]})
+        for k, allowed in kinds.items():
+            if f[k].dtype.kind not in allowed:
+                raise _bad(p, f"dataset {k!r} has dtype {f[k].dtype}, which is not of the schema")
         for k in ("dt", "dx", "dy"):
             v = _attr(f.attrs[k])
             if not isinstance(v, int | float) or not np.isfinite(v) or v <= 0:
