@@ -8,6 +8,7 @@ one time step ``time.dt_s`` for the whole campaign, before anything is written.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -267,10 +268,29 @@ def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
     return cfg.time.dt_s
 
 
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_size(cfg: CampaignConfig) -> None:
+    """ConfigError if the frames of one case (float32) cannot fit in this machine's memory."""
+    g, t = cfg.grid, cfg.time
+    need, have = 4 * g.nx * g.ny * t.n_frames, _memory_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"grid: one case of grid.nx · grid.ny · time.n_frames = {g.nx} · {g.ny} · "
+                          f"{t.n_frames} float32 values needs {need / 1e9:.3g} GB, more than this machine's "
+                          f"{have / 1e9:.3g} GB of memory")
+
+
 def resolve(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
-    """Cross-field checks (domain, seeds, medium file, CFL) and the one time step: the resolved config."""
+    """Cross-field checks (size, domain, seeds, medium file, CFL) and the one time step: the resolved cfg."""
     from wavesurrogate.physics.fd import choose_dt
 
+    _check_size(cfg)
     if isinstance(cfg.medium, FileMedium) and base_dir is not None:
         p = Path(cfg.medium.path)
         if not p.is_absolute():
