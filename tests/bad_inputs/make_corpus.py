@@ -173,6 +173,8 @@ H5_EDITS: dict[str, Callable[[h5py.File], None]] = {
     "h5_checksum_mismatch": _flip_value,
     "h5_case_not_done": lambda f: f["done"].__setitem__(0, False),
     "h5_nan_coordinate": lambda f: _replace(f, "t", np.full(f["t"].shape, np.nan)),
+    "h5_string_params": lambda f: _replace(f, "params/wavenumber", np.array([b"a", b"b", b"c", b"d"])),
+    "h5_float_split": lambda f: _replace(f, "split", f["split"][()].astype(np.float64)),
 }
 
 
