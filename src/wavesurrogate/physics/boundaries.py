@@ -1,8 +1,9 @@
 """Boundary treatment for the FD solver: ghost extensions, the absorbing sponge, and its measured reflection.
 
 The absorbing layer is a sponge u_tt + η(x)·u_t = ∇·(c²∇u) of ``width`` cells outside the physical grid,
-velocity extended by edge replication, with a smooth profile η(d) = A·c/L·(d/L)^p (d the distance into
-the layer, L its thickness) and a reflecting (Dirichlet) outer edge.
+velocity extended by edge replication, with a profile η(d) = A·c/L·(d/L)^p (d the distance into the
+layer, L its thickness), closed at its outer edge by the first-order (Engquist–Majda) absorbing
+condition u_t = c·∂u/∂n discretised by the box scheme.
 """
 
 from __future__ import annotations
@@ -10,14 +11,22 @@ from __future__ import annotations
 import numpy as np
 
 # Sponge profile η(d) = SPONGE_STRENGTH·c/L·(d/L)^SPONGE_POWER, tuned with reflection_coefficient().
-SPONGE_STRENGTH = 10.0
-SPONGE_POWER = 1.5
+SPONGE_STRENGTH = 2.0
+SPONGE_POWER = 1.0
 
 
 def ghost_signs(kind: str) -> tuple[float, float]:
-    """(ghost sign, edge factor) of an edge: odd extension with u = 0 on the edge (Dirichlet, and the
-    outer edge of an absorbing layer) or even (mirror) extension (Neumann)."""
-    return (1.0, 1.0) if kind == "neumann" else (-1.0, 0.0)
+    """(ghost sign, edge factor) of an edge: odd extension with u = 0 on the edge (Dirichlet) or even
+    (mirror) extension (Neumann, and the outer edge of an absorbing layer, whose edge value the
+    first-order absorbing condition then sets)."""
+    return (-1.0, 0.0) if kind == "dirichlet" else (1.0, 1.0)
+
+
+def abc_coefficient(c_mps: np.ndarray, dt_s: float, h_m: float) -> np.ndarray:
+    """κ = (1 − ρ)/(1 + ρ), ρ = c·dt/h, of the box-scheme first-order absorbing condition u_t = ±c·u_n:
+    u_edge⁺ = u_next + κ·(u_edge − u_next⁺) (dimensionless)."""
+    rho = np.asarray(c_mps) * dt_s / h_m
+    return (1.0 - rho) / (1.0 + rho)
 
 
 def pad_edge(a: np.ndarray, widths: tuple[int, int]) -> np.ndarray:

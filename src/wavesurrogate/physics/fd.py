@@ -139,6 +139,20 @@ def fill_ghosts(u: np.ndarray, layout: Layout) -> np.ndarray:
     return u
 
 
+def absorb_edges(new: np.ndarray, old: np.ndarray, abc: tuple[np.ndarray | None, np.ndarray | None],
+                 layout: Layout) -> None:
+    """In place: outer-edge values of absorbing axes from the box-scheme condition, x edges then y edges."""
+    g = layout.ghost
+    my, mx = layout.inner_shape
+    kx, ky = abc[1], abc[0]
+    if kx is not None:
+        for e, nb in ((g, g + 1), (g + mx - 1, g + mx - 2)):
+            new[:, e] = old[:, nb] + kx[:, e] * (old[:, e] - new[:, nb])
+    if ky is not None:
+        for e, nb in ((g, g + 1), (g + my - 1, g + my - 2)):
+            new[e] = old[nb] + ky[e] * (old[e] - new[nb])
+
+
 def face_coefficients(velocity: np.ndarray, layout: Layout, space_order: int,
                       scale: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
     """scale · c² at faces in m²/s², shapes = layout.shape: bx[j, i] at (j, i+½), by[j, i] at (j+½, i)."""
@@ -196,6 +210,7 @@ class Arrays:
     by: np.ndarray  # scaled coefficients dt²·c²_face/h² (/576 for 4th order)
     bx: np.ndarray
     damp: np.ndarray | None  # η·dt/2, None if no sponge
+    abc: tuple[np.ndarray | None, np.ndarray | None]  # per axis (y, x): κ of the outer-edge condition
     u0: np.ndarray  # ghost-filled u at step 0
     um1: np.ndarray  # ghost-filled u at step −1 (Taylor)
     source: np.ndarray  # dt²·g(x) (dense), 1/m² · s²
@@ -251,6 +266,9 @@ class FDSolver:
             eta = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
             damp = np.zeros(lay.shape)
             damp[lay.inner] = 0.5 * dt * eta
+        c_comp = boundaries.mirror_extend(boundaries.pad_edge(velocity, lay.pad), lay.ghost)
+        abc = tuple(boundaries.abc_coefficient(c_comp, dt, h) if kind == "absorbing" else None
+                    for kind, h in zip(lay.kinds, (grid.dy, grid.dx), strict=True))
         source = source or Source()
         dense = np.zeros(lay.shape)
         dense[lay.physical] = dt**2 * grid_footprint(source, grid)
@@ -271,8 +289,8 @@ class FDSolver:
         def cast(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.ascontiguousarray(a, dtype=self.dtype)
 
-        return Arrays(lay, so, cast(by), cast(bx), cast(damp), cast(u0), cast(um1), dense,
-                      wave, n_steps, self.time.frame_stride, self.time.n_frames)
+        return Arrays(lay, so, cast(by), cast(bx), cast(damp), (cast(abc[0]), cast(abc[1])), cast(u0),
+                      cast(um1), dense, wave, n_steps, self.time.frame_stride, self.time.n_frames)
 
     def run(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None, *,
             initial_field: np.ndarray | None = None, progress: Any = None,
@@ -322,6 +340,7 @@ def run_numpy(a: Arrays, report: Callable[[int], None] | None = None) -> np.ndar
             u_prev[inner] = 2 * u[inner] - u_prev[inner] + lap
         else:
             u_prev[inner] = (2 * u[inner] - num_prev * u_prev[inner] + lap) / denom
+        absorb_edges(u_prev, u, a.abc, lay)
         fill_ghosts(u_prev, lay)
         u_prev, u = u, u_prev
         if (n + 1) % a.stride == 0:

@@ -63,7 +63,8 @@ class DevitoStepper:
         kw = {"grid": grid, "space_order": 0, "dtype": self.dtype.type}
         u = TimeFunction(name="u", time_order=2, **kw)
         bx, by = Function(name="bx", **kw), Function(name="by", **kw)
-        consts = {k: Constant(name=k, dtype=self.dtype.type) for k in ("sy", "ey", "sx", "ex")}
+        consts = {k: Constant(name=k, dtype=self.dtype.type) for k in ("sy", "ey", "sx", "ex", "my", "mx")}
+        kappa_x, kappa_y = Function(name="kappa_x", **kw), Function(name="kappa_y", **kw)
 
         def U(dy: int = 0, dx: int = 0) -> Any:
             return u[t, y + dy, x + dx]
@@ -99,9 +100,14 @@ class DevitoStepper:
         eqs += src.inject(field=u.forward, expr=src)
         ymax, xmax = y.symbolic_max, x.symbolic_max
         n = t + 1
-        ey, ex, sy, sx = consts["ey"], consts["ex"], consts["sy"], consts["sx"]
-        eqs += [Eq(u[n, g, x], ey * u[n, g, x]), Eq(u[n, ymax - g, x], ey * u[n, ymax - g, x]),
-                Eq(u[n, y, g], ex * u[n, y, g]), Eq(u[n, y, xmax - g], ex * u[n, y, xmax - g])]
+        ey, ex, sy, sx, my, mx = (consts[k] for k in ("ey", "ex", "sy", "sx", "my", "mx"))
+        # edges: e·u (Dirichlet 0, Neumann 1), or (absorbing, m = 1) the box-scheme condition; x then y
+        for e, nb in ((g, g + 1), (xmax - g, xmax - g - 1)):
+            abc = u[t, y, nb] + kappa_x[y, e] * (u[t, y, e] - u[n, y, nb])
+            eqs.append(Eq(u[n, y, e], ex * u[n, y, e] + mx * abc))
+        for e, nb in ((g, g + 1), (ymax - g, ymax - g - 1)):
+            abc = u[t, nb, x] + kappa_y[e, x] * (u[t, e, x] - u[n, nb, x])
+            eqs.append(Eq(u[n, e, x], ey * u[n, e, x] + my * abc))
         for k in range(1, g + 1):
             eqs += [Eq(u[n, g - k, x], sy * u[n, g + k, x]),
                     Eq(u[n, ymax - g + k, x], sy * u[n, ymax - g - k, x]),
@@ -112,7 +118,8 @@ class DevitoStepper:
         eqs.append(Eq(usave, u))
         self._op = Operator(eqs, name="wavesurrogate_fd")
         _ = self._op.cfunction  # compile now (cached on disk by devito across processes)
-        self._f = {"u": u, "bx": bx, "by": by, "damp": damp, "src": src, "usave": usave, **consts}
+        self._f = {"u": u, "bx": bx, "by": by, "damp": damp, "kappa_x": kappa_x, "kappa_y": kappa_y,
+                   "src": src, "usave": usave, **consts}
         self._factor_name = tsub.symbolic_factor.name
         self._n_points, self._nt = n_points, nt
 
@@ -147,8 +154,12 @@ class DevitoStepper:
         src.interpolation_coeffs.data[:] = coeffs
         src.data[:] = (a.wave[:, None] * amp[None, :]).astype(self.dtype)
         (sy, ey), (sx, ex) = self.layout.signs
-        for k, v in (("sy", sy), ("ey", ey), ("sx", sx), ("ex", ex)):
+        my, mx = (float(k is not None) for k in a.abc)
+        ey, ex = ey * (1.0 - my), ex * (1.0 - mx)  # an absorbing edge is set by the condition alone
+        for k, v in (("sy", sy), ("ey", ey), ("sx", sx), ("ex", ex), ("my", my), ("mx", mx)):
             f[k].data = v
+        for k, arr in (("kappa_y", a.abc[0]), ("kappa_x", a.abc[1])):
+            f[k].data[:] = 0.0 if arr is None else arr
         stops = _chunks(a.n_steps, a.stride, a.n_frames, report is not None)
         start = 0
         for stop in stops:
