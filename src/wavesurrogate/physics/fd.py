@@ -139,6 +139,26 @@ def fill_ghosts(u: np.ndarray, layout: Layout) -> np.ndarray:
     return u
 
 
+def edge_coefficients(velocity: np.ndarray, layout: Layout, dt_s: float,
+                      spacing: tuple[float, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per axis (y, x): κ of the outer-edge absorbing condition on its two outer edges (zero elsewhere),
+    shape = layout.shape; None for a reflecting axis."""
+    c = boundaries.mirror_extend(boundaries.pad_edge(velocity, layout.pad), layout.ghost)
+    g = layout.ghost
+    out: list[np.ndarray | None] = []
+    for axis, (kind, h) in enumerate(zip(layout.kinds, spacing, strict=True)):
+        if kind != "absorbing":
+            out.append(None)
+            continue
+        kappa = np.zeros(layout.shape)
+        m = layout.inner_shape[axis]
+        for e in (g, g + m - 1):
+            idx = (slice(None), e) if axis == 1 else (e, slice(None))
+            kappa[idx] = boundaries.abc_coefficient(c[idx], dt_s, h)
+        out.append(kappa)
+    return out[0], out[1]
+
+
 def absorb_edges(new: np.ndarray, old: np.ndarray, abc: tuple[np.ndarray | None, np.ndarray | None],
                  layout: Layout) -> None:
     """In place: outer-edge values of absorbing axes from the box-scheme condition, x edges then y edges."""
@@ -266,9 +286,7 @@ class FDSolver:
             eta = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
             damp = np.zeros(lay.shape)
             damp[lay.inner] = 0.5 * dt * eta
-        c_comp = boundaries.mirror_extend(boundaries.pad_edge(velocity, lay.pad), lay.ghost)
-        abc = tuple(boundaries.abc_coefficient(c_comp, dt, h) if kind == "absorbing" else None
-                    for kind, h in zip(lay.kinds, (grid.dy, grid.dx), strict=True))
+        abc = edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx))
         source = source or Source()
         dense = np.zeros(lay.shape)
         dense[lay.physical] = dt**2 * grid_footprint(source, grid)
