@@ -216,3 +216,11 @@ def test_read_shard_detects_tampering(tmp_path: Path) -> None:
     os.replace(tmp_path / "case-000000.npz", tmp_path / "case-000001.npz")
     with pytest.raises(DataFileError, match="does not match"):
         read_shard(tmp_path, other, frames.shape)
+
+
+@pytest.mark.slow  # devito imports and generates code in three processes
+def test_devito_backend_bytes_independent_of_processes(tmp_path: Path) -> None:
+    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml", solver={"backend": "devito"}))
+    one = simulate(cfg, tmp_path / "one.h5", workers=1, progress=False)  # compiled in this process
+    two = simulate(cfg, tmp_path / "two.h5", workers=2, progress=False)  # compiled in two fresh workers
+    assert one.read_bytes() == two.read_bytes()

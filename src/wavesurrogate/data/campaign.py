@@ -10,6 +10,7 @@ order, interruptions or the number of workers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -293,10 +294,21 @@ def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_
             client.cancel(list(futures))
 
 
+def code_fingerprint() -> str:
+    """sha256 of the source files that determine a case's numbers (physics/*.py, data/campaign.py)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in sorted((root / "physics").glob("*.py")) + [Path(__file__).resolve()]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
 def _manifest(cfg: CampaignConfig) -> dict[str, str]:
+    """What shards depend on: schema, package version, solver code and the resolved config."""
     from wavesurrogate import __version__
 
-    return {"schema": SCHEMA, "package_version": __version__, "config_yaml": dump_yaml(cfg)}
+    return {"schema": SCHEMA, "package_version": __version__, "code_sha256": code_fingerprint(),
+            "config_yaml": dump_yaml(cfg)}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -314,8 +326,8 @@ def _prepare_work(work: Path, manifest: dict[str, str], overwrite: bool) -> None
         shards = list(work.glob("case-*.npz"))
         if old != manifest and (shards or old is not None):
             if not overwrite:
-                raise UserError(f"{work}: holds shards of a different config or package version; "
-                                f"remove it or pass --overwrite")
+                raise UserError(f"{work}: holds shards of a different config, package version or solver "
+                                f"code; remove it or pass --overwrite")
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     for tmp in work.glob(".*.tmp"):  # partial writes of a killed run
