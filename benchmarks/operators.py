@@ -1,0 +1,480 @@
+"""Peers at matched parameter budgets, trained and measured by one harness; prints JSON.
+
+    .venv/bin/python benchmarks/operators.py [--jobs 2] [--out benchmarks/out/operators.json]
+    .venv/bin/python benchmarks/operators.py --write-configs     # regenerate configs/peers/{forecast,field}/
+    .venv/bin/python benchmarks/operators.py --smoke             # minutes: one budget, one epoch, few cases
+
+What it does, in order:
+1. Data: runs the campaigns configs/peers/forecast64_small.yaml (forecast task) and
+   configs/peers/source64.yaml (source-to-field task) into runs/peers/data/ (skipped when the files exist).
+2. Training: every config in configs/peers/forecast/ and configs/peers/field/ through ``train.loop.train``
+   (same optimiser, schedule, epochs, batch and data per task; one intra-op thread per run; ``--jobs`` runs at
+   once). A run directory that already finished its epochs is reused.
+3. Measuring, one model at a time and nothing else of ours running: each model is rebuilt with ``load_run``
+   from its run directory (best weights) and
+   - forecast: one-step error on the test cases' windows, a rollout from frame ``--rollout-start`` (after the
+     source has stopped injecting) with errors at horizons 10 and 40, latency at batch 1 and 32
+     (``eval.bench.latency_ms``), the 40-step rollout at batch 1, and the speed-up over the FD solver
+     (``eval.bench.time_solver``: devito, one thread, advancing the same frames of a test case);
+   - source-to-field: the whole test field (predict_grid on the file's grid), and for one new source position
+     at the 4,096 points of the last frame: the latency (DeepONet: trunk precomputed for the fixed query grid,
+     and all points new), the FD solver's time to reach that frame, and the speed-up.
+Errors are in the data's field units (predictions de-normalised with the run's training statistics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer_models  # noqa: E402,F401,I001  (registers field_decoder)
+from wavesurrogate.data.windows import ForecastWindows, scale_axis  # noqa: E402
+from wavesurrogate.eval import bench as B  # noqa: E402
+from wavesurrogate.eval import metrics as M  # noqa: E402
+from wavesurrogate.nn import registry  # noqa: E402
+from wavesurrogate.nn.operators import params_for_budget  # noqa: E402
+from wavesurrogate.nn.rollout import rollout  # noqa: E402
+from wavesurrogate.train.checkpoint import load_run, read_json  # noqa: E402
+from wavesurrogate.train.config import TrainConfig, load_train_config  # noqa: E402
+from wavesurrogate.train.loop import config_from_dict, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "peers"
+BUDGETS = (10_000, 50_000, 250_000)
+N_IN, N_OUT = 4, 1
+FIELD_PARAMS = ["source_x_m", "source_y_m"]
+CP_RANK_RATIO = 1.0  # compressed CNNs: CP rank = round(ratio * width) in every spatial conv
+QUERY_POINTS = 4096
+TARGET_MS = 5.0
+
+DATA = {"forecast": ("forecast64_small.yaml", "runs/peers/data/forecast64_small.h5"),
+        "source_to_field": ("source64.yaml", "runs/peers/data/source64.h5")}
+
+# Settings shared by every run of a task: only the model differs.
+COMMON: dict[str, Any] = {"seed": 0, "optim": {"name": "adam", "lr": 1e-3},
+                          "schedule": {"name": "cosine", "min_lr": 1e-5}, "num_threads": 1, "progress": False}
+TASK_SETTINGS: dict[str, dict[str, Any]] = {
+    "forecast": {"epochs": 4, "batch_size": 8,
+                 "data": {"task": "forecast", "n_in": N_IN, "n_out": N_OUT, "window_stride": 8,
+                          "val_fraction": 0.1}},
+    "source_to_field": {"epochs": 16, "batch_size": 8,
+                        "data": {"task": "source_to_field", "points_per_case": 2048, "val_fraction": 0.1,
+                                 "params": FIELD_PARAMS}},
+}
+SUBDIR = {"forecast": "forecast", "source_to_field": "field"}
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+
+def _count(name: str, kwargs: dict[str, Any]) -> int:
+    return B.count_trainable(registry.build(name, kwargs))
+
+
+def width_for_budget(name: str, kwargs_of: Any, target: int, lo: int = 1, hi: int = 1024) -> dict[str, Any]:
+    """kwargs_of(width) whose parameter count is nearest ``target`` (count grows with width; bisection)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _count(name, kwargs_of(mid)) < target:
+            lo = mid
+        else:
+            hi = mid
+    best = min((lo, hi), key=lambda w: abs(math.log(_count(name, kwargs_of(w)) / target)))
+    return kwargs_of(best)
+
+
+def _cp(width: int) -> dict[str, Any]:
+    return {"format": "cp", "rank": max(2, round(CP_RANK_RATIO * width))}
+
+
+def model_specs(budgets: tuple[int, ...], geometry: dict[str, int]) -> list[tuple[str, str, str, dict]]:
+    """(task, label, registry name, kwargs) of every compared model at every budget."""
+    cnn = {"n_in": N_IN, "n_out": N_OUT, "depth": 2}
+    dec = {"n_params": len(FIELD_PARAMS), **geometry}
+    out = []
+    for b in budgets:
+        tag = f"{b // 1000}k"
+        out.append(("forecast", f"cnn_dense_{tag}", "cnn2d",
+                    width_for_budget("cnn2d", lambda w: {**cnn, "width": w}, b)))
+        out.append(("forecast", f"cnn_cp_{tag}", "cnn2d",
+                    width_for_budget("cnn2d", lambda w: {**cnn, "width": w, "conv": _cp(w)}, b)))
+        for name in ("fno", "tfno"):
+            out.append(("forecast", f"{name}_{tag}", name,
+                        params_for_budget(name, b, n_in=N_IN, n_out=N_OUT, domain_padding=0.125)))
+        out.append(("source_to_field", f"deeponet_{tag}", "deeponet",
+                    params_for_budget("deeponet", b, n_params=len(FIELD_PARAMS))))
+        out.append(("source_to_field", f"decoder_cp_{tag}", "field_decoder",
+                    width_for_budget("field_decoder", lambda w: {**dec, "width": w, "conv": _cp(w)}, b)))
+    return out
+
+
+def run_config(task: str, label: str, name: str, kwargs: dict[str, Any], workdir: str) -> dict[str, Any]:
+    """The training config mapping of one run (paths relative to the repository root)."""
+    s = TASK_SETTINGS[task]
+    return {"name": label, **COMMON, "out": f"{workdir}/{label}", "epochs": s["epochs"],
+            "batch_size": s["batch_size"], "data": {"path": DATA[task][1], **s["data"]},
+            "model": {"name": name, "kwargs": kwargs}}
+
+
+def write_configs(workdir: str = "runs/peers") -> list[Path]:
+    """Write configs/peers/{forecast,field}/<label>.yaml from the budget rules; the paths written."""
+    geometry = _field_geometry(CONFIGS / DATA["source_to_field"][0])
+    paths = []
+    for task, label, name, kwargs in model_specs(BUDGETS, geometry):
+        cfg = run_config(task, label, name, kwargs, workdir)
+        config_from_dict(cfg)  # validate
+        p = CONFIGS / SUBDIR[task] / f"{label}.yaml"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        head = (f"# {label}: {name} near {label.rsplit('_', 1)[1]} parameters "
+                f"({_count(name, kwargs):,}); written by benchmarks/operators.py --write-configs\n")
+        p.write_text(head + yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+def _field_geometry(campaign_yaml: Path) -> dict[str, int]:
+    c = yaml.safe_load(campaign_yaml.read_text(encoding="utf-8"))
+    return {"n_frames": int(c["time"]["n_frames"]), "ny": int(c["grid"]["ny"]), "nx": int(c["grid"]["nx"])}
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+def make_data(smoke: bool) -> dict[str, Path]:
+    """Run the two campaigns unless their files exist; {task: data file}."""
+    from wavesurrogate.data.campaign import simulate
+    from wavesurrogate.data.campaign_config import load_campaign_config
+
+    out = {}
+    for task, (cfg_name, rel) in DATA.items():
+        path = ROOT / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cfg = load_campaign_config(CONFIGS / cfg_name)
+            t0 = time.perf_counter()
+            simulate(cfg, path, progress=False)
+            print(f"[operators] simulated {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        out[task] = path
+    return out
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    from wavesurrogate.data.store import open_data
+
+    with open_data(path) as f:
+        return {"file": str(path.relative_to(ROOT)), "cases": int(f.n_cases),
+                "train_pool_cases": int(np.sum(f.split == 0)), "test_cases": int(np.sum(f.split == 1)),
+                "frames": int(f.n_frames), "grid": [int(f.ny), int(f.nx)], "frame_dt_s": float(f.frame_dt),
+                "dt_s": float(f.dt), "frame_stride": int(f.frame_stride)}
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def _finished(cfg: TrainConfig) -> bool:
+    """True if the run directory holds a finished run of exactly this config (then it is reused)."""
+    from wavesurrogate.errors import UserError
+    from wavesurrogate.train.checkpoint import read_run_config
+
+    run = ROOT / str(cfg.out)
+    try:
+        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        same = read_run_config(run).model_dump() == cfg.resolved().model_dump()
+    except (OSError, UserError):
+        return False
+    return same and (run / "weights.safetensors").is_file() and len(lines) >= cfg.epochs
+
+
+def train_one(cfg_path: str) -> tuple[str, float]:
+    """Train one config (in a worker process); (config path, wall seconds)."""
+    os.chdir(ROOT)  # a spawned worker re-imports this module, which registers the decoder
+    cfg = load_train_config(cfg_path)
+    t0 = time.perf_counter()
+    train(cfg, overwrite=True)
+    return cfg_path, time.perf_counter() - t0
+
+
+def train_all(cfgs: list[tuple[Path, TrainConfig]], jobs: int) -> dict[str, float]:
+    """Train every unfinished config, ``jobs`` at a time (largest first); {config path: wall seconds}."""
+    todo = [str(p) for p, c in cfgs if not _finished(c)]
+    todo.sort(key=lambda p: -int(Path(p).stem.rsplit("_", 1)[1].rstrip("k")))
+    walls: dict[str, float] = {}
+    if not todo:
+        return walls
+    if jobs <= 1:
+        for p in todo:
+            walls[p] = train_one(p)[1]
+            print(f"[operators] trained {Path(p).stem} in {walls[p]:.0f} s", file=sys.stderr, flush=True)
+        return walls
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as ex:
+        for fut in as_completed([ex.submit(train_one, p) for p in todo]):
+            p, w = fut.result()
+            walls[p] = w
+            print(f"[operators] trained {Path(p).stem} in {w:.0f} s", file=sys.stderr, flush=True)
+    return walls
+
+
+def _history(run: Path) -> dict[str, Any]:
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if s]
+    meta = read_json(run / "model.json")
+    return {"epochs": len(lines), "steps": int(lines[-1]["step"]),
+            "train_seconds": sum(x["seconds"] for x in lines),
+            "first_train_loss": lines[0]["train_loss"], "last_train_loss": lines[-1]["train_loss"],
+            "best_val_loss": min((x["val_loss"] for x in lines if x["val_loss"] is not None), default=None),
+            "model_json_n_params": meta.get("n_params")}
+
+
+# ------------------------------------------------------------------------------------------------- forecast
+
+
+def _test_cases(f: Any) -> np.ndarray:
+    return np.flatnonzero((f.split == 1) & f.done)
+
+
+@torch.no_grad()
+def forecast_errors(model: torch.nn.Module, stats: dict[str, Any], fields: np.ndarray, velocity: np.ndarray,
+                    window_stride: int, rollout_start: int, horizons: tuple[int, ...]) -> dict[str, Any]:
+    """One-step errors over test windows and rollout errors from ``rollout_start`` (field units)."""
+    fm, fs = float(stats["field_mean"]), float(stats["field_std"])
+    ds = ForecastWindows(fields, velocity, N_IN, N_OUT, stats, window_stride)
+    preds, trues = [], []
+    for s in range(0, len(ds), 32):
+        xs, ys = zip(*(ds[i] for i in range(s, min(s + 32, len(ds)))), strict=True)
+        preds.append(model(torch.stack(xs)).double() * fs + fm)
+        trues.append(torch.stack(ys).double() * fs + fm)
+    p, t = torch.cat(preds), torch.cat(trues)
+    out: dict[str, Any] = {"one_step": {"windows": int(p.shape[0]), "window_stride": window_stride,
+                                        "rel_l2_pooled": M.pooled_rel_l2(p, t),
+                                        "rmse": float(M.rmse(p, t).pow(2).mean().sqrt())}}
+    n_steps = min(max(horizons), fields.shape[1] - rollout_start - N_IN)
+    norm = ForecastWindows(fields, velocity, N_IN, 1, stats)
+    x0 = norm.fields[:, rollout_start : rollout_start + N_IN]
+    pred = rollout(model, x0, norm.velocity, n_steps).double() * fs + fm
+    s0 = rollout_start + N_IN
+    true = torch.from_numpy(fields[:, s0 : s0 + n_steps].astype(np.float64))
+    errs = M.rollout_errors(pred, true)
+    out["rollout"] = {"start_frame": rollout_start, "steps": n_steps, "cases": int(fields.shape[0]),
+                      "rel_l2": {str(h): errs["rel_l2"][h - 1] for h in horizons if h <= n_steps},
+                      "rmse": {str(h): errs["rmse"][h - 1] for h in horizons if h <= n_steps},
+                      "diverged_at": M.diverged_at(errs)}
+    return out
+
+
+def measure_forecast(run: Path, data: Path, solver: dict[str, Any], args: argparse.Namespace) -> dict:
+    """Rebuild a forecast run from its directory and measure errors, latency and speed-up."""
+    from wavesurrogate.data.store import open_data
+
+    model, info = load_run(run, "best")
+    with open_data(data) as f:
+        fields, velocity = f.load_all(_test_cases(f))
+    rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
+                           "params": B.count_trainable(model), "weight_bytes": B.weight_bytes(model),
+                           "best_epoch": info.best_epoch, **_history(run)}
+    rec.update(forecast_errors(model, info.stats, fields, velocity, args.window_stride, args.rollout_start,
+                               (10, 40)))
+    shape = (N_IN + 1, *fields.shape[-2:])
+    b1 = B.latency_ms(model, (1, *shape), warmup=3, repeats=args.repeats)
+    b32 = B.latency_ms(model, (32, *shape), warmup=1, repeats=max(3, args.repeats // 4))
+    x0 = torch.randn(1, N_IN, *fields.shape[-2:])
+    v0 = torch.randn(1, *fields.shape[-2:])
+    steps = rec["rollout"]["steps"]
+    roll_s = B.solver_seconds(lambda: rollout(model, x0, v0, steps), repeats=3)
+    rec.update(latency_b1=b1.to_dict(), latency_b32=b32.to_dict(), rollout_b1_seconds=roll_s)
+    one, many = solver["one_frame"]["seconds"], solver["rollout"]["seconds"]
+    rec.update(speedup_b1=B.speedup(one, b1.per_sample_ms / 1e3),
+               speedup_b32=B.speedup(one, b32.per_sample_ms / 1e3), speedup_rollout=B.speedup(many, roll_s))
+    return rec
+
+
+# ------------------------------------------------------------------------------------------ source to field
+
+
+def _axes(f: Any, stats: dict[str, Any]) -> list[torch.Tensor]:
+    lo, hi = stats["coord_min"], stats["coord_max"]
+    return [torch.from_numpy(scale_axis(a, lo[k], hi[k]).astype(np.float32))
+            for k, a in enumerate((f.x, f.y, f.t))]
+
+
+def _norm_params(f: Any, stats: dict[str, Any], cases: np.ndarray) -> torch.Tensor:
+    names = list(stats["param_names"])
+    p = np.stack([np.asarray(f.params[n], np.float64)[cases] for n in names], axis=1)
+    p = (p - np.asarray(stats["param_mean"])) / np.asarray(stats["param_std"])
+    return torch.from_numpy(p.astype(np.float32))
+
+
+def _field_summary(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+    return {"rel_l2_mean": float(torch.nanmean(M.rel_l2(pred, true))),
+            "rel_l2_pooled": M.pooled_rel_l2(pred, true),
+            "rmse": float(M.rmse(pred, true).pow(2).mean().sqrt()),
+            "field_rms": float(true.pow(2).mean().sqrt())}
+
+
+def measure_field(run: Path, data: Path, solver: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Rebuild a source-to-field run; whole-field test errors; latency for one new source at 4,096 points."""
+    from wavesurrogate.data.store import open_data
+
+    model, info = load_run(run, "best")
+    s = info.stats
+    fm, fs = float(s["field_mean"]), float(s["field_std"])
+    with open_data(data) as f:
+        cases = _test_cases(f)
+        fields, _ = f.load_all(cases)
+        ax_x, ax_y, ax_t = _axes(f, s)
+        params = _norm_params(f, s, cases)
+    true = torch.from_numpy(fields.astype(np.float64))
+    with torch.inference_mode():
+        pred = torch.cat([model.predict_grid(params[i : i + 8], ax_x, ax_y, ax_t).double() * fs + fm
+                          for i in range(0, len(cases), 8)])
+    rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
+                           "params": B.count_trainable(model), "weight_bytes": B.weight_bytes(model),
+                           "best_epoch": info.best_epoch, **_history(run), "test_cases": int(len(cases)),
+                           "test_whole_field": _field_summary(pred, true),
+                           "test_last_frame": _field_summary(pred[:, -1:], true[:, -1:])}
+    # one new source, 4,096 query points = the last frame's grid nodes
+    tq = ax_t[-1]
+    yy, xx = torch.meshgrid(ax_y, ax_x, indexing="ij")
+    q = torch.stack([xx, yy, torch.full_like(xx, float(tq))], dim=-1).reshape(-1, 3)
+    p1 = params[:1]
+    lat: dict[str, Any] = {"query_points": int(q.shape[0]), "threads": torch.get_num_threads()}
+    with torch.inference_mode():
+        if hasattr(model, "trunk_basis"):
+            basis = model.trunk_basis(q)
+            cached = B.time_calls(lambda: model.combine(model.branch_coeffs(p1), basis),
+                                  warmup=20, repeats=200)
+            lat["cached_trunk_ms"] = 1e3 * float(np.median(cached))
+            same = torch.allclose(model.combine(model.branch_coeffs(p1), basis), model(p1, q), atol=1e-5)
+            lat["cached_equals_full"] = bool(same)
+        full = B.time_calls(lambda: model(p1, q), warmup=3, repeats=args.repeats)
+        lat["all_new_points_ms"] = 1e3 * float(np.median(full))
+    best_ms = lat.get("cached_trunk_ms", lat["all_new_points_ms"])
+    lat["meets_5ms"] = best_ms <= TARGET_MS
+    solve = solver["to_last_frame"]["seconds"]
+    lat["speedup_fixed_query"] = B.speedup(solve, best_ms / 1e3)
+    lat["speedup_all_new_points"] = B.speedup(solve, lat["all_new_points_ms"] / 1e3)
+    rec["new_source_latency"] = lat
+    return rec
+
+
+# ------------------------------------------------------------------------------------------------- solver
+
+
+def time_solvers(data: dict[str, Path], rollout_steps: int, repeats: int) -> dict[str, Any]:
+    """FD solver seconds (devito, one thread) for the answers the surrogates give, on the first test case."""
+    from wavesurrogate.data.store import open_data
+
+    out: dict[str, Any] = {}
+    for task, path in data.items():
+        with open_data(path) as f:
+            c = int(_test_cases(f)[0])
+            params = {k: float(v[c]) for k, v in f.params.items()}
+            cfg_yaml, dt, n_frames = f.attrs["config_yaml"], f.dt, f.n_frames
+        if task == "forecast":
+            out["forecast"] = {
+                "case": c,
+                "one_frame": B.time_solver(cfg_yaml, dt, params, 1, 1, repeats=repeats),
+                "rollout": B.time_solver(cfg_yaml, dt, params, 1, rollout_steps, repeats=repeats)}
+        else:
+            out["source_to_field"] = {
+                "case": c,
+                "to_last_frame": B.time_solver(cfg_yaml, dt, params, 1, n_frames - 1, repeats=repeats)}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def _load_configs(smoke: bool, workdir: str) -> list[tuple[Path, TrainConfig]]:
+    """The run configs: the committed files, or (smoke) 10 k models, one epoch, few cases, in ``workdir``."""
+    if not smoke:
+        paths = sorted((CONFIGS / "forecast").glob("*.yaml")) + sorted((CONFIGS / "field").glob("*.yaml"))
+        if not paths:
+            raise SystemExit("no configs in configs/peers/{forecast,field}: run with --write-configs first")
+        return [(p, load_train_config(p)) for p in paths]
+    geometry = _field_geometry(CONFIGS / DATA["source_to_field"][0])
+    out = []
+    tmp = ROOT / workdir / "configs"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for task, label, name, kwargs in model_specs((10_000,), geometry):
+        cfg = run_config(task, label, name, kwargs, workdir)
+        cfg.update(epochs=1)
+        cfg["data"] = {**cfg["data"], "max_cases": 12 if task == "forecast" else 24}
+        p = tmp / f"{label}.yaml"
+        p.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        out.append((p, load_train_config(p)))
+    return out
+
+
+def main() -> None:
+    """Parse arguments, make data, train, measure, print (and write) the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/out/operators.json", help="also write the JSON here")
+    ap.add_argument("--jobs", type=int, default=1, help="training runs at once (one thread each)")
+    ap.add_argument("--repeats", type=int, default=20, help="timed calls per latency (batch 32: a quarter)")
+    ap.add_argument("--window-stride", type=int, default=2, help="test windows: one every N frames")
+    ap.add_argument("--rollout-start", type=int, default=36, help="first input frame of the test rollouts")
+    ap.add_argument("--write-configs", action="store_true", help="write the run configs and exit")
+    ap.add_argument("--smoke", action="store_true", help="a quick end-to-end check (not a result)")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    if args.write_configs:
+        for p in write_configs():
+            print(p.relative_to(ROOT))
+        return
+    workdir = "runs/peers_smoke" if args.smoke else "runs/peers"
+    torch.set_num_threads(1)
+    t_start, load_start = time.time(), os.getloadavg()
+    data = make_data(args.smoke)
+    cfgs = _load_configs(args.smoke, workdir)
+    walls = train_all(cfgs, args.jobs)
+    t_trained = time.time()
+    solver = time_solvers(data, 40, repeats=3)
+    result: dict[str, Any] = {
+        "benchmark": "operators", "smoke": args.smoke,
+        "command": "benchmarks/operators.py " + " ".join(sys.argv[1:]),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "load_avg_start": load_start},
+        "data": {task: _describe(p) for task, p in data.items()},
+        "training": {"common": COMMON, "tasks": TASK_SETTINGS, "jobs": args.jobs,
+                     "cp_rank_ratio": CP_RANK_RATIO,
+                     "wall_seconds": {Path(k).stem: v for k, v in walls.items()}},
+        "measure": {"threads": 1, "latency_repeats": args.repeats, "test_window_stride": args.window_stride,
+                    "rollout_start_frame": args.rollout_start, "target_ms": TARGET_MS},
+        "solver": solver, "forecast": [], "source_to_field": [],
+    }
+    for _, cfg in cfgs:
+        run = ROOT / str(cfg.out)
+        task = cfg.data.task
+        print(f"[operators] measuring {run.name}", file=sys.stderr, flush=True)
+        if task == "forecast":
+            result["forecast"].append(measure_forecast(run, data[task], solver["forecast"], args))
+        else:
+            result["source_to_field"].append(measure_field(run, data[task], solver["source_to_field"], args))
+    result["seconds"] = {"total": time.time() - t_start, "training": t_trained - t_start,
+                         "measuring": time.time() - t_trained}
+    result["machine"]["load_avg_end"] = os.getloadavg()
+    text = json.dumps(result, indent=1, default=float)
+    print(text)
+    if args.out and not args.smoke:
+        out = ROOT / args.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
