@@ -374,7 +374,11 @@ def _rate(done: int, t0: float) -> str:
 def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, workers: int | None = None,
              overwrite: bool = False, progress: bool = True,
              on_shard: Callable[[int], None] | None = None, scheduler_timeout_s: float = 20.0) -> Path:
-    """Run a resolved campaign into ``out`` (resuming from ``out.work/``); returns the output path."""
+    """Run a resolved campaign into ``out`` (resuming from ``out.work/``); returns the output path.
+
+    workers: local processes (None or 0: usable cores; 1: in this process). Workers are spawned, so a
+    script calling this with workers > 1 needs an ``if __name__ == "__main__":`` guard.
+    """
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out: {out} is a directory, expected a file path")
