@@ -139,22 +139,25 @@ def fill_ghosts(u: np.ndarray, layout: Layout) -> np.ndarray:
     return u
 
 
-def edge_coefficients(velocity: np.ndarray, layout: Layout, dt_s: float,
-                      spacing: tuple[float, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+def edge_coefficients(velocity: np.ndarray, layout: Layout, dt_s: float, spacing: tuple[float, float],
+                      dtype: Any = np.float64) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per axis (y, x): κ of the outer-edge absorbing condition on its two outer edges (zero elsewhere),
     shape = layout.shape; None for a reflecting axis."""
-    c = boundaries.mirror_extend(boundaries.pad_edge(velocity, layout.pad), layout.ghost)
     g = layout.ghost
     out: list[np.ndarray | None] = []
     for axis, (kind, h) in enumerate(zip(layout.kinds, spacing, strict=True)):
         if kind != "absorbing":
             out.append(None)
             continue
-        kappa = np.zeros(layout.shape)
+        kappa = np.zeros(layout.shape, dtype=dtype)
         m = layout.inner_shape[axis]
-        for e in (g, g + m - 1):
+        for e, side in ((g, 0), (g + m - 1, -1)):
+            # c on the outer edge: the physical edge line, edge-replicated along it and mirrored into ghosts
+            line = velocity[:, side] if axis == 1 else velocity[side, :]
+            other = 1 - axis
+            line = np.pad(np.pad(line, layout.pad[other], mode="edge"), g, mode="reflect")
             idx = (slice(None), e) if axis == 1 else (e, slice(None))
-            kappa[idx] = boundaries.abc_coefficient(c[idx], dt_s, h)
+            kappa[idx] = boundaries.abc_coefficient(line, dt_s, h)
         out.append(kappa)
     return out[0], out[1]
 
@@ -233,7 +236,7 @@ class Arrays:
     abc: tuple[np.ndarray | None, np.ndarray | None]  # per axis (y, x): κ of the outer-edge condition
     u0: np.ndarray  # ghost-filled u at step 0
     um1: np.ndarray  # ghost-filled u at step −1 (Taylor)
-    source: np.ndarray  # dt²·g(x) (dense), 1/m² · s²
+    source: np.ndarray  # dt²·g(x) on the physical grid [ny, nx], s²/m²
     wave: np.ndarray  # w(t_n), n = 0 .. n_steps
     n_steps: int
     stride: int
@@ -283,13 +286,12 @@ class FDSolver:
         damp = None
         if self.damped:
             c_pad = boundaries.pad_edge(velocity, lay.pad)
-            eta = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
-            damp = np.zeros(lay.shape)
-            damp[lay.inner] = 0.5 * dt * eta
-        abc = edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx))
+            damp = np.zeros(lay.shape, dtype=self.dtype)
+            damp[lay.inner] = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
+            damp *= 0.5 * dt
+        abc = edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx), self.dtype)
         source = source or Source()
-        dense = np.zeros(lay.shape)
-        dense[lay.physical] = dt**2 * grid_footprint(source, grid)
+        footprint = dt**2 * grid_footprint(source, grid)
         n_steps = self.time.n_steps
         wave = wavelet(source, np.arange(n_steps + 1) * dt)
         u0 = np.zeros(lay.shape)
@@ -301,14 +303,14 @@ class FDSolver:
         um1 = u0.copy()  # u^{-1} = u^0 + dt²/2·(L u^0 + s^0): second-order Taylor step from rest
         if np.any(u0):
             um1[lay.inner] += 0.5 * apply_operator(u0, by, bx, lay, so)
-        um1[lay.inner] += 0.5 * dense[lay.inner] * wave[0]
+        um1[lay.physical] += 0.5 * footprint * wave[0]
         fill_ghosts(um1, lay)
 
         def cast(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.ascontiguousarray(a, dtype=self.dtype)
 
-        return Arrays(lay, so, cast(by), cast(bx), cast(damp), (cast(abc[0]), cast(abc[1])), cast(u0),
-                      cast(um1), dense, wave, n_steps, self.time.frame_stride, self.time.n_frames)
+        return Arrays(lay, so, cast(by), cast(bx), damp, abc, cast(u0), cast(um1), footprint, wave, n_steps,
+                      self.time.frame_stride, self.time.n_frames)
 
     def run(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None, *,
             initial_field: np.ndarray | None = None, progress: Any = None,
@@ -343,7 +345,9 @@ def run_numpy(a: Arrays, report: Callable[[int], None] | None = None) -> np.ndar
     lay, so = a.layout, a.space_order
     inner = lay.inner
     dtype = a.u0.dtype
-    src = a.source[inner].astype(dtype)
+    src = np.zeros(lay.shape, dtype=dtype)
+    src[lay.physical] = a.source
+    src = src[inner]
     wave = a.wave.astype(dtype)
     frames = np.empty((a.n_frames, *lay.shape), dtype=dtype)
     frames[0] = a.u0

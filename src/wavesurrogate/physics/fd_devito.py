@@ -129,6 +129,8 @@ class DevitoStepper:
         mag = np.abs(a.source)
         peak = mag.max()
         pts = np.argwhere(mag > _SOURCE_RTOL * peak) if peak > 0 else np.zeros((0, 2), dtype=int)
+        amp_phys = a.source[pts[:, 0], pts[:, 1]]
+        pts = pts + np.array([sl.start for sl in self.layout.physical])  # computational indices
         n_points = max(1, len(pts))
         nt = a.n_steps + 1
         if self._op is None or n_points > self._n_points or nt != self._nt:
@@ -141,7 +143,7 @@ class DevitoStepper:
         f["bx"].data[:] = a.bx
         f["by"].data[:] = a.by
         if f["damp"] is not None:
-            f["damp"].data[:] = 1.0 / (1.0 + a.damp.astype(np.float64))
+            f["damp"].data[:] = 1.0 / (1.0 + a.damp)
         src = f["src"]
         gp = np.zeros((self._n_points, 2), dtype=np.int32)
         coeffs = np.zeros((self._n_points, 2, 2), dtype=self.dtype)
@@ -149,7 +151,7 @@ class DevitoStepper:
         if len(pts):
             gp[:len(pts)] = pts
             coeffs[:len(pts), :, 0] = 1.0
-            amp[:len(pts)] = a.source[pts[:, 0], pts[:, 1]]
+            amp[:len(pts)] = amp_phys
         src.gridpoints.data[:] = gp
         src.interpolation_coeffs.data[:] = coeffs
         src.data[:] = (a.wave[:, None] * amp[None, :]).astype(self.dtype)
@@ -158,8 +160,12 @@ class DevitoStepper:
         ey, ex = ey * (1.0 - my), ex * (1.0 - mx)  # an absorbing edge is set by the condition alone
         for k, v in (("sy", sy), ("ey", ey), ("sx", sx), ("ex", ex), ("my", my), ("mx", mx)):
             f[k].data = v
+        g, (ny, nx) = self.layout.ghost, self.layout.shape
         for k, arr in (("kappa_y", a.abc[0]), ("kappa_x", a.abc[1])):
-            f[k].data[:] = 0.0 if arr is None else arr
+            if arr is not None:  # only the outer edge lines are read
+                for e in (g, (nx if k == "kappa_x" else ny) - 1 - g):
+                    idx = (slice(None), e) if k == "kappa_x" else (e, slice(None))
+                    f[k].data[idx] = arr[idx]
         stops = _chunks(a.n_steps, a.stride, a.n_frames, report is not None)
         start = 0
         for stop in stops:
@@ -168,7 +174,7 @@ class DevitoStepper:
             if report is not None:
                 report(min(stop + 1, a.n_steps))
         region = region or (slice(None), slice(None))  # every frame is overwritten by the run
-        return np.array(f["usave"].data[(slice(None), *region)], copy=True)
+        return np.asarray(f["usave"].data)[(slice(None), *region)].copy()  # plain ndarray: fast slicing
 
 
 def _chunks(n_steps: int, stride: int, n_frames: int, chunked: bool) -> list[int]:
