@@ -199,3 +199,18 @@ def test_point_source_matches_2d_greens_function():
     exact = _green_trace(time.times_s, 150.0, c, src)
     assert np.abs(exact).max() > 0
     assert np.linalg.norm(trace - exact) < 0.03 * np.linalg.norm(exact)
+
+
+def test_progress_accepts_a_rich_progress_and_frames_follow_the_stride():
+    from rich.progress import Progress
+
+    grid = Grid(nx=16, ny=12, dx=1.0, dy=1.0)
+    time = TimeAxis(dt_s=0.3, n_frames=5, frame_stride=3)
+    problem = Problem(grid, np.ones(grid.shape), time, initial=Initial(kind="mode"),
+                      boundary=Boundary("dirichlet", 0))
+    with Progress(disable=True) as bar:
+        frames = solve_fd(problem, backend="numpy", dtype=np.float64, progress=bar)
+        assert bar.tasks[0].completed == bar.tasks[0].total == 12
+    every = solve_fd(Problem(grid, np.ones(grid.shape), TimeAxis(0.3, 13, 1), initial=Initial(kind="mode"),
+                             boundary=Boundary("dirichlet", 0)), backend="numpy", dtype=np.float64)
+    np.testing.assert_allclose(frames, every[::3], rtol=0, atol=1e-14)
