@@ -205,16 +205,24 @@ def rollout_gif(true: np.ndarray, pred: np.ndarray, out: Path, times_s: Sequence
         ax.set_yticks([])
     fig.colorbar(ims[1], ax=axes[:2].tolist(), shrink=0.85, label="u (a.u.)")
     fig.colorbar(ims[2], ax=axes[2], shrink=0.85, label="error (a.u.)")
-    head = fig.suptitle(title)
+    def label(i: int) -> str:
+        t = f"t = {times_s[i] * 1e3:.1f} ms" if times_s is not None else f"frame {i}"
+        return f"{title}  {t}".strip()
+
+    head = fig.suptitle(label(0))
+    for a in (*ims, head):
+        a.set_animated(True)  # drawn per frame over a background rendered once (blitting)
+    canvas.draw()
+    fig.set_layout_engine("none")  # keep the first frame's layout: faster, and no jitter
+    background = canvas.copy_from_bbox(fig.bbox)
     frames = []
     for i in range(true.shape[0]):
+        canvas.restore_region(background)
         for im, arr in zip(ims, (true, pred, pred - true), strict=True):
             im.set_data(arr[i])
-        t = f"t = {times_s[i] * 1e3:.1f} ms" if times_s is not None else f"frame {i}"
-        head.set_text(f"{title}  {t}".strip())
-        canvas.draw()
-        if i == 0:
-            fig.set_layout_engine("none")  # keep the first frame's layout: faster, and no jitter
+        head.set_text(label(i))
+        for a in (*ims, head, *(sp for ax in axes for sp in ax.spines.values())):
+            fig.draw_artist(a)
         rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
         frames.append(rgb.quantize(palette=pal_img, dither=Image.Dither.NONE))
     out = Path(out)
