@@ -300,3 +300,23 @@ def test_cp_equals_tltorch_factorized_conv_with_same_factors(dim):
     x = torch.randn(2, 4, *(9, 8, 7)[:dim], generator=g)
     torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours.reconstruct(), theirs.weight.to_tensor(), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["separable", "tucker"])
+def test_inference_kernel_cache_follows_parameter_updates(fmt):
+    g = torch.Generator().manual_seed(7)
+    layer = TensorizedConv2d(3, 4, 3, padding=1, format=fmt, rank=2, generator=g)
+    x = torch.randn(2, 3, 6, 6, generator=g)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    with torch.no_grad():
+        before = layer(x)
+        torch.testing.assert_close(layer(x), before)  # second call served from the cache
+    layer(x).pow(2).sum().backward()
+    opt.step()  # in-place update of every factor
+    with torch.inference_mode():
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, _reference(layer, 2)(x), atol=1e-5, rtol=1e-5)
+    layer.load_state_dict(TensorizedConv2d(3, 4, 3, padding=1, format=fmt, rank=2).state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _reference(layer, 2)(x), atol=1e-5, rtol=1e-5)

@@ -23,7 +23,7 @@ kaiming_uniform(a=sqrt(5)): ``Var W = 1 / (3 fan_in)``, ``fan_in = in*prod(k_d)`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -269,6 +269,7 @@ class TensorizedConvNd(nn.Module):
         self.rank = resolve_rank(format, rank, self.in_channels, self.out_channels, self.kernel_size)
         self.channels_last = bool(channels_last)
         self.separable_impl = separable_impl
+        self._kernel_cache: tuple[tuple, Tensor] | None = None
 
         fk: dict[str, Any] = {"device": device, "dtype": dtype}
         o, i, k = self.out_channels, self.in_channels, self.kernel_size
@@ -343,7 +344,22 @@ class TensorizedConvNd(nn.Module):
             return self._forward_tucker(x)
         if self.format == "separable" and self.separable_impl == "grouped":
             return self._forward_separable_grouped(x)
-        return self._conv_full(x, self.reconstruct(), self.bias)
+        return self._conv_full(x, self._cached(self.reconstruct), self.bias)
+
+    def _cached(self, build: Callable[[], Tensor]) -> Tensor:
+        """``build()``, reused across calls without autograd until a factor changes (in place or replaced).
+
+        Inference rebuilt a kernel per call otherwise, which at batch 1 costs as much as the convolution.
+        """
+        if torch.is_grad_enabled():
+            self._kernel_cache = None
+            return build()
+        key = tuple(
+            (p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters() if p is not self.bias
+        )
+        if self._kernel_cache is None or self._kernel_cache[0] != key:
+            self._kernel_cache = (key, build())
+        return self._kernel_cache[1]
 
     def _axis(self, axis: int, value: int, other: int) -> tuple[int, ...]:
         """A dim-tuple with ``value`` on ``axis`` and ``other`` elsewhere."""
@@ -398,7 +414,7 @@ class TensorizedConvNd(nn.Module):
     def _forward_tucker(self, x: Tensor) -> Tensor:
         """1x1 (in -> R_i), conv with the small core kernel ``[R_o, R_i, *k]``, 1x1 (R_o -> out) + bias."""
         z = self._pointwise(self._layout(x), self.in_factor.t())
-        core = _mode_products(self.core, [None, None, *self.spatial_factors])
+        core = self._cached(lambda: _mode_products(self.core, [None, None, *self.spatial_factors]))
         z = self._conv_full(z, core, None)
         return self._pointwise(z, self.out_factor, self.bias)
 
