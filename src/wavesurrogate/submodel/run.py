@@ -1,0 +1,157 @@
+"""``wavesurrogate submodel RUN --case N``: network trace → FE on the ZOI only → field, errors, timings, plot.
+
+For one case of a boundary-trace file, the trained network predicts the ZOI boundary trace from the case's
+parameters, ``solve_zoi`` runs the FE solver on the ZOI mesh with that trace as time-dependent Dirichlet
+data, and the result is compared with the full-domain FE solve stored in the file. The same submodel
+driven by the exact (stored) trace gives the error floor: what a perfect network would reach with traces
+sampled as the network's are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wavesurrogate.data.store import atomic_path
+from wavesurrogate.errors import DataFileError, UserError
+from wavesurrogate.submodel.traces import SPLITS, TraceFile
+from wavesurrogate.submodel.train_trace import load_trace_run
+from wavesurrogate.submodel.zoi import solve_zoi
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    """‖a − b‖ / ‖b‖ over all entries."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def check_geometry(stats: dict[str, Any], f: TraceFile) -> None:
+    """DataFileError unless the file has the ZOI, trace length and trace step the network was trained on."""
+    d, z = stats["data"], f.zoi
+    have = {"zoi": [z.i0, z.j0, z.nx, z.ny], "n_times": int(f.trace_t.size),
+            "trace_dt_s": float(f.trace_t[1] - f.trace_t[0]), "nx": f.config.grid.nx, "ny": f.config.grid.ny}
+    for k, v in have.items():
+        want = d.get(k)
+        same = np.allclose(want, v, rtol=1e-9) if k == "trace_dt_s" else want == v
+        if not same:
+            raise DataFileError(f"{f.path}: {k} is {v}, but the network was trained on {want}")
+    missing = [n for n in stats["param_names"] if n not in f.params()]
+    if missing:
+        raise DataFileError(f"{f.path}: lacks the parameters {missing} the network takes")
+
+
+def predict_trace(model: nn.Module, stats: dict[str, Any], params: dict[str, float]) -> np.ndarray:
+    """The network's trace for one case, float64 [n_times, n_boundary] (the zoi module's layout)."""
+    p = torch.tensor([[params[n] for n in stats["param_names"]]], dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one small sample: extra threads only add synchronisation (measured 10–50×)
+    try:
+        with torch.no_grad():
+            out = model(p)
+    finally:
+        torch.set_num_threads(threads)
+    return out[0].double().numpy().T.copy()
+
+
+def evaluate_case(model: nn.Module, stats: dict[str, Any], f: TraceFile, case: int, *,
+                  floor: bool = True) -> dict[str, Any]:
+    """Network + submodel and exact-trace submodel for one case: arrays, errors and wall times (s)."""
+    problem = f.problem(case)
+    trace_exact, truth = f.case(case)
+    t_s, zoi, element = f.trace_t, f.zoi, f.config.element
+    params = f.params(case)
+    predict_trace(model, stats, params)  # warm-up: the first call of a torch model pays one-off costs
+    t0 = time.perf_counter()
+    trace_net = predict_trace(model, stats, params)
+    t1 = time.perf_counter()
+    sub_net = solve_zoi(problem, zoi, trace_net, t_s, element=element)
+    t2 = time.perf_counter()
+    out: dict[str, Any] = {
+        "case": int(case), "split": SPLITS[int(f.split[case])], "params": f.params(case),
+        "zoi_rel_l2": rel_l2(sub_net, truth), "trace_rel_l2": rel_l2(trace_net, trace_exact),
+        "network_s": t1 - t0, "zoi_solve_s": t2 - t1, "network_plus_submodel_s": t2 - t0,
+        "campaign_full_solve_s": f.solve_s(case),
+        "arrays": {"truth": truth, "submodel": sub_net.astype(np.float32), "trace_net": trace_net,
+                   "trace_exact": trace_exact},
+    }
+    if floor:
+        sub_exact = solve_zoi(problem, zoi, trace_exact, t_s, element=element)
+        out["floor_rel_l2"] = rel_l2(sub_exact, truth)
+        out["arrays"]["submodel_exact_trace"] = sub_exact.astype(np.float32)
+    out["frame_rel_l2"] = [rel_l2(a, b) if np.linalg.norm(b) > 0 else 0.0
+                           for a, b in zip(sub_net, truth, strict=True)]
+    return out
+
+
+def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out: str | Path | None = None
+                 ) -> str:
+    """Run the ZOI submodel of one case end to end; writes zoi_field.npz, submodel.json, submodel.png."""
+    model, stats, cfg = load_trace_run(run)
+    path = Path(data) if data is not None else Path(cfg.data.path)
+    with TraceFile(path) as f:
+        check_geometry(stats, f)
+        if not 0 <= int(case) < f.n_cases:
+            raise UserError(f"--case: {case} out of range; {path} has cases 0..{f.n_cases - 1}")
+        res = evaluate_case(model, stats, f, int(case))
+        frame_t, trace_t, zoi, (x, y) = f.frame_t, f.trace_t, f.zoi, f.zoi_xy
+    out_dir = Path(out) if out is not None else Path(run) / "submodel" / f"case_{int(case):04d}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arrays = res.pop("arrays")
+    with atomic_path(out_dir / "zoi_field.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, frame_t_s=frame_t, trace_t_s=trace_t, zoi_x_m=x, zoi_y_m=y, **arrays)
+    summary = {"run": str(Path(run).resolve()), "data": str(path.resolve()),
+               "zoi": [zoi.i0, zoi.j0, zoi.nx, zoi.ny], **res}
+    with atomic_path(out_dir / "submodel.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    plot_case(out_dir / "submodel.png", arrays, frame_t, res)
+    return (f"case {case} ({res['split']}): ZOI rel L2 {res['zoi_rel_l2']:.3g} network + submodel, "
+            f"{res['floor_rel_l2']:.3g} exact trace; network {1e3 * res['network_s']:.1f} ms + ZOI solve "
+            f"{res['zoi_solve_s']:.2f} s; wrote {out_dir}")
+
+
+def plot_case(path: Path, arrays: dict[str, np.ndarray], frame_t: np.ndarray, res: dict[str, Any]) -> Path:
+    """PNG: true / submodel / error at four times, and the exact / predicted / error trace maps."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    truth, sub = arrays["truth"], arrays["submodel"]
+    energy = (truth.astype(np.float64) ** 2).sum(axis=(1, 2))
+    active = np.flatnonzero(energy > 1e-3 * energy.max())
+    frames = np.unique(np.linspace(active[0], active[-1], 4).round().astype(int)) if active.size else [0]
+    n_col = max(len(frames), 3)
+    fig = Figure(figsize=(3.0 * n_col, 12.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.0, 1.1])
+    vmax = float(np.abs(truth).max()) or 1.0
+    err = sub - truth
+    emax = float(np.abs(err).max()) or 1.0
+    axes = top.subplots(3, len(frames), squeeze=False)
+    for k, n in enumerate(frames):
+        for row, (img, title, lim, cmap) in enumerate((
+                (truth[n], "full FE", vmax, "RdBu_r"), (sub[n], "network + submodel", vmax, "RdBu_r"),
+                (err[n], "error", emax, "PuOr_r"))):
+            ax = axes[row, k]
+            ax.imshow(img, origin="lower", cmap=cmap, vmin=-lim, vmax=lim)
+            ax.set_title(f"{title}, t = {frame_t[n]:.3f} s", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    te, tn = arrays["trace_exact"], arrays["trace_net"]
+    tmax = float(np.abs(te).max()) or 1.0
+    for ax, k, (img, title, lim) in zip(bottom.subplots(1, 3), range(3), (
+            (te, "exact trace", tmax), (tn, "network trace", tmax),
+            (tn - te, "trace error", float(np.abs(tn - te).max()) or 1.0)), strict=True):
+        ax.imshow(np.asarray(img).T, origin="lower", aspect="auto", cmap="RdBu_r" if k < 2 else "PuOr_r",
+                  vmin=-lim, vmax=lim)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("trace sample", fontsize=7)
+        ax.set_ylabel("boundary node", fontsize=7)
+    fig.suptitle(f"case {res['case']} ({res['split']}): ZOI rel L2 {res['zoi_rel_l2']:.3g}, exact-trace "
+                 f"floor {res.get('floor_rel_l2', float('nan')):.2g}", fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    return path
