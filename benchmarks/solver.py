@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/solver.py [--sizes 128 256 512] [--orders 2 4] [--repeat 3]
 
 Prints JSON. Throughput counts the points updated per step, absorbing layer included (ghosts excluded),
-times steps over warm wall time (compile excluded, reported separately as compile_s); best of --repeat.
+times steps over warm wall (and CPU) time; the first run's extra time (Operator build, cached JIT) is
+reported apart; ours and the textbook run interleaved, best of --repeat.
 Ours = FDSolver(backend="devito") end to end (coefficients, source, sponge, frame capture); textbook = a
 plain devito operator m·u_tt − Δu + damp·u_t = 0 with solve() and a Ricker injected at one point, same
 padded grid, dtype and number of steps. Single thread (devito language C).
@@ -35,35 +36,42 @@ def make_problem(n: int, space_order: int, n_steps: int, stride: int = 10) -> Pr
     grid = Grid(nx=n, ny=n, dx=H_M, dy=H_M)
     vel = media.gaussian_random_field(grid, 2000.0, 0.2, 20 * H_M, np.random.default_rng(0))
     dt = choose_dt(grid, float(vel.max()), space_order)
+    stride = max(1, min(stride, n_steps))
     time_axis = TimeAxis(dt_s=dt, n_frames=n_steps // stride + 1, frame_stride=stride)
     src = Source(kind="point", x_m=grid.lx / 2 + 0.3 * H_M, y_m=grid.ly / 2, freq_hz=20.0)
     return Problem(grid, vel, time_axis, source=src, boundary=Boundary("absorbing", WIDTH),
                    space_order=space_order)
 
 
-def best_of(fn, repeat: int) -> tuple[float, float]:
-    """Smallest (wall, CPU) time of repeat calls, in seconds (CPU time is less hurt by a shared machine)."""
-    wall, cpu = [], []
+def interleaved(fns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) seconds of each function, calls interleaved so that all see the same load."""
+    best = {k: (np.inf, np.inf) for k in fns}
     for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return min(wall), min(cpu)
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
+    return best
 
 
-def bench_ours(p: Problem, backend: str, repeat: int) -> dict[str, Any]:
+def prepare_ours(p: Problem, backend: str) -> tuple[dict[str, Any], float]:
+    """Run functions of our solver (end to end; devito: also its Operator alone) and the first-run seconds."""
     solver = FDSolver(p.grid, p.boundary, p.time, p.space_order, backend=backend, dtype=np.float32)
     t0 = time.perf_counter()
     frames = solver.run(p.velocity, p.source, p.initial)
     first = time.perf_counter() - t0
-    warm, cpu = best_of(lambda: solver.run(p.velocity, p.source, p.initial), repeat)
     assert np.all(np.isfinite(frames)) and np.abs(frames[-1]).max() > 0
-    return {"seconds": warm, "cpu_seconds": cpu, "compile_s": max(0.0, first - warm)}
+    fns: dict[str, Any] = {"ours": lambda: solver.run(p.velocity, p.source, p.initial)}
+    if backend == "devito":  # the compiled stencil alone, same steps (diagnostic)
+        stepper = solver._devito
+        fns["ours_operator_only"] = lambda: stepper._op.apply(
+            time_m=0, time_M=p.time.n_steps, **{stepper._factor_name: p.time.frame_stride})
+    return fns, first
 
 
-def bench_textbook(p: Problem, repeat: int) -> dict[str, Any]:
-    """A plain devito acoustic operator (as in devito's examples) on the padded grid."""
+def prepare_textbook(p: Problem) -> tuple[Any, float]:
+    """A plain devito acoustic operator (as in devito's examples) on the padded grid; (run, build seconds)."""
     from devito import Eq, Function, Operator, SparseTimeFunction, TimeFunction, configuration, solve
     from devito import Grid as DGrid
 
@@ -94,15 +102,14 @@ def bench_textbook(p: Problem, repeat: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     op = Operator(eqs)
     _ = op.cfunction
-    compile_s = time.perf_counter() - t0
+    build_s = time.perf_counter() - t0
 
     def run() -> None:
         u.data[:] = 0.0
         op.apply(time_m=0, time_M=p.time.n_steps - 1, dt=dt)
 
     run()
-    warm, cpu = best_of(run, repeat)
-    return {"seconds": warm, "cpu_seconds": cpu, "compile_s": compile_s}
+    return run, build_s
 
 
 def bench_fe(p: Problem, element: str) -> dict[str, Any]:
@@ -157,22 +164,32 @@ def main() -> None:
             n_steps = steps_for.get(n, max(100, int(4e8 / (n + 2 * WIDTH) ** 2) // 10 * 10))
             p = make_problem(n, so, n_steps)
             points = (n + 2 * WIDTH) ** 2
-            ours = bench_ours(p, "devito", args.repeat)
-            book = bench_textbook(p, args.repeat)
+            fns, first = prepare_ours(p, "devito")
+            fns["textbook"], book_build = prepare_textbook(p)
+            best = interleaved(fns, args.repeat)
             p_np = make_problem(n, so, args.numpy_steps)
-            ref = bench_ours(p_np, "numpy", 1)
+            np_fns, _ = prepare_ours(p_np, "numpy")
+            ref = interleaved(np_fns, 1)["ours"]
+
+            def mpts(sec: float, steps: int = n_steps, points: int = points) -> float:
+                return points * steps / sec / 1e6
+
             row: dict[str, Any] = {
                 "n": n, "space_order": so, "points_per_step": points, "steps": n_steps,
-                "ours_mpts_s": points * n_steps / ours["seconds"] / 1e6,
-                "devito_textbook_mpts_s": points * n_steps / book["seconds"] / 1e6,
-                "numpy_mpts_s": points * args.numpy_steps / ref["seconds"] / 1e6,
-                "ours_compile_s": ours["compile_s"], "textbook_compile_s": book["compile_s"],
+                "ours_mpts_s": mpts(best["ours"][0]),
+                "devito_textbook_mpts_s": mpts(best["textbook"][0]),
+                "ratio_ours_to_devito": best["textbook"][0] / best["ours"][0],
+                "ours_mpts_cpu_s": mpts(best["ours"][1]),
+                "devito_textbook_mpts_cpu_s": mpts(best["textbook"][1]),
+                "ratio_ours_to_devito_cpu": best["textbook"][1] / best["ours"][1],
+                "ours_operator_only_mpts_cpu_s": mpts(best["ours_operator_only"][1]),
+                "ratio_operator_only_to_devito_cpu": best["textbook"][1] / best["ours_operator_only"][1],
+                "numpy_mpts_s": mpts(ref[0], args.numpy_steps),
+                "ours_first_run_extra_s": max(0.0, first - best["ours"][0]),
+                "textbook_build_s": book_build,
             }
-            row["ratio_ours_to_devito"] = row["ours_mpts_s"] / row["devito_textbook_mpts_s"]
-            row["ours_mpts_cpu_s"] = points * n_steps / ours["cpu_seconds"] / 1e6
-            row["devito_textbook_mpts_cpu_s"] = points * n_steps / book["cpu_seconds"] / 1e6
-            row["ratio_ours_to_devito_cpu"] = row["ours_mpts_cpu_s"] / row["devito_textbook_mpts_cpu_s"]
             row["ratio_ours_to_numpy"] = row["ours_mpts_s"] / row["numpy_mpts_s"]
+            ours = {"seconds": best["ours"][0]}
             fd_s_per_step = ours["seconds"] / n_steps
             row["fd_s_per_step"] = fd_s_per_step
             if so == 2:
