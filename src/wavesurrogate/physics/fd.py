@@ -5,8 +5,9 @@ first difference node → face and D₋ = −D₊ᵀ face → node, so the opera
 discrete energy is conserved. 2nd order: D₊u = (u_{i+1} − u_i)/h, b = face mean of c². 4th order:
 D₊u = (27(u_{i+1} − u_i) − (u_{i+2} − u_{i−1}))/(24h), b = 4-point cubic interpolation of c² clipped to
 the range of its 4 nodes (so 0 < b ≤ max c²). Boundaries are ghost nodes: odd extension with u = 0 on the
-edge (Dirichlet, outer edge of the sponge) or even extension (Neumann). The sponge η adds
-η·(u^{n+1} − u^{n−1})/(2dt) to the left-hand side.
+edge (Dirichlet) or even extension (Neumann). Absorbing: a sponge η outside the grid adds
+η·(u^{n+1} − u^{n−1})/(2dt) to the left-hand side, and its outer edge follows the first-order absorbing
+condition (box scheme) with mirror ghosts beyond it.
 
 The computational grid holds, per axis, G ghost nodes, the sponge (absorbing only), the physical nodes,
 the sponge and G ghost nodes (G = 1 or 3). Two backends run it: devito (compiled once per shape) and
