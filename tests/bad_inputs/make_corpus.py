@@ -12,12 +12,14 @@ and ``train.yaml`` (valid configs), the case's YAML input if it has one, and wha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import pickle
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -369,6 +371,61 @@ def snapshot(root: Path) -> dict[str, str]:
         rel = str(p.relative_to(root))
         out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``wavesurrogate ARGV`` in-process as the console script runs it: (exit code, stdout, stderr).
+
+    argparse's SystemExit becomes the code; warnings go to stderr (Python's default filters), as they
+    would outside pytest, so that a stray warning breaks the one-line rule here too.
+    """
+    from wavesurrogate.cli import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.resetwarnings()
+        for cat in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", cat)
+        warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
+        try:
+            code = cli_main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def check_case(case: dict[str, Any], base: Path, dest: Path) -> dict[str, Any]:
+    """Run one corpus case in its workspace (as working directory); what happened and what went wrong.
+
+    Returns {"argv", "code", "line", "problems"}: ``problems`` is empty when the case was rejected with
+    exit code 2, one line on stderr holding every expected word, no traceback, nothing on stdout, no
+    ``absent`` path created and the workspace byte-for-byte unchanged.
+    """
+    ws, argv = prepare_case(case, base, dest)
+    before = snapshot(ws)
+    with contextlib.chdir(ws):  # relative paths in configs (and default outputs) land in the workspace
+        code, out, err = run_cli(argv)
+    lines = err.strip().splitlines()
+    problems = []
+    if code != 2:
+        problems.append(f"exit code {code}")
+    if len(lines) != 1 or "Traceback" in err:
+        problems.append(f"{len(lines)} lines on stderr")
+    if out:
+        problems.append("output on stdout")
+    first = lines[0] if lines else ""
+    missing = [w for w in case["expect"] if w.lower() not in first.lower()]
+    if missing:
+        problems.append(f"message lacks {missing}")
+    created = [rel for rel in case.get("absent") or [] if (ws / rel).exists()]
+    if created:
+        problems.append(f"created {created}")
+    after = snapshot(ws)
+    if after != before:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        problems.append(f"workspace changed: {changed[:5]}")
+    return {"argv": argv, "code": code, "line": first, "stderr": err, "problems": problems,
+            "files_checked": len(before)}
 
 
 def main(argv: list[str]) -> int:
