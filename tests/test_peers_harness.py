@@ -109,7 +109,8 @@ REBUILD = textwrap.dedent("""
         bs = info.config.batch_size
         with torch.no_grad():
             for s in range(0, len(val), bs):
-                *inputs, target = [torch.stack(p) for p in zip(*(val[i] for i in range(s, min(s + bs, len(val)))))]
+                items = [val[i] for i in range(s, min(s + bs, len(val)))]
+                *inputs, target = [torch.stack(p) for p in zip(*items)]
                 sse += float((model(*inputs) - target).double().pow(2).sum())
                 n += target.numel()
             g = torch.Generator().manual_seed(0)
@@ -164,7 +165,8 @@ def test_deeponet_harness_evaluation_equals_predict_grid(runs: dict[str, Path], 
         p = np.stack([np.asarray(f.params[n], np.float64)[cases] for n in names], axis=1)
         axes = [torch.from_numpy(scale_axis(a, s["coord_min"][k], s["coord_max"][k]).astype(np.float32))
                 for k, a in enumerate((f.x, f.y, f.t))]
-    params = torch.from_numpy(((p - np.asarray(s["param_mean"])) / np.asarray(s["param_std"])).astype(np.float32))
+    p = (p - np.asarray(s["param_mean"])) / np.asarray(s["param_std"])
+    params = torch.from_numpy(p.astype(np.float32))
     with torch.no_grad():
         grid = model.predict_grid(params, *axes)  # [case, t, y, x], trunk once over the grid
         tt, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
