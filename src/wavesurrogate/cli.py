@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +20,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _existing_file(p: str) -> Path:
     path = Path(p)
-    if not path.is_file():
+    if not os.path.isfile(path):  # unlike Path.is_file, False (not OSError) for a name that is too long
         raise argparse.ArgumentTypeError(f"file not found: {p}")
     return path
 
 
 def _existing_dir(p: str) -> Path:
     path = Path(p)
-    if not path.is_dir():
+    if not os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"run directory not found: {p}")
     return path
 
@@ -139,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"wavesurrogate {args.cmd}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the environment (disk full, permission denied, name too long): one line too
+        print(f"wavesurrogate {args.cmd}: error: {exc}".replace("\n", " "), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"wavesurrogate {args.cmd}: interrupted", file=sys.stderr)
         return 130
