@@ -7,6 +7,7 @@ The config models live beside the code they configure: ``wavesurrogate.data.camp
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ class Strict(BaseModel):
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML mapping from ``path``; ConfigError for a missing, unreadable or non-mapping file."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):  # False, not OSError, for a name that is too long
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
