@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def random_inclusions(grid: Grid, background_mps: float, n: int, radius_m: tuple
 def from_file(grid: Grid, path: str | Path, dataset: str | None = None) -> np.ndarray:
     """Velocity array from a .npy file or an HDF5 dataset (default 'velocity'), checked against the grid."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):  # False, not OSError, for a name that is too long
         raise ConfigError(f"medium.path: file not found: {path}")
     try:
         if path.suffix == ".npy":
