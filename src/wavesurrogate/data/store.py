@@ -210,7 +210,7 @@ class DataFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
+        if not os.path.isfile(self.path):  # False, not OSError, for a name that is too long
             raise _bad(self.path, "file not found")
         try:
             self._f = h5py.File(self.path, "r")
@@ -268,6 +268,8 @@ class DataFile:
         for k in ("x", "y", "t"):
             if not np.all(np.isfinite(f[k][()])):
                 raise _bad(p, f"coordinate {k!r} is not finite")
+        for k in ("split", "done", "checksum", *(f"params/{k}" for k in f["params"])):
+            f[k][()]  # small [case] datasets: read now, so damage surfaces here as one DataFileError
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -434,7 +436,10 @@ def describe(path: str | Path) -> str:
         a = d.attrs
         split = d.split
         done = d.done
-        vel = d._f["velocity"][()]
+        try:
+            vel = d._f["velocity"][()]
+        except Exception as exc:  # a damaged chunk index: velocity is read raw here, without a checksum
+            raise _bad(d.path, f"'velocity' unreadable ({type(exc).__name__}; corrupted?)") from None
         size_mb = d.path.stat().st_size / 1e6
         lines = [
             f"file        {d.path} ({size_mb:.1f} MB)",
