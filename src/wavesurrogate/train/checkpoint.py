@@ -235,6 +235,8 @@ def _finite(v: Any, positive: bool = False) -> bool:
 
 def check_stats(stats: dict[str, Any], task: str, source: str) -> None:
     """CheckpointError (one line) unless ``stats`` holds what evaluating a ``task`` model reads."""
+    if not isinstance(stats, dict):
+        raise CheckpointError(f"{source}: expected a JSON object")
     if task not in ("forecast", "source_to_field"):
         return
     scalars = {"field_mean": False, "field_std": True}
