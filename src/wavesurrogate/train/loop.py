@@ -332,6 +332,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resuming: bool, overwrite: bool, env
         _prepare_dir(run_dir, overwrite)
     _barrier(env)
     stats = ck.read_json(run_dir / ck.STATS) if state is not None else None
+    if stats is not None:
+        ck.check_stats(stats, cfg.data.task, str(run_dir / ck.STATS))
     data = prepare_data(cfg, stats)
     model = build_model(cfg)
     if state is not None:
