@@ -180,6 +180,15 @@ H5_EDITS: dict[str, Callable[[h5py.File], None]] = {
 }
 
 
+def h5_velocity_chunk_zeroed(ws: Path) -> None:
+    p = _copy(ws)
+    with h5py.File(p, "r") as f:
+        info = f["velocity"].id.get_chunk_info(0)  # where case 0's compressed velocity lies in the file
+    data = bytearray(p.read_bytes())
+    data[info.byte_offset:info.byte_offset + info.size] = bytes(info.size)
+    p.write_bytes(bytes(data))
+
+
 def h5_other_grid(ws: Path) -> None:
     write_data(ws / "bad.h5", n=12)
 
@@ -314,6 +323,16 @@ def npy_pickled(ws: Path) -> None:
     np.save(ws / "velocity.npy", np.array([_Exploit(str(ws / "pwned"))], dtype=object), allow_pickle=True)
 
 
+LONG_NAME = "x" * 300  # longer than any file system allows (NAME_MAX is 255)
+
+
+def long_name_config(ws: Path) -> None:
+    text = (ws / "campaign.yaml").read_text(encoding="utf-8")
+    text = text.replace("{kind: constant, c_mps: [1500.0, 2000.0]}", f"{{kind: file, path: {LONG_NAME}.npy}}")
+    (ws / "long_medium.yaml").write_text(text, encoding="utf-8")
+    (ws / "long_data.yaml").write_text(yaml.safe_dump(train_config(data=LONG_NAME + ".h5")), encoding="utf-8")
+
+
 def existing_out(ws: Path) -> None:
     (ws / "out").mkdir()
     (ws / "out" / "keep.txt").write_text("precious\n", encoding="utf-8")
@@ -322,7 +341,8 @@ def existing_out(ws: Path) -> None:
 MUTATIONS: dict[str, Callable[[Path], None]] = {
     "h5_truncated": h5_truncated, "h5_empty": h5_empty, "h5_text": h5_text, "h5_foreign": h5_foreign,
     **{k: (lambda ws, fn=fn: _edit(ws, fn)) for k, fn in H5_EDITS.items()},
-    "h5_other_grid": h5_other_grid, "h5_too_few_frames": h5_too_few_frames,
+    "h5_velocity_chunk_zeroed": h5_velocity_chunk_zeroed, "h5_other_grid": h5_other_grid,
+    "h5_too_few_frames": h5_too_few_frames,
     "h5_no_train_cases": h5_no_train_cases,
     "ck_weights_truncated": ck_weights_truncated, "ck_weights_pickle": ck_weights_pickle,
     "ck_weights_missing": ck_weights_missing, "ck_other_architecture": ck_other_architecture,
@@ -335,7 +355,7 @@ MUTATIONS: dict[str, Callable[[Path], None]] = {
     "ck_state_foreign": ck_state_foreign, "ck_plain_pickle_state": ck_plain_pickle_state,
     "ck_empty_run_dir": ck_empty_run_dir,
     "npy_wrong_shape": npy_wrong_shape, "npy_negative": npy_negative, "npy_pickled": npy_pickled,
-    "existing_out": existing_out,
+    "existing_out": existing_out, "long_name_config": long_name_config,
 }
 
 
@@ -361,7 +381,7 @@ def prepare_case(case: dict[str, Any], base: Path, dest: Path) -> tuple[Path, li
         shutil.copy(HERE / case["input"], ws / Path(case["input"]).name)
     if case.get("make"):
         MUTATIONS[case["make"]](ws)
-    return ws, [str(a).replace("{ws}", str(ws)) for a in case["argv"]]
+    return ws, [str(a).replace("{ws}", str(ws)).replace("{long}", LONG_NAME) for a in case["argv"]]
 
 
 def snapshot(root: Path) -> dict[str, str]:
