@@ -160,8 +160,8 @@ def _field(res: dict[str, Any]) -> list[str]:
     out = ["## Source-to-field task: DeepONet and a CP-compressed CNN decoder at matched budgets", "",
            "Source position (x, y) → the whole wavefield u(x, y, t). Test error over the whole space-time "
            "field of each test case (relative L2 averaged over cases, and RMSE in field units) and at the "
-           f"last frame only. Latency: one new source position answered at the {_n_query(recs):,} grid points "
-           "of the last frame; for DeepONet with the trunk precomputed for that fixed query grid "
+           f"last frame only. Latency: one new source position answered at the {_n_query(recs):,} grid "
+           "points of the last frame; for DeepONet with the trunk precomputed for that fixed query grid "
            "(only the branch and one matrix product run), and with all points new (trunk evaluated too). The "
            f"solver gives the same answer by an FD solve of that case up to the last frame: {sol['n_steps']} "
            f"steps, {1e3 * sol['seconds']:.1f} ms (devito, 1 thread, median of {sol['repeats']}).", ""]
