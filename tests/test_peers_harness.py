@@ -180,3 +180,28 @@ def test_deeponet_harness_evaluation_equals_predict_grid(runs: dict[str, Path], 
     assert one["rmse"] == pytest.approx(float(M.rmse(pred, true).pow(2).mean().sqrt()), rel=1e-5)
     assert one["rel_l2_pooled"] == pytest.approx(M.pooled_rel_l2(pred, true), rel=1e-5)
     assert one["max_error"] == pytest.approx(float(M.max_error(pred, true).max()), rel=1e-4)
+
+
+def test_cp_decoder_of_the_benchmark_samples_its_grid_exactly() -> None:
+    """benchmarks/peer_models.py (source-to-field CP CNN): pointwise queries at nodes == the decoded grid."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import peer_models
+    finally:
+        sys.path.pop(0)
+    from wavesurrogate.nn import registry
+
+    kw = {"n_params": 2, "n_frames": 5, "ny": 12, "nx": 20, "width": 6, "latent": 3, "n_up": 2,
+          "conv": {"format": "cp", "rank": 3}}
+    torch.manual_seed(0)
+    model = registry.build("field_decoder", kw).eval()
+    assert isinstance(model, peer_models.FieldDecoder)
+    assert any(type(m).__name__ == "TensorizedConv2d" for m in model.modules())
+    params = torch.randn(3, 2)
+    x, y, t = torch.linspace(-1, 1, 20), torch.linspace(-1, 1, 12), torch.linspace(-1, 1, 5)
+    with torch.no_grad():
+        field = model.field(params)
+        torch.testing.assert_close(model.predict_grid(params, x, y, t), field, atol=1e-6, rtol=1e-6)
+        mid = model(params, torch.tensor([[0.05, 0.0, 0.0]]))  # off-grid: between neighbouring nodes
+    lo, hi = field[:, 2, 5:7, 9:11].amin(dim=(1, 2)), field[:, 2, 5:7, 9:11].amax(dim=(1, 2))
+    assert torch.all((mid[:, 0] >= lo - 1e-6) & (mid[:, 0] <= hi + 1e-6))
