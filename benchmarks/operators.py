@@ -441,7 +441,7 @@ def main() -> None:
     cfgs = _load_configs(args.smoke, workdir)
     walls = train_all(cfgs, args.jobs)
     t_trained = time.time()
-    solver = time_solvers(data, 40, repeats=3)
+    solver = time_solvers(data, 40, repeats=7)
     result: dict[str, Any] = {
         "benchmark": "operators", "smoke": args.smoke,
         "command": "benchmarks/operators.py " + " ".join(sys.argv[1:]),
