@@ -68,7 +68,8 @@ def plan(quick: bool = False) -> DemoPlan:
     if not quick:
         return DemoPlan(campaign, train, budget_s=240.0, repeats=15, quick=False)
     campaign = {**campaign, "name": "demo-quick", "cases": 5, "test_cases": 2,
-                "time": {**campaign["time"], "n_frames": 45}}
+                "time": {**campaign["time"], "n_frames": 45},
+                "solver": {**campaign.get("solver", {}), "backend": "numpy"}}  # no compile for 7 small cases
     for label, cfg in train.items():
         kw = {**cfg["model"]["kwargs"], "width": 8, "depth": 1}
         if label == "cp":

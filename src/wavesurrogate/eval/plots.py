@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 __all__ = [
     "snapshots",
@@ -97,6 +98,7 @@ def rollout_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]
     ax.set_xlabel(xlabel)
     ax.set_ylabel("relative L2 error (%)")
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
     ax.legend()
@@ -114,6 +116,13 @@ def pareto_front(cost: Sequence[float], error: Sequence[float]) -> list[int]:
     return front
 
 
+def _plain_log_ticks(axis: Any) -> None:
+    """Label a log axis at 1-2-5 steps with plain numbers (readable also within one decade)."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _pareto_panel(ax: Any, x: Sequence[float], err: Sequence[float], labels: Sequence[str],
                   xlabel: str) -> None:
     e = [100 * v for v in err]
@@ -129,10 +138,11 @@ def _pareto_panel(ax: Any, x: Sequence[float], err: Sequence[float], labels: Seq
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test relative L2 error (%)")
     ax.grid(True, which="both", alpha=0.3)
-    pad_x = max(x) / min(x) if min(x) > 0 else 10.0
-    if pad_x < 10:  # keep a log axis readable when the points are close
+    ax.margins(x=0.15, y=0.15)
+    if min(x) > 0 and max(x) / min(x) < 10:  # less than a decade: widen it, label 1-2-5 ticks plainly
         mid = math.sqrt(max(x) * min(x))
         ax.set_xlim(mid / 4, mid * 4)
+    _plain_log_ticks(ax.xaxis)
 
 
 def pareto(points: Sequence[Mapping[str, Any]], out: Path,
@@ -165,11 +175,13 @@ def training_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], out: Path
         for key, style, name in (("train_loss", "--", "train"), ("val_loss", "-", "validation")):
             ys = [r.get(key) for r in rows]
             if any(y is not None for y in ys):
-                ax.plot(ep, [np.nan if y is None else y for y in ys], style, color=f"C{k}",
+                ax.plot(ep, [np.nan if y is None else y for y in ys], style, color=f"C{k}", marker="o", ms=3,
                         label=f"{label} ({name})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (normalised MSE)")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _plain_log_ticks(ax.yaxis)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
     ax.legend(fontsize=8)
