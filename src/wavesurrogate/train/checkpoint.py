@@ -213,6 +213,10 @@ def load_state(path: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError (unsafe pickle), RuntimeError/EOFError (truncated), …
+        if "Weights only load failed" in str(exc):  # torch's text would advise weights_only=False: don't
+            raise CheckpointError(f"{path}: refused to load: it holds Python objects other than tensors and "
+                                  "numbers, and unpickling them could run code (not a wavesurrogate "
+                                  "training state, or tampered with)") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: refused to load ({type(exc).__name__}: {first[:160]})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
