@@ -433,6 +433,8 @@ def check_case(case: dict[str, Any], base: Path, dest: Path) -> dict[str, Any]:
         problems.append(f"{len(lines)} lines on stderr")
     if out:
         problems.append("output on stdout")
+    if "\x1b" in err or "weights_only=False" in err:
+        problems.append("terminal escape codes or advice to load unsafely")
     first = lines[0] if lines else ""
     missing = [w for w in case["expect"] if w.lower() not in first.lower()]
     if missing:
