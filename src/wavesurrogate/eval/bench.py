@@ -297,20 +297,22 @@ def solver_config(config_yaml: str, dt_s: float, n_frames: int, backend: str | N
     return cfg
 
 
-def time_solver(config_yaml: str, dt_s: float, velocity: np.ndarray, params: dict[str, float], split: int,
-                n_frames_advanced: int, repeats: int = 3, backend: str | None = "devito") -> dict[str, Any]:
+def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: int, n_frames_advanced: int,
+                repeats: int = 3, backend: str | None = "devito",
+                velocity: np.ndarray | None = None) -> dict[str, Any]:
     """Seconds the campaign's solver takes to advance ``n_frames_advanced`` frames of one case (median).
 
-    The solver (same grid, boundary, order, dt and frame stride as the campaign; the case's velocity
-    ``[ny, nx]`` in m/s, source and initial state) is built, compiled and warmed by one untimed run in this
-    process, then timed ``repeats`` times advancing n_frames_advanced · frame_stride steps.
+    The solver (same grid, boundary, order, dt and frame stride as the campaign; the case's source, initial
+    state and velocity ``[ny, nx]`` in m/s, rebuilt from ``params`` when not given) is built, compiled and
+    warmed by one untimed run in this process, then timed ``repeats`` times advancing
+    n_frames_advanced · frame_stride steps.
     """
-    from wavesurrogate.data.campaign import CaseSpec, case_initial, case_source
+    from wavesurrogate.data.campaign import CaseSpec, case_initial, case_source, case_velocity
     from wavesurrogate.physics.problem import Problem
 
     cfg = solver_config(config_yaml, dt_s, n_frames_advanced + 1, backend)
     spec = CaseSpec(0, int(split), {k: float(v) for k, v in params.items()})
-    vel = np.asarray(velocity, dtype=np.float64)
+    vel = np.asarray(case_velocity(cfg, spec) if velocity is None else velocity, dtype=np.float64)
     source, initial = case_source(cfg, spec), case_initial(cfg, spec)
     grid, axis, boundary = cfg.grid_obj(), cfg.time_obj(), cfg.boundary_obj()
     if cfg.solver.kind == "fd":
@@ -522,7 +524,7 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     def solver(n_adv: int) -> dict[str, Any]:
         key = (config_yaml, dt, n_adv)
         if key not in solver_cache:
-            solver_cache[key] = time_solver(config_yaml, dt, velocity, params, split, n_adv)
+            solver_cache[key] = time_solver(config_yaml, dt, params, split, n_adv, velocity=velocity)
         return solver_cache[key]
 
     step = solver(n_out)
