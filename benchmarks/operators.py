@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -211,7 +212,7 @@ def train_one(cfg_path: str) -> tuple[str, float]:
 def train_all(cfgs: list[tuple[Path, TrainConfig]], jobs: int) -> dict[str, float]:
     """Train every unfinished config, ``jobs`` at a time (largest first); {config path: wall seconds}."""
     todo = [str(p) for p, c in cfgs if not _finished(c)]
-    todo.sort(key=lambda p: -int(Path(p).stem.rsplit("_", 1)[1].rstrip("k")))
+    todo.sort(key=lambda p: -int(re.search(r"_(\d+)k", Path(p).stem).group(1)))  # largest first
     walls: dict[str, float] = {}
     if not todo:
         return walls
@@ -397,12 +398,15 @@ def time_solvers(data: dict[str, Path], rollout_steps: int, repeats: int) -> dic
 # --------------------------------------------------------------------------------------------------- main
 
 
-def _load_configs(smoke: bool, workdir: str) -> list[tuple[Path, TrainConfig]]:
-    """The run configs: the committed files, or (smoke) 10 k models, one epoch, few cases, in ``workdir``."""
+def _load_configs(smoke: bool, workdir: str, no_extra: bool = False) -> list[tuple[Path, TrainConfig]]:
+    """The run configs: the committed files (matched ones, then ``extra/`` unless ``no_extra``), or (smoke)
+    10 k models, one epoch, few cases, in ``workdir``."""
     if not smoke:
         paths = sorted((CONFIGS / "forecast").glob("*.yaml")) + sorted((CONFIGS / "field").glob("*.yaml"))
         if not paths:
             raise SystemExit("no configs in configs/peers/{forecast,field}: run with --write-configs first")
+        if not no_extra:
+            paths += sorted((CONFIGS / "extra").glob("*.yaml"))
         return [(p, load_train_config(p)) for p in paths]
     geometry = _field_geometry(CONFIGS / DATA["source_to_field"][0])
     out = []
@@ -428,6 +432,7 @@ def main() -> None:
     ap.add_argument("--rollout-start", type=int, default=36, help="first input frame of the test rollouts")
     ap.add_argument("--write-configs", action="store_true", help="write the run configs and exit")
     ap.add_argument("--smoke", action="store_true", help="a quick end-to-end check (not a result)")
+    ap.add_argument("--no-extra", action="store_true", help="skip configs/peers/extra/ (unmatched runs)")
     args = ap.parse_args()
     os.chdir(ROOT)
     if args.write_configs:
@@ -438,7 +443,7 @@ def main() -> None:
     torch.set_num_threads(1)
     t_start, load_start = time.time(), os.getloadavg()
     data = make_data(args.smoke)
-    cfgs = _load_configs(args.smoke, workdir)
+    cfgs = _load_configs(args.smoke, workdir, args.no_extra)
     walls = train_all(cfgs, args.jobs)
     t_trained = time.time()
     solver = time_solvers(data, 40, repeats=7)
@@ -457,14 +462,16 @@ def main() -> None:
                     "rollout_start_frame": args.rollout_start, "target_ms": TARGET_MS},
         "solver": solver, "forecast": [], "source_to_field": [],
     }
-    for _, cfg in cfgs:
+    for path, cfg in cfgs:
         run = ROOT / str(cfg.out)
         task = cfg.data.task
         print(f"[operators] measuring {run.name}", file=sys.stderr, flush=True)
         if task == "forecast":
-            result["forecast"].append(measure_forecast(run, data[task], solver["forecast"], args))
+            rec = measure_forecast(run, data[task], solver["forecast"], args)
         else:
-            result["source_to_field"].append(measure_field(run, data[task], solver["source_to_field"], args))
+            rec = measure_field(run, data[task], solver["source_to_field"], args)
+        rec["extra"] = path.parent.name == "extra"  # not part of the matched comparison
+        result[task].append(rec)
     result["seconds"] = {"total": time.time() - t_start, "training": t_trained - t_start,
                          "measuring": time.time() - t_trained}
     result["machine"]["load_avg_end"] = os.getloadavg()
