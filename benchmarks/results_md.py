@@ -237,7 +237,8 @@ def operators_section(res: dict[str, Any]) -> list[str]:
         lines += ["**This file is from a `--smoke` run: not a result.**", ""]
     return lines + _setup(res) + _forecast(res) + _field(res) + [
         "Reproduce: `.venv/bin/python benchmarks/operators.py --jobs 2` (makes the data, trains the "
-        f"{len(res['forecast']) + len(res['source_to_field'])} configs of `configs/peers/`, measures, writes `benchmarks/out/operators.json`), then "
+        f"{len(res['forecast']) + len(res['source_to_field'])} configs of `configs/peers/`, measures, writes "
+        "`benchmarks/out/operators.json`), then "
         f"`{COMMAND}`. Run directories that already finished the same config are reused, so a rerun only "
         "re-measures.", ""]
 
