@@ -214,3 +214,26 @@ def test_progress_accepts_a_rich_progress_and_frames_follow_the_stride():
     every = solve_fd(Problem(grid, np.ones(grid.shape), TimeAxis(0.3, 13, 1), initial=Initial(kind="mode"),
                              boundary=Boundary("dirichlet", 0)), backend="numpy", dtype=np.float64)
     np.testing.assert_allclose(frames, every[::3], rtol=0, atol=1e-14)
+
+
+def test_devito_solve_leaves_subnormal_arithmetic_intact():
+    """A devito solve must not switch the process to flush-to-zero (as -ffast-math objects do)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from wavesurrogate.physics.fd import choose_dt, solve_fd
+from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
+def ok():
+    return sys.float_info.min / 4.0 > 0.0 and float(np.float32(1e-38) / np.float32(8.0)) > 0.0
+before = ok()
+g = Grid(24, 24, 10.0, 10.0)
+p = Problem(g, np.full(g.shape, 1500.0), TimeAxis(choose_dt(g, 1500.0, 2), 3, 2),
+            Source("point", 120.0, 120.0, 20.0), boundary=Boundary("dirichlet"))
+solve_fd(p, backend="devito")
+print(before, ok())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["True", "True"], out.stdout + out.stderr

@@ -9,6 +9,7 @@ edge factors are runtime constants, so one Operator serves Dirichlet and Neumann
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,17 @@ from wavesurrogate.physics.fd import _SOURCE_RTOL, Arrays, Layout
 
 
 def _configure_devito() -> None:
-    """Quiet, single-threaded C: campaigns parallelise across processes."""
+    """Quiet, single-threaded C (campaigns parallelise across processes), IEEE-safe maths.
+
+    Without ``safe-math`` devito compiles with -ffast-math, and loading such a shared object sets the
+    processor's flush-to-zero/denormals-are-zero flags for the whole process: subnormal numbers then vanish
+    in NumPy, torch and everything else that runs after a solve (hypothesis detects it and refuses to run).
+    """
     from devito import configuration
 
     configuration["log-level"] = "WARNING"
     configuration["language"] = "C"
+    configuration["safe-math"] = True
 
 
 class DevitoStepper:
@@ -32,8 +39,15 @@ class DevitoStepper:
         self.layout, self.space_order, self.dtype = layout, space_order, np.dtype(dtype)
         self.damped, self.n_frames = damped, n_frames
         self._op: Any = None
+        self._pool: ThreadPoolExecutor | None = None
         self._n_points = 0
         self._nt = 0
+
+    def _thread(self) -> ThreadPoolExecutor:
+        """The one worker thread that runs the Operator (created on first use)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devito")
+        return self._pool
 
     def _build(self, nt: int, n_points: int) -> None:
         from devito import (
@@ -169,7 +183,10 @@ class DevitoStepper:
         stops = _chunks(a.n_steps, a.stride, a.n_frames, report is not None)
         start = 0
         for stop in stops:
-            self._op.apply(time_m=start, time_M=stop, **{self._factor_name: a.stride})
+            # devito's generated code switches on flush-to-zero/denormals-are-zero in the thread that calls
+            # it and never switches it off; a thread of our own keeps the caller's IEEE arithmetic intact
+            self._thread().submit(self._op.apply, time_m=start, time_M=stop,
+                                  **{self._factor_name: a.stride}).result()
             start = stop + 1
             if report is not None:
                 report(min(stop + 1, a.n_steps))
