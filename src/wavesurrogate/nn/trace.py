@@ -3,11 +3,12 @@
 ``TraceCNN`` (registry name ``trace_cnn``, task ``boundary_trace``): an MLP maps the normalised parameters
 to a small latent map over (boundary position × time); a 2-D CNN decoder upsamples it, each conv built by
 ``make_conv`` in any kernel format (dense, cp, tucker, separable), with circular padding along the closed
-boundary. ``forward(params)`` takes the parameters in SI units ``[B, P]`` and returns the trace in field
-units ``[B, n_boundary, n_times]`` (normalisation constants are constructor arguments, so a checkpoint is
-self-contained).
+boundary; optionally decoded every ``boundary_stride`` nodes and interpolated linearly along the boundary;
+a learnt mean map (``template``) is added. ``forward(params)`` takes the parameters in SI units ``[B, P]``
+and returns the trace in field units ``[B, n_boundary, n_times]`` (normalisation constants are
+constructor arguments, so a checkpoint is self-contained).
 
-With ``warp`` (default when the trainer knows the parameter names), the decoder's time axis is not t but
+With ``warp`` (filled in by the trainer from the parameter names), the decoder's time axis is not t but
 the phase after the straight-ray arrival, τ = f·(t − t0 − r(s)/c0), with t0 the Ricker delay 1.2/f and
 r(s) the distance from the source to boundary node s; the decoded map v(s, τ) on a fixed τ window is
 sampled at each node's τ(t) by Catmull–Rom cubic interpolation (third order; torch's bicubic grid_sample
@@ -29,7 +30,7 @@ from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn.cnn import _activation, make_conv
 from wavesurrogate.nn.registry import register
 
-__all__ = ["TraceCNN", "catmull_rom", "perimeter_xy"]
+__all__ = ["TraceCNN", "catmull_rom", "perimeter_xy", "periodic_upsample"]
 
 WARP_KEYS = ("source_x", "source_y", "freq", "velocity")
 
@@ -64,6 +65,15 @@ def perimeter_xy(zoi_m: Sequence[float]) -> Tensor:
     return torch.stack([x0 + i * dx, y0 + j * dy], dim=1).to(torch.float64)
 
 
+def periodic_upsample(v: Tensor, n: int) -> Tensor:
+    """Linear interpolation of v [B, m, w] (m samples around a closed loop) to n samples, [B, n, w]."""
+    m = v.shape[1]
+    pos = torch.arange(n, dtype=v.dtype, device=v.device) * (m / n)
+    k = torch.floor(pos).long()
+    w = (pos - k)[None, :, None]
+    return (1.0 - w) * v[:, k % m] + w * v[:, (k + 1) % m]
+
+
 def _stage_sizes(h: int, w: int, n_stages: int) -> list[tuple[int, int]]:
     return [(max(1, round(h / 2 ** (n_stages - 1 - k))), max(1, round(w / 2 ** (n_stages - 1 - k))))
             for k in range(n_stages)]
@@ -94,6 +104,8 @@ class TraceCNN(nn.Module):
         channels: Sequence[int] = (32, 32, 16, 8),
         conv: dict[str, Any] | None = None,
         activation: str = "gelu",
+        template: bool = True,
+        boundary_stride: int = 1,
     ) -> None:
         super().__init__()
         if n_params < 1 or n_boundary < 3 or n_times < 2 or not trace_dt_s > 0:
@@ -107,6 +119,8 @@ class TraceCNN(nn.Module):
                 raise ConfigError("trace_cnn: tau_window must increase and n_tau be ≥ 4")
         if not channels:
             raise ConfigError("trace_cnn.channels: need at least one decoder stage")
+        if boundary_stride < 1:
+            raise ConfigError(f"trace_cnn.boundary_stride: must be ≥ 1, got {boundary_stride}")
         mean = torch.zeros(n_params) if param_mean is None else torch.tensor(param_mean, dtype=torch.float32)
         std = torch.ones(n_params) if param_std is None else torch.tensor(param_std, dtype=torch.float32)
         if mean.shape != (n_params,) or std.shape != (n_params,) or bool((std <= 0).any()):
@@ -129,7 +143,8 @@ class TraceCNN(nn.Module):
             d_in = hidden
         layers.append(nn.Linear(d_in, self.latent_channels * self.latent_shape[0] * self.latent_shape[1]))
         self.mlp = nn.Sequential(*layers)
-        self.sizes = _stage_sizes(self.n_boundary, width, len(channels))
+        self.boundary_stride = int(boundary_stride)
+        self.sizes = _stage_sizes(-(-self.n_boundary // self.boundary_stride), width, len(channels))
         convs, c_in = [], self.latent_channels
         for c_out in channels:
             convs.append(make_conv(c_in, int(c_out), 3, conv, padding=0))
@@ -137,6 +152,8 @@ class TraceCNN(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.act = _activation(activation)
         self.head = nn.Conv2d(c_in, 1, 1)
+        # the mean map, learnt directly: the decoder then only learns each case's departure from it
+        self.template = nn.Parameter(torch.zeros(self.n_boundary, width)) if template else None
         if self.warp is not None:
             xy = perimeter_xy(zoi_m)
             if xy.shape[0] != self.n_boundary:
@@ -155,7 +172,10 @@ class TraceCNN(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             x = F.pad(x, (0, 0, 1, 1), mode="circular")  # the boundary is a closed loop
             x = self.act(conv(F.pad(x, (1, 1, 0, 0))))  # zeros beyond the ends of the time axis
-        return self.head(x)[:, 0]
+        v = self.head(x)[:, 0]
+        if self.boundary_stride > 1:  # linear along the closed boundary, decoded every boundary_stride nodes
+            v = periodic_upsample(v, self.n_boundary)
+        return v if self.template is None else v + self.template
 
     def forward(self, params: Tensor) -> Tensor:
         """Trace [B, n_boundary, n_times] in field units for parameters [B, n_params] in SI units."""

@@ -241,7 +241,8 @@ def case_checksum(trace: np.ndarray, zoi_field: np.ndarray) -> str:
 
 
 def _config_key(cfg: TraceCampaignConfig) -> str:
-    return hashlib.sha256(dump_yaml(cfg).encode()).hexdigest()[:16]
+    """Hash of what determines the data (not the number of workers): shards of another config are redone."""
+    return hashlib.sha256(dump_yaml(cfg.model_copy(update={"workers": 1})).encode()).hexdigest()[:16]
 
 
 def _shard(work: Path, index: int) -> Path:

@@ -1,0 +1,174 @@
+"""ZOI submodel driven by a trained boundary network vs the full FE solve (and FD), held-out cases → JSON.
+
+    .venv/bin/python benchmarks/submodel.py --run runs/trace256 [--compare runs/A runs/B] \\
+        [--data data/traces256.h5] [--timed-cases 3] > benchmarks/out/submodel.json
+
+Data: ``configs/submodel.yaml`` (256 × 256 nodes, dx = 5 m, 20-cell absorbing layer, central 64 × 64 ZOI,
+640 steps of 1 ms, trace every 4 steps, ZOI field every 16 steps), the file's held-out (test) cases.
+Reported, per run (``networks``):
+* ``zoi_rel_l2``: relative L2 error over the ZOI and all stored frames of network + submodel against the
+  full FE solve (mean, median, max, per case) and the share of cases at or below 5 %;
+* ``trace_rel_l2``: the network's trace against the exact trace;
+* ``network_s`` (warm, one thread) and ``zoi_solve_s`` (solve_zoi: restriction, ZOI mesh, assembly, its own
+  CFL bound, trace interpolation, 640 steps) per case.
+``floor``: the same submodel driven by the exact trace sampled as the network's (every 4 steps) — what a
+perfect network would reach — and, for the timed cases, by the exact trace at every step (round-off).
+``timing`` (the first ``--timed-cases`` test cases, all measured in this run, one after another):
+* ``full_fe_s``: a fresh full FE solve = assembly + CFL bound by Lanczos (eigsh) + stepping, with the parts;
+  ``full_fe_without_eigsh_s`` = assembly + stepping (the bound computed once per campaign, as the campaign
+  does); ``network_plus_submodel_s``; the speed-ups of network + submodel over both;
+* ``fd_s``: the FD solver (devito backend, float32, warm: compiled before timing) on the full grid for the
+  same physical time, at its own CFL time step, space orders 2 and 4.
+On a shared machine (``loadavg`` above the core count) wall times overstate what an idle machine needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wavesurrogate.physics.fd import FDSolver, choose_dt
+from wavesurrogate.physics.fe import FESolver
+from wavesurrogate.physics.problem import Problem, TimeAxis
+from wavesurrogate.submodel.run import check_geometry, evaluate_case, predict_trace, rel_l2
+from wavesurrogate.submodel.traces import TraceFile
+from wavesurrogate.submodel.train_trace import load_trace_run
+from wavesurrogate.submodel.zoi import boundary_indices, solve_zoi
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Mean, median, max and min of a list of numbers."""
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "max": float(a.max()),
+            "min": float(a.min())}
+
+
+def network_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
+    """Errors and times of one trained network over the cases."""
+    model, stats, cfg = load_trace_run(run)
+    check_geometry(stats, f)
+    rows = [evaluate_case(model, stats, f, int(c), floor=False) for c in cases]
+    for r in rows:
+        r.pop("arrays")
+    errs = [r["zoi_rel_l2"] for r in rows]
+    conv = sum(p.numel() for n, p in model.named_parameters() if n.startswith("convs."))
+    best = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    return {
+        "run": str(run), "model": cfg.model.name, "kwargs": cfg.model.kwargs,
+        "n_weights": sum(p.numel() for p in model.parameters()), "n_conv_weights": conv,
+        "epochs": cfg.epochs, "last_epoch_metrics": best,
+        "zoi_rel_l2": summary(errs), "share_at_most_5pct": float(np.mean(np.asarray(errs) <= 0.05)),
+        "trace_rel_l2": summary([r["trace_rel_l2"] for r in rows]),
+        "network_s": summary([r["network_s"] for r in rows]),
+        "zoi_solve_s": summary([r["zoi_solve_s"] for r in rows]),
+        "per_case": [{k: r[k] for k in ("case", "zoi_rel_l2", "trace_rel_l2")} for r in rows],
+    }
+
+
+def floor_block(f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
+    """The exact-trace submodel (trace sampled as the network's) against the full solve."""
+    errs = []
+    for c in cases:
+        trace, truth = f.case(int(c))
+        sub = solve_zoi(f.problem(int(c)), f.zoi, trace, f.trace_t, element=f.config.element)
+        errs.append(rel_l2(sub, truth))
+    return {f"zoi_rel_l2_trace_every_{f.config.time.trace_stride}_steps": summary(errs)}
+
+
+def fd_seconds(problem: Problem, space_order: int, c_max: float) -> dict[str, float]:
+    """Warm wall time of the FD solver on the full grid for the problem's physical time."""
+    t_end = problem.time.n_steps * problem.time.dt_s
+    dt = choose_dt(problem.grid, c_max, space_order)
+    n_steps = int(np.ceil(t_end / dt))
+    stride = max(1, n_steps // 40)
+    n_steps = -(-n_steps // stride) * stride
+    time_axis = TimeAxis(t_end / n_steps, n_steps // stride + 1, stride)
+    solver = FDSolver(problem.grid, problem.boundary, time_axis, space_order, backend="devito",
+                      dtype=np.float32)
+    solver.run(problem.velocity, problem.source)  # compile (cached by devito) and warm up
+    t0 = time.perf_counter()
+    solver.run(problem.velocity, problem.source)
+    return {"fd_s": time.perf_counter() - t0, "dt_s": time_axis.dt_s, "n_steps": n_steps}
+
+
+def timing_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
+    """Full FE solve (fresh, with its parts), network + submodel, and FD, on the same cases in one run."""
+    model, stats, _ = load_trace_run(run)
+    rows = []
+    for c in cases:
+        c = int(c)
+        problem, (_, truth) = f.problem(c), f.case(c)
+        zoi, element, params = f.zoi, f.config.element, f.params(c)
+        t0 = time.perf_counter()
+        solver = FESolver.from_problem(problem, element)
+        t1 = time.perf_counter()
+        solver.dt_max()
+        t2 = time.perf_counter()
+        frames, record = solver.solve_problem_recording(problem, *boundary_indices(zoi))
+        t3 = time.perf_counter()
+        predict_trace(model, stats, params)  # warm-up
+        t4 = time.perf_counter()
+        sub = solve_zoi(problem, zoi, predict_trace(model, stats, params), f.trace_t, element=element)
+        net_sub = time.perf_counter() - t4
+        assembly, eig, stepping = t1 - t0, t2 - t1, t3 - t2
+        step_t = np.arange(problem.time.n_steps + 1) * problem.time.dt_s
+        floor_every_step = rel_l2(solve_zoi(problem, zoi, record, step_t, element=element),
+                                  frames[(slice(None), *zoi.slices)])
+        full, no_eig = assembly + eig + stepping, assembly + stepping
+        row = {"case": c, "full_fe_s": full, "full_fe_assembly_s": assembly, "full_fe_eigsh_s": eig,
+               "full_fe_stepping_s": stepping, "full_fe_without_eigsh_s": no_eig,
+               "network_plus_submodel_s": net_sub, "speedup_vs_full_fe": full / net_sub,
+               "speedup_vs_full_fe_without_eigsh": no_eig / net_sub,
+               "speedup_vs_full_fe_stepping_only": stepping / net_sub,
+               "zoi_rel_l2": rel_l2(sub, truth), "floor_trace_every_step": floor_every_step,
+               "stored_field_vs_this_solve": rel_l2(truth, frames[(slice(None), *zoi.slices)])}
+        for so in (2, 4):
+            fd = fd_seconds(problem, so, f.config.c_max())
+            row[f"fd{so}_s"], row[f"fd{so}_dt_s"] = fd["fd_s"], fd["dt_s"]
+            row[f"fd{so}_steps"] = fd["n_steps"]
+            row[f"speedup_vs_fd{so}"] = fd["fd_s"] / net_sub
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "case" and not k.endswith(("_dt_s", "_steps"))]
+    return {"median": {k: float(np.median([r[k] for r in rows])) for k in keys}, "per_case": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="the network to time (and evaluate)")
+    ap.add_argument("--compare", type=Path, nargs="*", default=[], help="more runs to evaluate")
+    ap.add_argument("--data", type=Path, default=None, help="trace file (default: the run's)")
+    ap.add_argument("--timed-cases", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    _, _, cfg = load_trace_run(a.run)
+    data = a.data or Path(cfg.data.path)
+    load0 = os.getloadavg()[0]
+    with TraceFile(data) as f:
+        test = f.cases("test")
+        c = f.config
+        out: dict[str, Any] = {
+            "benchmark": "submodel", "data": str(data), "grid": [c.grid.nx, c.grid.ny], "dx_m": c.grid.dx_m,
+            "zoi": [f.zoi.i0, f.zoi.j0, f.zoi.nx, f.zoi.ny], "element": c.element, "dt_s": c.time.dt_s,
+            "n_steps": c.time.n_steps, "trace_stride": c.time.trace_stride,
+            "frame_stride": c.time.frame_stride,
+            "train_cases": int(f.cases("train").size), "held_out_cases": int(test.size),
+            "loadavg_1min_before": load0, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch_threads": 1,
+        }
+        out["networks"] = [network_block(r, f, test) for r in [a.run, *a.compare]]
+        out["floor"] = floor_block(f, test)
+        out["timing"] = timing_block(a.run, f, test[: a.timed_cases])
+    out["loadavg_1min_after"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
