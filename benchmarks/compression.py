@@ -1,0 +1,297 @@
+"""A priori against a posteriori compression of the forecast CNN (issue 3); prints JSON.
+
+    .venv/bin/python benchmarks/compression.py [--data FILE] [--epochs 12] [--max-cases 160] [--out F.json]
+    .venv/bin/python benchmarks/compression.py --small          # minutes: the demo campaign, 3 epochs
+
+What it does, in order:
+1. Data: ``--data`` or the standard campaign configs/forecast64.yaml simulated into
+   ``<workdir>/data/forecast64.h5`` (``--small``: configs/demo.yaml), skipped when the file is complete.
+2. Models, all ``cnn2d`` (width 16, 2 levels, n_in 4, n_out 1), trained by ``train.loop.train`` with the
+   same data, optimiser (Adam 1e-3, cosine to 1e-5), batch and epochs: the dense reference; CP at the
+   largest rank with ≤ 1/10 of the dense parameters and at the rank nearest 1/30; separable at rank 1 (its
+   smallest: 6/9 of dense for 3 × 3 kernels, so it cannot reach 1/10; listed to show that).
+3. A posteriori: the trained dense network's spatial convolutions compressed by ``nn.tensorized.from_dense``
+   to CP at the same two ranks (other weights copied), then fine-tuned for the same number of epochs with
+   the same optimiser and schedule (own loop, same loss: MSE on normalised frames; best validation epoch).
+4. Measures per model: trainable parameters, weight bytes, peak memory of inference (batch 1) and of a
+   training step (the run's batch), one-step test relative L2 (pooled over windows), rollout relative L2 at
+   40 frames from the first window (``evaluate_model``) and from the latest start that leaves 40 frames
+   (after most of the source emission), inference ms at batch 1 and 32; ratios compressed / dense.
+Everything is resumable: finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wavesurrogate.data.campaign import run_campaign
+from wavesurrogate.data.store import open_data
+from wavesurrogate.data.windows import ForecastWindows, sample_seed
+from wavesurrogate.eval import bench as B
+from wavesurrogate.eval.evaluate import evaluate_model
+from wavesurrogate.nn import registry
+from wavesurrogate.nn.rollout import rollout
+from wavesurrogate.nn.tensorized import TensorizedConvNd, from_dense
+from wavesurrogate.train.checkpoint import RunInfo, load_run
+from wavesurrogate.train.loop import config_from_dict, prepare_data, train
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"n_in": 4, "n_out": 1, "width": 16, "depth": 2, "kernel_size": 3}
+HORIZON = 40
+
+
+def make_data(args: argparse.Namespace) -> Path:
+    """The data file: ``--data``, or the standard (or small) campaign simulated once into the workdir."""
+    if args.data is not None:
+        return Path(args.data)
+    name = "demo" if args.small else "forecast64"
+    out = Path(args.workdir) / "data" / f"{name}.h5"
+    if out.is_file():
+        with open_data(out) as f:
+            if bool(f.done.all()):
+                return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_campaign(ROOT / "configs" / f"{name}.yaml", out, overwrite=out.exists(), progress=False)
+    return out
+
+
+def count(kwargs: dict[str, Any]) -> int:
+    """Trainable parameters of cnn2d(**kwargs)."""
+    return B.count_trainable(registry.build("cnn2d", kwargs))
+
+
+def choose_ranks(dense_params: int) -> dict[str, int]:
+    """CP ranks: the largest with ≤ 1/10 of the dense parameters, and the one nearest 1/30."""
+    counts = {r: count({**BASE, "conv": {"format": "cp", "rank": r}}) for r in range(1, 65)}
+    tenth = max(r for r, n in counts.items() if n <= dense_params / 10)
+    thirtieth = min(counts, key=lambda r: abs(math.log(counts[r] / (dense_params / 30))))
+    return {"1/10": tenth, "1/30": thirtieth}
+
+
+def train_config(label: str, kwargs: dict[str, Any], data: Path, args: argparse.Namespace) -> Any:
+    """The shared training config of one model (only the model differs between runs)."""
+    return config_from_dict({
+        "name": label, "seed": 0, "out": str(Path(args.workdir) / "runs" / label),
+        "data": {"path": str(data), "task": "forecast", "n_in": BASE["n_in"], "n_out": BASE["n_out"],
+                 "window_stride": args.window_stride, "val_fraction": 0.1, "max_cases": args.max_cases},
+        "model": {"name": "cnn2d", "kwargs": kwargs}, "optim": {"name": "adam", "lr": 1e-3},
+        "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": args.epochs, "batch_size": args.batch,
+        "progress": False,
+    }).resolved()
+
+
+def _epochs_done(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
+
+
+def train_run(cfg: Any) -> Path:
+    """Train (or resume, or reuse) the run of ``cfg``; its directory."""
+    run = Path(cfg.out)
+    done = _epochs_done(run)
+    if done >= cfg.epochs:
+        return run
+    if done > 0 and (run / "optimizer.pt").is_file():
+        return train(cfg, resume=run)
+    run.mkdir(parents=True, exist_ok=True)
+    return train(cfg, overwrite=True)
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+def compress(dense: nn.Module, rank: int) -> nn.Module:
+    """cnn2d in CP format at ``rank`` whose spatial convs are ``from_dense`` of ``dense``'s (rest copied)."""
+    model = registry.build("cnn2d", {**BASE, "conv": {"format": "cp", "rank": rank}})
+    dense_sd = dense.state_dict()
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if isinstance(mod, TensorizedConvNd):
+                src = dense.get_submodule(name)
+                layer = from_dense(src, rank, "cp", generator=torch.Generator().manual_seed(0))
+                mod.load_state_dict(layer.state_dict())
+        tensorized = {n for n, m in model.named_modules() if isinstance(m, TensorizedConvNd)}
+        rest = {k: v for k, v in dense_sd.items() if not any(k.startswith(t + ".") for t in tensorized)}
+        missing = model.load_state_dict(rest, strict=False)
+        assert not missing.unexpected_keys, missing.unexpected_keys
+    return model
+
+
+def _batches(ds: Any, idx: torch.Tensor, batch: int):
+    for s in range(0, len(idx), batch):
+        xs, ys = zip(*(ds[int(i)] for i in idx[s:s + batch]), strict=True)
+        yield torch.stack(xs), torch.stack(ys)
+
+
+def fine_tune(model: nn.Module, cfg: Any, out: Path) -> dict[str, Any]:
+    """Fine-tune ``model`` with ``cfg``'s data, optimiser, schedule, batch and epochs; keeps the best val."""
+    weights = out / "weights.pt"
+    log = out / "metrics.json"
+    if weights.is_file() and log.is_file():
+        model.load_state_dict(torch.load(weights, weights_only=True))
+        return json.loads(log.read_text(encoding="utf-8"))
+    data = prepare_data(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.schedule.min_lr)
+    best, best_sd, rows = math.inf, None, []
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(sample_seed(0, epoch))
+        perm = torch.randperm(len(data.train), generator=gen)
+        losses = []
+        for x, y in _batches(data.train, perm, cfg.batch_size):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            se = sum(float((model(x) - y).pow(2).sum()) for x, y in
+                     _batches(data.val, torch.arange(len(data.val)), 64))
+        val = se / (len(data.val) * data.val[0][1].numel())
+        rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
+                     "seconds": time.perf_counter() - t0})
+        if val < best:
+            best, best_sd = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_sd)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(best_sd, weights)
+    log.write_text(json.dumps(rows), encoding="utf-8")
+    return rows
+
+
+def late_rollout(model: nn.Module, stats: dict[str, Any], data: Path) -> float | None:
+    """Pooled relative L2 at horizon 40 of rollouts from the latest start leaving 40 frames (test cases)."""
+    with open_data(data) as f:
+        test = np.flatnonzero((f.split == 1) & f.done)
+        fields, velocity = f.load_all(test)
+    n_in = int(stats["n_in"])
+    start = fields.shape[1] - HORIZON - n_in
+    if start < 0:
+        return None
+    norm = ForecastWindows(fields, velocity, n_in, 1, stats)
+    fm, fs = float(stats["field_mean"]), float(stats["field_std"])
+    last = rollout(model, norm.fields[:, start:start + n_in], norm.velocity, HORIZON)[:, -1]
+    pred = last.double() * fs + fm
+    true = torch.from_numpy(fields[:, -1].astype(np.float64))
+    return float((pred - true).norm() / true.norm())
+
+
+def measure(label: str, model: nn.Module, info: RunInfo, data: Path, train_s: float, epochs: int,
+            repeats: int) -> dict[str, Any]:
+    """Every measured number of one model."""
+    with open_data(data) as f:
+        ny, nx = f.ny, f.nx
+    c = BASE["n_in"] + 1
+    ev = evaluate_model(model, info, data)
+    roll = ev["rollout"]["rel_l2"] if ev.get("rollout") else []
+    lat1 = B.latency_ms(model, (1, c, ny, nx), repeats=repeats)
+    lat32 = B.latency_ms(model, (32, c, ny, nx), repeats=max(3, repeats // 3))
+    kwargs = info.model_kwargs
+    return {
+        "label": label, "kwargs": kwargs, "params": B.count_trainable(model),
+        "weight_bytes": B.weight_bytes(model),
+        "peak_infer_bytes": B.inference_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
+        "peak_train_bytes": B.train_step_peak_bytes("cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
+                                                    (info.config.batch_size, BASE["n_out"], ny, nx)),
+        "test_rel_l2": ev["one_step"]["rel_l2_pooled"],
+        "rollout40_rel_l2_from_start": roll[HORIZON - 1] if len(roll) >= HORIZON else None,
+        "rollout40_rel_l2_late": late_rollout(model, info.stats, data),
+        "ms_b1": lat1.per_sample_ms, "ms_per_sample_b32": lat32.per_sample_ms, "threads": lat1.threads,
+        "train_s": train_s, "epochs": epochs,
+    }
+
+
+RATIO_KEYS = ("params", "weight_bytes", "peak_infer_bytes", "peak_train_bytes", "test_rel_l2",
+              "rollout40_rel_l2_late", "ms_b1", "ms_per_sample_b32", "train_s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="forecast data file (default: the standard campaign)")
+    ap.add_argument("--small", action="store_true", help="the demo campaign and 3 epochs, for trying")
+    ap.add_argument("--workdir", default="runs/compression")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--max-cases", type=int, default=None, help="use the first N cases of the file")
+    ap.add_argument("--window-stride", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    args = ap.parse_args()
+    if args.small:
+        args.epochs = args.epochs or 3
+        args.window_stride = args.window_stride or 2
+        args.workdir = args.workdir + "-small"
+    args.epochs = args.epochs or 12
+    args.window_stride = args.window_stride or 4
+    if args.max_cases is None and not args.small:
+        args.max_cases = 200
+    t_all = time.perf_counter()
+    data = make_data(args)
+    dense_params = count(BASE)
+    ranks = choose_ranks(dense_params)
+    specs = {"dense": BASE}
+    specs.update({f"cp_r{r}": {**BASE, "conv": {"format": "cp", "rank": r}} for r in ranks.values()})
+    specs["separable_r1"] = {**BASE, "conv": {"format": "separable", "rank": 1}}
+    results: dict[str, Any] = {}
+    runs = {}
+    for label, kwargs in specs.items():
+        print(f"[compression] training {label} ({count(kwargs):,} parameters)", file=sys.stderr, flush=True)
+        runs[label] = train_run(train_config(label, kwargs, data, args))
+    for label, run in runs.items():
+        model, info = load_run(run, "best")
+        rows = _metrics(run)
+        results[label] = {"kind": "dense" if label == "dense" else "a priori",
+                          **measure(label, model, info, data, sum(r["seconds"] for r in rows), len(rows),
+                                    args.repeats)}
+    dense_model, dense_info = load_run(runs["dense"], "best")
+    for r in ranks.values():
+        label = f"post_cp_r{r}"
+        print(f"[compression] a posteriori {label} (from_dense + fine-tune)", file=sys.stderr, flush=True)
+        model = compress(dense_model, r)
+        cfg = train_config(label, {**BASE, "conv": {"format": "cp", "rank": r}}, data, args)
+        rows = fine_tune(model, cfg, Path(cfg.out))
+        info = RunInfo(run_dir=Path(cfg.out), config=cfg, stats=dense_info.stats, model_name="cnn2d",
+                       model_kwargs=cfg.model.kwargs, task="forecast", package_version="", which="best",
+                       epoch=len(rows), best_epoch=int(np.argmin([x["val_loss"] for x in rows])) + 1)
+        res = measure(label, model, info, data, sum(x["seconds"] for x in rows), len(rows), args.repeats)
+        res["train_s"] += results["dense"]["train_s"]  # the dense training it started from counts
+        results[label] = {"kind": "a posteriori", **res}
+    dense = results["dense"]
+    for res in results.values():
+        res["ratio_to_dense"] = {k: (res[k] / dense[k] if res.get(k) and dense.get(k) else None)
+                                 for k in RATIO_KEYS}
+    out = {
+        "benchmark": "compression", "data": str(Path(data).resolve()), "machine": B.machine_info(),
+        "settings": {"epochs": args.epochs, "batch": args.batch, "window_stride": args.window_stride,
+                     "max_cases": args.max_cases, "optimiser": "adam 1e-3, cosine to 1e-5",
+                     "architecture": BASE},
+        "ranks": ranks, "dense_target_test_rel_l2": 0.05,
+        "dense_meets_target": dense["test_rel_l2"] is not None and dense["test_rel_l2"] <= 0.05,
+        "separable_note": "separable rank 1 keeps 6/9 of a dense 3x3 conv's weights: it cannot reach 1/10",
+        "results": list(results.values()), "seconds": time.perf_counter() - t_all,
+    }
+    text = json.dumps(B._finite(out), indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
