@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,26 @@ DPI = 110
 GIF_LEVELS = 112  # colour-map levels per map in the GIF palette (2 maps + greys ≤ 256 colours)
 
 
-def _save(fig: Figure, out: Path) -> Path:
-    """Save ``fig`` to ``out`` atomically (temporary file in the same folder, then rename)."""
+def _write_atomic(out: Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``out``, then rename it to ``out`` (mode 0644)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=DPI, format=out.suffix.lstrip(".") or "png")
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    """Save ``fig`` to ``out`` atomically, in the format of its suffix."""
+    fmt = Path(out).suffix.lstrip(".") or "png"
+    return _write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=DPI, format=fmt))
 
 
 def _symmetric_limit(*arrays: np.ndarray) -> float:
@@ -237,16 +243,8 @@ def rollout_gif(true: np.ndarray, pred: np.ndarray, out: Path, times_s: Sequence
             fig.draw_artist(a)
         rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
         frames.append(rgb.quantize(palette=pal_img, dither=Image.Dither.NONE))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".gif", dir=out.parent)
-    os.close(fd)
-    try:
+    def write(tmp: str) -> None:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                        duration=round(1000.0 / fps), loop=0)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+
+    return _write_atomic(out, write)
