@@ -49,7 +49,7 @@ def test_latency_positive_finite_and_per_sample() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1)).train()
     lat = bench.latency_ms(model, (4, 3, 16, 16), warmup=1, repeats=5)
     assert lat.batch == 4 and lat.repeats == 5 and lat.threads == torch.get_num_threads()
-    assert 0 < lat.q25_ms <= lat.median_ms <= lat.q75_ms and math.isfinite(lat.q75_ms)
+    assert 0 < lat.min_ms <= lat.q25_ms <= lat.median_ms <= lat.q75_ms and math.isfinite(lat.q75_ms)
     assert lat.per_sample_ms == pytest.approx(lat.median_ms / 4)
     assert model.training  # the mode is restored
 

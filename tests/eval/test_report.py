@@ -9,8 +9,8 @@ from wavesurrogate.eval.report import render_report, verdicts
 
 
 def _run(name: str, params: int, err: float, s1: float, s32: float, sr: float = 0.5) -> dict[str, Any]:
-    lat = {"median_ms": 2.0, "q25_ms": 1.9, "q75_ms": 2.1, "batch": 1, "repeats": 3, "threads": 2,
-           "per_sample_ms": 2.0}
+    lat = {"median_ms": 2.0, "q25_ms": 1.9, "q75_ms": 2.1, "min_ms": 1.8, "batch": 1, "repeats": 3,
+           "threads": 2, "per_sample_ms": 2.0}
     return {"run": name, "params": params, "weight_bytes": 4 * params, "peak_infer_bytes": 10 * 2**20,
             "peak_train_bytes": 100 * 2**20, "train_s_per_epoch": 3.0, "latency_b1": lat,
             "latency_b32": {**lat, "batch": 32, "median_ms": 32.0, "per_sample_ms": 1.0},

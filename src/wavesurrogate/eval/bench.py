@@ -207,11 +207,12 @@ def train_step_peak_bytes(name: str, kwargs: dict[str, Any], input_shape: tuple[
 
 @dataclass(frozen=True)
 class Latency:
-    """Wall time of one call: median and quartiles over ``repeats`` timed calls, in milliseconds."""
+    """Wall time of one call: median, quartiles and minimum over ``repeats`` timed calls, in milliseconds."""
 
     median_ms: float
     q25_ms: float
     q75_ms: float
+    min_ms: float
     batch: int
     repeats: int
     threads: int
@@ -259,8 +260,9 @@ def latency_ms(model: nn.Module, x: torch.Tensor | tuple[int, ...], warmup: int 
             secs = time_calls(lambda: model(x), warmup=warmup, repeats=repeats)
     finally:
         model.train(was_training)
-    q25, med, q75 = _quartiles([s * 1e3 for s in secs])
-    return Latency(med, q25, q75, int(x.shape[0]), repeats, torch.get_num_threads())
+    ms = [s * 1e3 for s in secs]
+    q25, med, q75 = _quartiles(ms)
+    return Latency(med, q25, q75, min(ms), int(x.shape[0]), repeats, torch.get_num_threads())
 
 
 def solver_seconds(run_solver: Callable[[], Any], repeats: int = 3) -> float:
@@ -408,6 +410,8 @@ DEFINITIONS = {
     "solver ms (same step)": "wall time of the campaign's solver advancing the physical time of one "
                              "prediction (n_out frames × frame_stride steps of dt) on the same grid, in the "
                              "same process, compiled and warm, median of repeats",
+    "threads": "the solver runs single-threaded (devito, C); the surrogate uses torch's intra-op threads "
+               "(bench.json: latency_*.threads; latency_b1_1thread and speedup_b1_1thread with one thread)",
     "speed-up": "solver seconds / surrogate seconds for the same prediction; b1 = one prediction at batch 1, "
                 "b32 = per sample in batches of 32, rollout = a rollout of the longest horizon listed at "
                 "batch 1 against the solver advancing as many frames; below 1 the surrogate is slower than "
