@@ -242,8 +242,8 @@ def write_sites(root: Path) -> list[dict[str, Any]]:
             target = ast.unparse(node.func.value) if receiver else " ".join(ast.unparse(a) for a in node.args)
             atomic = atomic or any(w in target for w in ("tmp", "buf", "'/proc/", '"/proc/'))
             sites.append({"where": f"{path.relative_to(root.parents[1])}:{node.lineno}",
-                          "call": text.splitlines()[0][:90], "atomic": atomic})
-    return sites
+                          "call": text.splitlines()[0][:90], "atomic": atomic, "line": node.lineno})
+    return sorted(sites, key=lambda s: (s["where"].split(":")[0], s["line"]))
 
 
 def test_every_write_in_the_package_is_atomic() -> None:
