@@ -204,8 +204,8 @@ def summary(rows: list[dict[str, Any]], tests: dict[str, list[dict[str, Any]]],
            f"| bad inputs tried / rejected cleanly (§1) | {len(rows)} / {ok} |",
            f"| kills survived (§2: SIGKILL or crash, then resume or rerun gives identical results) | "
            f"{survived} of {len(kills)} |",
-           f"| all §2 tests passed (kills, NaN guard, divergence, determinism, write audit) | {sum(t['status'] == 'passed' for t in flat)} "
-           f"of {len(flat)} |"]
+           "| all §2 tests passed (kills, NaN guard, divergence, determinism, write audit) | "
+           f"{sum(t['status'] == 'passed' for t in flat)} of {len(flat)} |"]
     if fuzz is not None:
         n = sum(fuzz[k]["cases"] for k in ("configs", "hdf5", "checkpoints"))
         calls = sum(fuzz[k]["cli_calls"] for k in ("configs", "hdf5", "checkpoints"))
