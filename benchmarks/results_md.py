@@ -230,12 +230,39 @@ def _deeponet_target(recs: list[dict[str, Any]], target: float) -> list[str]:
     return lines + [""]
 
 
+def _caveats(res: dict[str, Any]) -> list[str]:
+    """What the numbers above do and do not say (facts computed from the JSON where they are numbers)."""
+    fc = [r for r in res["forecast"] if not r.get("extra")]
+    steps = sorted({r["steps"] for r in fc + res["source_to_field"] if not r.get("extra")})
+    slower = [_name(r, FORECAST_LABELS) for r in fc if r["speedup_b1"] < 1]
+    roll_slower = [r for r in fc if r["speedup_rollout"] < 1]
+    counts = [f"{r['run']} ({r['model_json_n_params']:,} vs {r['params']:,})" for r in fc
+              if r.get("model_json_n_params") not in (None, r["params"])]
+    out = ["### What these numbers do not say", "",
+           f"- Short schedules: every matched run took {' or '.join(str(s) for s in steps)} optimiser steps "
+           "(same epochs, batch, optimiser and schedule within a task). All models are undertrained; longer "
+           "training may reorder them. Equal steps are not equal time: see the train s column.",
+           "- The CNNs predict the increment over the last input frame (`residual=True`, their default); "
+           "the FNO/TFNO adapters have no residual option and predict the frame itself (with "
+           "`domain_padding` 0.125, as the grid is not periodic). That may favour the CNNs early.",
+           f"- Batch-1 forecasts slower than one solver frame: {', '.join(slower) if slower else 'none'}. "
+           f"Rollouts slower than the solver over the same frames: {len(roll_slower)} of {len(fc)} models. "
+           "The FD solver (devito, 4th order) on a 64×64 grid takes milliseconds, and its time includes "
+           "building the case (velocity model, source), as `eval.bench.time_solver` defines it.",
+           "- Latencies are medians at one thread on a shared machine (load recorded above); they move by "
+           "tens of percent between runs."]
+    if counts:
+        out.append("- Parameter counts here count a complex weight as two real numbers; the run directories' "
+                   f"`model.json` counts it once (train.loop uses `numel`): {', '.join(counts)}.")
+    return out + [""]
+
+
 def operators_section(res: dict[str, Any]) -> list[str]:
     """The peers comparison from operators.json."""
     lines = ["## Peers: CNNs against neural operators (benchmarks/operators.py)", ""]
     if res.get("smoke"):
         lines += ["**This file is from a `--smoke` run: not a result.**", ""]
-    return lines + _setup(res) + _forecast(res) + _field(res) + [
+    return lines + _setup(res) + _forecast(res) + _field(res) + _caveats(res) + [
         "Reproduce: `.venv/bin/python benchmarks/operators.py --jobs 2` (makes the data, trains the "
         f"{len(res['forecast']) + len(res['source_to_field'])} configs of `configs/peers/`, measures, writes "
         "`benchmarks/out/operators.json`), then "
