@@ -90,3 +90,6 @@ def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
         return e.cls(**kwargs)
     except TypeError as exc:
         raise CheckpointError(f"model {name!r}: bad constructor arguments ({exc})") from None
+    except (MemoryError, OverflowError, RuntimeError) as exc:  # e.g. width: 2**31 cannot be allocated
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"model {name!r}: cannot be built with {kwargs} ({first[:160]})") from None
