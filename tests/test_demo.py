@@ -84,7 +84,7 @@ def test_bench_json_is_consistent_with_its_definitions(demo) -> None:
 def test_rerun_skips_finished_stages(demo) -> None:
     out, _ = demo
     files = (out / "data.h5", out / "bench" / "bench.json", out / "dense" / "weights.safetensors",
-             out / "cp" / "evaluate.json")
+             out / "cp" / "evaluate.json", out / "figures" / "rollout.gif")
     stamp = {p: p.stat().st_mtime_ns for p in files}
     run_demo(out, quick=True)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp

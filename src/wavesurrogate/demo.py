@@ -307,6 +307,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
     from wavesurrogate.data.store import describe
     from wavesurrogate.eval.bench import bench_runs
     from wavesurrogate.eval.report import write_report
+    from wavesurrogate.train.checkpoint import atomic_write_text
 
     console = Console(stderr=True)
     p = plan(quick)
@@ -340,7 +341,17 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
         return json.loads(bench_json.read_text(encoding="utf-8"))
 
     bench = stage("bench", do_bench)
-    figs = stage("figures", lambda: _stage_figures(out, data, runs, evals, bench))
+    def do_figures() -> list[tuple[str, str]]:
+        index = out / "figures" / "index.json"
+        if _fresh(index, bench_json, *(v / "evaluate.json" for v in runs.values())):
+            figs = [tuple(f) for f in json.loads(index.read_text(encoding="utf-8"))]
+            if all((out / f[1]).is_file() for f in figs):
+                return figs
+        figs = _stage_figures(out, data, runs, evals, bench)
+        atomic_write_text(index, json.dumps(figs, indent=1) + "\n")
+        return figs
+
+    figs = stage("figures", do_figures)
     timings["total (this invocation)"] = time.perf_counter() - t_all
     report = write_report(out / "report.md", bench, figures=figs,
                           title="wavesurrogate demo" + (" (quick)" if quick else ""),
