@@ -76,10 +76,13 @@ def _get(r: dict[str, Any], *path: str) -> Any:
 
 def _setup(res: dict[str, Any]) -> list[str]:
     d, t, m, mach = res["data"], res["training"], res["measure"], res["machine"]
-    secs = res["seconds"]
+    secs, reused = res["seconds"], t.get("reused_runs", [])
+    trained = f"{secs['training'] / 60:.0f} min training, {t['jobs']} run(s) at once"
+    if reused:
+        trained += f"; {len(reused)} run(s) were trained by an earlier invocation and reused"
     lines = [f"Generated from `benchmarks/out/operators.json` ({res['created_utc']}, command "
-             f"`.venv/bin/python {res['command'].strip()}`), total {secs['total'] / 60:.0f} min "
-             f"({secs['training'] / 60:.0f} min training, {t['jobs']} run(s) at once).", ""]
+             f"`.venv/bin/python {res['command'].strip()}`), total {secs['total'] / 60:.0f} min ({trained}). "
+             "The train s columns are each run's own epoch times (from its metrics.jsonl).", ""]
     for task, name in (("forecast", "Forecast"), ("source_to_field", "Source-to-field")):
         x, s = d[task], t["tasks"][task]
         lines.append(f"- {name} data: `{x['file']}` ({x['cases']} cases: {x['train_pool_cases']} training "
