@@ -228,6 +228,7 @@ class DataFile:
 
     def _validate(self) -> None:
         f, p = self._f, self.path
+        self._attrs = {k: _attr(v) for k, v in f.attrs.items()}  # a damaged attribute fails here, once
         schema = _attr(f.attrs.get("schema", None))
         if schema is None:
             raise _bad(p, "no 'schema' attribute: not a wavesurrogate data file")
@@ -275,7 +276,7 @@ class DataFile:
     @property
     def attrs(self) -> dict[str, Any]:
         """Root attributes as plain Python values."""
-        return {k: _attr(v) for k, v in self._f.attrs.items()}
+        return dict(self._attrs)
 
     @property
     def n_cases(self) -> int:
