@@ -276,13 +276,22 @@ def _memory_bytes() -> int | None:
         return None
 
 
+FE_BYTES_PER_NODE = 4096  # peak memory of FESolver set-up, measured 2.6–4.0 KB per node (p1/q1, 150²–300²)
+
+
 def _check_size(cfg: CampaignConfig) -> None:
-    """ConfigError if the frames of one case (float32) cannot fit in this machine's memory."""
+    """ConfigError if one case's frames (float32), or the FE solver's set-up, cannot fit in memory."""
     g, t = cfg.grid, cfg.time
     need, have = 4 * g.nx * g.ny * t.n_frames, _memory_bytes()
     if have is not None and need > have:
         raise ConfigError(f"grid: one case of grid.nx · grid.ny · time.n_frames = {g.nx} · {g.ny} · "
                           f"{t.n_frames} float32 values needs {need / 1e9:.3g} GB, more than this machine's "
+                          f"{have / 1e9:.3g} GB of memory")
+    pad = 2 * cfg.boundary.width if cfg.boundary.kind == "absorbing" else 0
+    fe_need = FE_BYTES_PER_NODE * (g.nx + pad) * (g.ny + pad)
+    if cfg.solver.kind == "fe" and have is not None and fe_need > have:  # it is built at load for the CFL
+        raise ConfigError(f"grid: the FE solver on {g.nx} × {g.ny} nodes needs about {fe_need / 1e9:.3g} GB "
+                          f"(~{FE_BYTES_PER_NODE} bytes per node), more than this machine's "
                           f"{have / 1e9:.3g} GB of memory")
 
 
@@ -291,6 +300,8 @@ def resolve(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig
     from wavesurrogate.physics.fd import choose_dt
 
     _check_size(cfg)
+    if isinstance(cfg.medium, FileMedium) and "\x00" in cfg.medium.path:
+        raise ConfigError("medium.path: must not contain a NUL character")
     if isinstance(cfg.medium, FileMedium) and base_dir is not None:
         p = Path(cfg.medium.path)
         if not p.is_absolute():
