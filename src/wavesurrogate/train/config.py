@@ -97,6 +97,9 @@ class TrainConfig(Strict):
     def _check(self) -> TrainConfig:
         if not self.name or "/" in self.name:
             raise ValueError("name must be non-empty and contain no '/'")
+        for what, p in (("name", self.name), ("data.path", self.data.path), ("out", self.out or "")):
+            if "\x00" in p:  # the OS refuses such paths (ValueError deep in pathlib otherwise)
+                raise ValueError(f"{what} must not contain a NUL character")
         return self
 
     def resolved(self) -> TrainConfig:
