@@ -20,6 +20,7 @@ import copy
 import json
 import math
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -42,6 +43,7 @@ import make_corpus as mc  # noqa: E402
 from wavesurrogate.errors import UserError  # noqa: E402
 
 MAX_TRACEBACKS = 5
+TRACE = False
 
 # ------------------------------------------------------------------------------------------ bookkeeping
 
@@ -67,6 +69,8 @@ class Tally:
 
 def library(t: Tally, label: str, fn: Callable[..., Any], *args: Any) -> bool | None:
     """Run ``fn(*args)``: True if accepted, False if a UserError, None (and a recorded crash) otherwise."""
+    if TRACE:
+        print(label, file=sys.stderr, flush=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -84,6 +88,8 @@ def library(t: Tally, label: str, fn: Callable[..., Any], *args: Any) -> bool | 
 
 def cli(t: Tally, label: str, argv: list[str], ws: Path, outputs: list[Path]) -> int:
     """Run the CLI in-process; on exit code 2 check one line, no traceback, nothing written in ``ws``."""
+    if TRACE:
+        print(f"{label}: {' '.join(argv)}", file=sys.stderr, flush=True)
     before = mc.snapshot(ws)
     t.cli_calls += 1
     try:
@@ -505,7 +511,15 @@ def main() -> None:
     ap.add_argument("--checkpoints", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--max-memory-gb", type=float, default=6.0,
+                    help="address-space limit of this process: an input that makes the package allocate more "
+                         "raises MemoryError (counted as uncaught) instead of waking the OOM killer")
+    ap.add_argument("--trace", action="store_true", help="print each case to stderr before running it")
     a = ap.parse_args()
+    limit = int(a.max_memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    global TRACE
+    TRACE = a.trace
     t0 = time.perf_counter()
     result: dict[str, Any] = {"seed": a.seed, "python": platform.python_version()}
     with tempfile.TemporaryDirectory(prefix="wavesurrogate-fuzz-") as tmp:

@@ -189,6 +189,21 @@ def h5_velocity_chunk_zeroed(ws: Path) -> None:
     p.write_bytes(bytes(data))
 
 
+def h5_bad_string_encoding(ws: Path) -> None:
+    """Attribute 'solver' as a fixed ASCII string whose character-set field says 13 (no such encoding)."""
+    p = _copy(ws)
+    with h5py.File(p, "r+") as f:
+        del f.attrs["solver"]
+        tid = h5py.h5t.C_S1.copy()
+        tid.set_size(9)
+        aid = h5py.h5a.create(f.id, b"solver", tid, h5py.h5s.create(h5py.h5s.SCALAR))
+        aid.write(np.array(b"synthetic", dtype="S9"), mtype=tid)
+    data = bytearray(p.read_bytes())
+    at = data.find(b"\x13\x00\x00\x00\x09\x00\x00\x00", data.find(b"solver\x00"))  # string type, 9 bytes
+    data[at + 1] = 0xD0  # class bit field: character set 13 in the high nibble
+    p.write_bytes(bytes(data))
+
+
 def h5_other_grid(ws: Path) -> None:
     write_data(ws / "bad.h5", n=12)
 
@@ -341,7 +356,8 @@ def existing_out(ws: Path) -> None:
 MUTATIONS: dict[str, Callable[[Path], None]] = {
     "h5_truncated": h5_truncated, "h5_empty": h5_empty, "h5_text": h5_text, "h5_foreign": h5_foreign,
     **{k: (lambda ws, fn=fn: _edit(ws, fn)) for k, fn in H5_EDITS.items()},
-    "h5_velocity_chunk_zeroed": h5_velocity_chunk_zeroed, "h5_other_grid": h5_other_grid,
+    "h5_velocity_chunk_zeroed": h5_velocity_chunk_zeroed, "h5_bad_string_encoding": h5_bad_string_encoding,
+    "h5_other_grid": h5_other_grid,
     "h5_too_few_frames": h5_too_few_frames,
     "h5_no_train_cases": h5_no_train_cases,
     "ck_weights_truncated": ck_weights_truncated, "ck_weights_pickle": ck_weights_pickle,
