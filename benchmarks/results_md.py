@@ -250,8 +250,8 @@ def _caveats(res: dict[str, Any]) -> list[str]:
            "`domain_padding` 0.125, as the grid is not periodic). That may favour the CNNs early.",
            f"- Batch-1 forecasts slower than one solver frame: {', '.join(slower) if slower else 'none'}. "
            f"Rollouts slower than the solver over the same frames: {len(roll_slower)} of {len(fc)} models. "
-           "The FD solver (devito, 4th order) on a 64×64 grid takes milliseconds, and its time includes "
-           "building the case (velocity model, source), as `eval.bench.time_solver` defines it.",
+           "The FD solver (devito, 4th order, the case's velocity, source and solver built beforehand, as "
+           "`eval.bench.time_solver` times it) takes milliseconds on a 64×64 grid.",
            "- Latencies are medians at one thread on a shared machine (load recorded above); they move by "
            "tens of percent between runs."]
     if counts:
