@@ -269,11 +269,18 @@ def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
 
 
 def _memory_bytes() -> int | None:
-    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    """Memory this process may use in bytes: physical memory, or less under ``ulimit -v`` (None: unknown)."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        have = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):
         return None
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        return have if soft == resource.RLIM_INFINITY else min(have, int(soft))
+    except (ImportError, OSError, ValueError):
+        return have
 
 
 FE_BYTES_PER_NODE = 4096  # peak memory of FESolver set-up, measured 2.6–4.0 KB per node (p1/q1, 150²–300²)
