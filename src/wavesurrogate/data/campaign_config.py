@@ -292,14 +292,14 @@ def _check_size(cfg: CampaignConfig) -> None:
     need, have = 4 * g.nx * g.ny * t.n_frames, _memory_bytes()
     if have is not None and need > have:
         raise ConfigError(f"grid: one case of grid.nx · grid.ny · time.n_frames = {g.nx} · {g.ny} · "
-                          f"{t.n_frames} float32 values needs {need / 1e9:.3g} GB, more than this machine's "
-                          f"{have / 1e9:.3g} GB of memory")
+                          f"{t.n_frames} float32 values needs {need / 1e9:.3g} GB, more than the "
+                          f"{have / 1e9:.3g} GB of memory available")
     pad = 2 * cfg.boundary.width if cfg.boundary.kind == "absorbing" else 0
     fe_need = FE_BYTES_PER_NODE * (g.nx + pad) * (g.ny + pad)
     if cfg.solver.kind == "fe" and have is not None and fe_need > have:  # it is built at load for the CFL
         raise ConfigError(f"grid: the FE solver on {g.nx} × {g.ny} nodes needs about {fe_need / 1e9:.3g} GB "
-                          f"(~{FE_BYTES_PER_NODE} bytes per node), more than this machine's "
-                          f"{have / 1e9:.3g} GB of memory")
+                          f"(~{FE_BYTES_PER_NODE} bytes per node), more than the "
+                          f"{have / 1e9:.3g} GB of memory available")
 
 
 def resolve(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
