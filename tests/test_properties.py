@@ -28,7 +28,7 @@ from wavesurrogate.data.store import DataFile, describe, open_data  # noqa: E402
 from wavesurrogate.errors import ConfigError, DataFileError  # noqa: E402
 from wavesurrogate.train.config import load_train_config  # noqa: E402
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
+SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
