@@ -88,13 +88,20 @@ def test_trace_cnn_shapes_formats_and_registry():
         assert n_conv[1] < n_conv[0] / 2
     with pytest.raises(Exception, match="params"):
         _model()(p[:, :4])
+    torch.manual_seed(0)
+    plain = _model()
+    torch.manual_seed(0)
+    shifted = _model(shift_knots=4)  # the arrival correction starts at zero and learns through the warp
+    assert torch.equal(plain(p), shifted(p))
+    (shifted(p) ** 2).sum().backward()
+    assert shifted.shift.weight.grad.abs().sum() > 0
 
 
 def test_warp_puts_the_decoded_pulse_at_the_straight_ray_arrival(monkeypatch):
     model = _model(n_tau=128)
     tau = torch.linspace(*model.tau_window, model.n_tau, dtype=torch.float64)
     pulse = torch.from_numpy(ricker(tau.numpy(), 1.0, 0.0)).float()  # v(τ): unit-frequency Ricker at τ = 0
-    monkeypatch.setattr(model, "decode", lambda p: pulse.expand(p.shape[0], model.n_boundary, -1))
+    monkeypatch.setattr(model, "_decode", lambda p: (pulse.expand(p.shape[0], model.n_boundary, -1), None))
     xs, ys, f, c = 300.0, 420.0, 18.0, 2000.0
     out = model(torch.tensor([[xs, ys, f, c, 0.0]], dtype=torch.float64))[0].double()
     xy = perimeter_xy([160.0, 160.0, 10.0, 10.0, 16, 16])

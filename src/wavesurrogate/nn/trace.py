@@ -4,9 +4,10 @@
 to a small latent map over (boundary position × time); a 2-D CNN decoder upsamples it, each conv built by
 ``make_conv`` in any kernel format (dense, cp, tucker, separable), with circular padding along the closed
 boundary; optionally decoded every ``boundary_stride`` nodes and interpolated linearly along the boundary;
-a learnt mean map (``template``) is added. ``forward(params)`` takes the parameters in SI units ``[B, P]``
-and returns the trace in field units ``[B, n_boundary, n_times]`` (normalisation constants are
-constructor arguments, so a checkpoint is self-contained).
+a learnt mean map (``template``) is added; with ``shift_knots`` an MLP head also corrects the arrival
+time (in periods, linear between that many knots around the boundary). ``forward(params)`` takes the
+parameters in SI units ``[B, P]`` and returns the trace in field units ``[B, n_boundary, n_times]``
+(normalisation constants are constructor arguments, so a checkpoint is self-contained).
 
 With ``warp`` (filled in by the trainer from the parameter names), the decoder's time axis is not t but
 the phase after the straight-ray arrival, τ = f·(t − t0 − r(s)/c0), with t0 the Ricker delay 1.2/f and
@@ -106,6 +107,7 @@ class TraceCNN(nn.Module):
         activation: str = "gelu",
         template: bool = True,
         boundary_stride: int = 1,
+        shift_knots: int = 0,
     ) -> None:
         super().__init__()
         if n_params < 1 or n_boundary < 3 or n_times < 2 or not trace_dt_s > 0:
@@ -152,6 +154,12 @@ class TraceCNN(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.act = _activation(activation)
         self.head = nn.Conv2d(c_in, 1, 1)
+        # learnt arrival correction (in periods) at shift_knots points around the boundary, zero at the start
+        self.shift = None
+        if shift_knots > 0 and self.warp is not None:
+            self.shift = nn.Linear(hidden if depth > 0 else n_params, int(shift_knots))
+            nn.init.zeros_(self.shift.weight)
+            nn.init.zeros_(self.shift.bias)
         # the mean map, learnt directly: the decoder then only learns each case's departure from it
         self.template = nn.Parameter(torch.zeros(self.n_boundary, width)) if template else None
         if self.warp is not None:
@@ -166,8 +174,13 @@ class TraceCNN(nn.Module):
 
     def decode(self, params: Tensor) -> Tensor:
         """Decoded map [B, n_boundary, width] (width n_tau with warp, else n_times), dimensionless."""
+        return self._decode(params)[0]
+
+    def _decode(self, params: Tensor) -> tuple[Tensor, Tensor | None]:
         z = (params.float() - self.param_mean) / self.param_std
-        x = self.mlp(z).view(-1, self.latent_channels, *self.latent_shape)
+        h = self.mlp[:-1](z)
+        x = self.mlp[-1](h).view(-1, self.latent_channels, *self.latent_shape)
+        shift = None if self.shift is None else periodic_upsample(self.shift(h)[:, :, None], self.n_boundary)
         for conv, size in zip(self.convs, self.sizes, strict=True):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             x = F.pad(x, (0, 0, 1, 1), mode="circular")  # the boundary is a closed loop
@@ -175,20 +188,23 @@ class TraceCNN(nn.Module):
         v = self.head(x)[:, 0]
         if self.boundary_stride > 1:  # linear along the closed boundary, decoded every boundary_stride nodes
             v = periodic_upsample(v, self.n_boundary)
-        return v if self.template is None else v + self.template
+        return (v if self.template is None else v + self.template), shift
 
     def forward(self, params: Tensor) -> Tensor:
         """Trace [B, n_boundary, n_times] in field units for parameters [B, n_params] in SI units."""
         if params.ndim != 2 or params.shape[1] != self.param_mean.shape[0]:
             raise ConfigError(f"trace_cnn: expected params [batch, {self.param_mean.shape[0]}], got "
                               f"{tuple(params.shape)}")
-        v = self.decode(params)
+        v, shift = self._decode(params)
         if self.warp is None:
             return v * self.trace_scale
         tau, amp = self.arrival_frame(params)
         t0, t1 = self.tau_window
-        pix = (tau - t0) * ((self.n_tau - 1) / (t1 - t0))
-        return catmull_rom(v, pix.to(v.dtype)) * (amp.to(v.dtype) * self.trace_scale)
+        pix = (tau - t0).to(v.dtype)
+        if shift is not None:  # [B, n_b, 1] periods later than the straight ray
+            pix = pix - shift
+        pix = pix * ((self.n_tau - 1) / (t1 - t0))
+        return catmull_rom(v, pix) * (amp.to(v.dtype) * self.trace_scale)
 
     def arrival_frame(self, params: Tensor) -> tuple[Tensor, Tensor]:
         """Phase τ [B, n_b, n_times] of every trace sample and the spreading factor [B, n_b, 1]."""
