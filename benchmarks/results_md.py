@@ -56,6 +56,13 @@ def split_label(run: str) -> tuple[str, str]:
     return family, tag
 
 
+def ordered(records: list[dict[str, Any]], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Records in the order of ``labels`` (then any others by name)."""
+    order = list(labels)
+    return sorted(records, key=lambda r: (order.index(split_label(r["run"])[0])
+                                          if split_label(r["run"])[0] in order else len(order), r["run"]))
+
+
 def best(records: list[dict[str, Any]], key: Any) -> dict[str, Any] | None:
     """The record with the smallest finite ``key(record)``, or None."""
     scored = [(key(r), r) for r in records]
@@ -120,7 +127,7 @@ def _forecast(res: dict[str, Any]) -> list[str]:
             "speed-up b32", f"speed-up {n_roll}-frame rollout"]
     rows, verdicts = [], []
     for tag in BUDGET_TAGS:
-        group = [r for r in recs if split_label(r["run"])[1] == tag]
+        group = ordered([r for r in recs if split_label(r["run"])[1] == tag], FORECAST_LABELS)
         rows += [_forecast_row(r) for r in group]
         if group:
             verdicts.append(_forecast_verdict(tag, group))
@@ -151,9 +158,13 @@ def _forecast_verdict(tag: str, group: list[dict[str, Any]]) -> str:
     r40 = best(group, lambda r: _get(r, "rollout", "rel_l2", "40"))
     fast = best(group, lambda r: r["latency_b1"]["median_ms"])
     fastest_speed = max((r["speedup_b1"] for r in group), default=float("nan"))
+    e40 = _get(r40, "rollout", "rel_l2", "40")
+    worse = ""
+    if e40 is not None and e40 >= 1:
+        worse = " — every model above 100 %, i.e. worse than predicting zero"
     return (f"- **{tag}**: lowest one-step error {_name(one, FORECAST_LABELS)} "
             f"({pct(_get(one, 'one_step', 'rel_l2_pooled'))} %); lowest error at rollout step 40 "
-            f"{_name(r40, FORECAST_LABELS)} ({pct(_get(r40, 'rollout', 'rel_l2', '40'))} %); fastest at "
+            f"{_name(r40, FORECAST_LABELS)} ({pct(e40)} %{worse}); fastest at "
             f"batch 1 {_name(fast, FORECAST_LABELS)} ({num(_get(fast, 'latency_b1', 'median_ms'))} ms, "
             f"speed-up over the solver {speed(fastest_speed)}).")
 
@@ -176,7 +187,7 @@ def _field(res: dict[str, Any]) -> list[str]:
             f"≤ {target:g} ms", "speed-up fixed query", "speed-up all new"]
     rows, verdicts = [], []
     for tag in BUDGET_TAGS:
-        group = [r for r in recs if split_label(r["run"])[1] == tag]
+        group = ordered([r for r in recs if split_label(r["run"])[1] == tag], FIELD_LABELS)
         rows += [_field_row(r) for r in group]
         if group:
             acc = best(group, lambda r: r["test_whole_field"]["rel_l2_mean"])
@@ -216,7 +227,9 @@ def _field_row(r: dict[str, Any]) -> list[str]:
 
 def _deeponet_target(recs: list[dict[str, Any]], target: float) -> list[str]:
     """The issue's DeepONet criteria, stated from the numbers."""
-    d = [r for r in recs if r.get("model") == "deeponet"]
+    tag_order = {t: i for i, t in enumerate(BUDGET_TAGS)}
+    d = sorted((r for r in recs if r.get("model") == "deeponet"),
+               key=lambda r: (bool(r.get("extra")), tag_order.get(split_label(r["run"])[1], 9), r["run"]))
     if not d:
         return []
     lines = [f"DeepONet against the {target:g} ms target (one new source position, 4,096 query points, CPU):"]
@@ -231,6 +244,17 @@ def _deeponet_target(recs: list[dict[str, Any]], target: float) -> list[str]:
                      f"{speed(lat['speedup_all_new_points'])}); test relative L2 {pct(err['rel_l2_mean'])} "
                      f"%, RMSE {num(err['rmse'])} (field RMS {num(err['field_rms'])}).")
     return lines + [""]
+
+
+def _solver_overhead(res: dict[str, Any]) -> str:
+    """How much of the solver's one-frame time is per-call cost, from its one-frame and rollout timings."""
+    s = res["solver"]["forecast"]
+    one, many = s["one_frame"], s["rollout"]
+    frames = many["n_steps"] // max(1, one["n_steps"])
+    per = (many["seconds"] - one["seconds"]) / max(1, frames - 1)
+    return (f"- The solver's one-frame time ({1e3 * one['seconds']:.1f} ms) is mostly a per-call cost: "
+            f"{frames} frames take {1e3 * many['seconds']:.1f} ms, i.e. about {1e3 * per:.2f} ms per further "
+            "frame. So a surrogate that beats it on one step can still lose over a rollout (last column).")
 
 
 def _caveats(res: dict[str, Any]) -> list[str]:
@@ -252,6 +276,7 @@ def _caveats(res: dict[str, Any]) -> list[str]:
            f"Rollouts slower than the solver over the same frames: {len(roll_slower)} of {len(fc)} models. "
            "The FD solver (devito, 4th order, the case's velocity, source and solver built beforehand, as "
            "`eval.bench.time_solver` times it) takes milliseconds on a 64×64 grid.",
+           _solver_overhead(res),
            "- Latencies are medians at one thread on a shared machine (load recorded above); they move by "
            "tens of percent between runs."]
     if counts:
