@@ -157,7 +157,7 @@ def fine_tune(model: nn.Module, cfg: Any, out: Path) -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         sched.step()
         model.eval()
         with torch.no_grad():
