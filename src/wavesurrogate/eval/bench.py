@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from wavesurrogate.nn.registry import count_trainable
+
 __all__ = [
     "Latency",
     "count_trainable",
@@ -43,11 +45,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------- sizes
-
-
-def count_trainable(model: nn.Module) -> int:
-    """Number of trainable scalars of ``model``; a complex parameter counts as two real ones."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
+from wavesurrogate.nn.registry import count_trainable as count_params
 from wavesurrogate.nn.registry import register
 
 __all__ = [
@@ -56,11 +57,6 @@ COORD_DIM = 3  # (x, y, t), each scaled to [-1, 1]
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-def count_params(model: nn.Module) -> int:
-    """Trainable parameter count of ``model``; a complex parameter counts as two real ones."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
 
 
 def _activation(name: str) -> Callable[[Tensor], Tensor]:

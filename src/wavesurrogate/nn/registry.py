@@ -79,6 +79,11 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def count_trainable(model: nn.Module) -> int:
+    """Number of trainable scalars of ``model``; a complex parameter counts as two real ones."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
+
+
 def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
     """Instantiate model ``name`` with JSON-serialisable ``kwargs``."""
     e = entry(name)

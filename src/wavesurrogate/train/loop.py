@@ -43,6 +43,7 @@ from wavesurrogate.data.windows import (
     split_cases,
 )
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError, TrainingDiverged, UserError
+from wavesurrogate.nn.registry import count_trainable
 from wavesurrogate.train import checkpoint as ck
 from wavesurrogate.train.config import RESUMABLE_CHANGES, TrainConfig, load_train_config
 
@@ -347,7 +348,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resuming: bool, overwrite: bool, env
         if state is None:
             for f in ck.RUN_FILES:
                 (run_dir / f).unlink(missing_ok=True)
-            n_params = sum(p.numel() for p in model.parameters())
+            n_params = count_trainable(model)
             ck.save_header(run_dir, cfg, cfg.model.name, cfg.data.task, dict(cfg.model.kwargs), n_params,
                            data.stats)
     _barrier(env)
