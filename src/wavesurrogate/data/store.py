@@ -87,6 +87,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _set_attr(f: h5py.File, key: str, value: Any) -> None:
+    """Strings as fixed-length UTF-8, kept in the attribute itself: variable-length strings live in the
+    file's global heap, and a corrupted global heap makes libhdf5 loop forever instead of failing."""
+    b = value.encode("utf-8") if isinstance(value, str) else None
+    if b is not None and len(b) < 60_000:  # an attribute message holds at most 64 KiB
+        f.attrs.create(key, np.bytes_(b), dtype=h5py.string_dtype("utf-8", max(1, len(b))))
+    else:
+        f.attrs[key] = value
+
+
 class DataWriter:
     """Writes one schema-wavesurrogate/1 file into a temporary file; ``close()`` renames it into place.
 
@@ -106,9 +116,9 @@ class DataWriter:
         self._tmp = self._ctx.__enter__()
         self._f = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
         f = self._f
-        f.attrs["schema"] = SCHEMA
+        _set_attr(f, "schema", SCHEMA)
         for k, v in attrs.items():
-            f.attrs[k] = v
+            _set_attr(f, k, v)
         kw: dict[str, Any] = {"track_times": False}
         shape = (self.n_cases, self.n_frames, self.ny, self.nx)
         f.create_dataset("fields", shape=shape, dtype="<f4", chunks=(1, *shape[1:]), compression="gzip",
