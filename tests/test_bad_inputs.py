@@ -44,3 +44,14 @@ def test_malicious_pickle_would_really_run_code(tmp_path: Path) -> None:
     (tmp_path / "evil.pt").write_bytes(mc.malicious_pickle(target))
     torch.load(tmp_path / "evil.pt", weights_only=False)
     assert target.read_text() == "code ran"
+
+
+def test_data_files_keep_strings_out_of_the_global_heap(base: Path, tmp_path: Path) -> None:
+    """String attributes are fixed-length: a file with a global heap (GCOL) whose free-space size is
+    damaged makes libhdf5 loop forever when the attributes are read (found by benchmarks/fuzz.py)."""
+    import h5py
+
+    assert b"GCOL" not in (base / "good.h5").read_bytes()
+    with h5py.File(tmp_path / "vlen.h5", "w") as f:  # what h5py does by default with a str attribute
+        f.attrs["solver"] = "synthetic"
+    assert b"GCOL" in (tmp_path / "vlen.h5").read_bytes()
