@@ -10,6 +10,10 @@ the CLI in-process (``simulate``/``train`` against an existing output, ``info``,
 exit code 2, one line on stderr, no traceback, nothing created or changed) or a *crash* (any other
 exception, or a CLI rejection that broke those rules). JSON on stdout: counts per kind and the first
 tracebacks. The inputs are derived from the valid tiny files of tests/bad_inputs/make_corpus.py.
+
+Safety: the process's address space is limited (``--max-memory-gb``), so an input that makes the package
+over-allocate shows up as a MemoryError instead of the OOM killer; a case that runs longer than 300 s
+(a loop inside libhdf5, say) ends the run with a traceback on stderr (``--trace`` names each case first).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import faulthandler
 import json
 import math
 import platform
@@ -44,6 +49,7 @@ from wavesurrogate.errors import UserError  # noqa: E402
 
 MAX_TRACEBACKS = 5
 TRACE = False
+HANG_S = 300.0  # one case running longer than this is a hang: traceback to stderr, exit (see --trace)
 
 # ------------------------------------------------------------------------------------------ bookkeeping
 
@@ -71,6 +77,7 @@ def library(t: Tally, label: str, fn: Callable[..., Any], *args: Any) -> bool | 
     """Run ``fn(*args)``: True if accepted, False if a UserError, None (and a recorded crash) otherwise."""
     if TRACE:
         print(label, file=sys.stderr, flush=True)
+    faulthandler.dump_traceback_later(HANG_S, exit=True)  # a hang in C code (libhdf5) ends the run, loudly
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -84,6 +91,8 @@ def library(t: Tally, label: str, fn: Callable[..., Any], *args: Any) -> bool | 
     except Exception:
         t.crash(f"{label}:\n{traceback.format_exc(limit=6)}")
         return None
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def cli(t: Tally, label: str, argv: list[str], ws: Path, outputs: list[Path]) -> int:
@@ -92,10 +101,13 @@ def cli(t: Tally, label: str, argv: list[str], ws: Path, outputs: list[Path]) ->
         print(f"{label}: {' '.join(argv)}", file=sys.stderr, flush=True)
     before = mc.snapshot(ws)
     t.cli_calls += 1
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
     try:
         code, _, text = mc.run_cli(argv)
     except Exception:
         code, text = -1, traceback.format_exc(limit=6)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     if code == 2:
         t.cli_rejected += 1
         lines = text.strip().splitlines()
