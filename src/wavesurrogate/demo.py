@@ -251,7 +251,9 @@ def _stage_figures(out: Path, data: Path, runs: dict[str, Path], evals: dict[str
     curves = {k: (ev["rollout"]["horizon"], ev["rollout"]["rel_l2"])
               for k, ev in evals.items() if ev.get("rollout")}
     if curves:
-        add("Rollout error against horizon (from each test case's first frames, pooled over test cases)",
+        add("Rollout error against horizon, pooled over the test cases. Rollouts start from each case's "
+            "first frames, while the source is still emitting: the inputs (past frames and velocity) do not "
+            "tell the network what the source will inject next, so large errors here are expected",
             plots.rollout_curves(curves, fig_dir / "rollout_error.png",
                                  title="Autoregressive rollout error on the test cases"))
     pts = [{"label": r["run"], "params": r["params"], "latency_ms": r["latency_b1"]["per_sample_ms"],
