@@ -252,8 +252,8 @@ def _stage_figures(out: Path, data: Path, runs: dict[str, Path], evals: dict[str
               for k, ev in evals.items() if ev.get("rollout")}
     if curves:
         add("Rollout error against horizon, pooled over the test cases. Rollouts start from each case's "
-            "first frames, while the source is still emitting: the inputs (past frames and velocity) do not "
-            "tell the network what the source will inject next, so large errors here are expected",
+            "first frames, while the source is still emitting: the inputs (past frames and velocity) hardly "
+            "tell the network what the source injects next, the likely reason for the large errors",
             plots.rollout_curves(curves, fig_dir / "rollout_error.png",
                                  title="Autoregressive rollout error on the test cases"))
     pts = [{"label": r["run"], "params": r["params"], "latency_ms": r["latency_b1"]["per_sample_ms"],
