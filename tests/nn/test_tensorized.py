@@ -133,6 +133,89 @@ def test_separable_grouped_route_and_layouts_agree(dim, cfg):
 
 
 @pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_cp_fused_and_per_axis_routes_agree_values_and_gradients(dim, cfg):
+    """The fused depthwise route, the one-1-D-conv-per-axis route and recomputation give the same numbers."""
+    stride, padding, mode, dilation, bias = (_cut(v, dim) for v in cfg)
+    g = torch.Generator().manual_seed(3)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, bias=bias, padding_mode=mode, format="cp",
+              rank=3, dtype=torch.float64)
+    k = (3, 2) if dim == 2 else (3, 2, 3)
+    layers = [CLS[dim](3, 4, k, cp_impl=impl, recompute=rec, **kw)
+              for impl, rec in [("fused", True), ("fused", False), ("axes", True), ("axes", False)]]
+    for other in layers[1:]:
+        other.load_state_dict(layers[0].state_dict())
+    x0 = torch.randn(2, 3, *(8, 9, 7)[:dim], generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for layer in layers:
+        x = x0.clone().requires_grad_()
+        y = layer(x)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)).sum().backward()
+        outs.append(y.detach())
+        grads.append([x.grad, *[p.grad for p in layer.parameters()]])
+    ref = _reference(layers[0], dim).to(torch.float64)(x0)
+    for y, gs in zip(outs, grads, strict=True):
+        torch.testing.assert_close(y, ref, atol=1e-10, rtol=1e-10)
+        for a, b in zip(gs, grads[0], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_recompute_keeps_only_the_input_for_backward():
+    """In training, a recomputing cp layer saves no R-channel intermediates: what autograd keeps is the input
+    and the (small) factors; without recomputation it also keeps the two R-channel activations."""
+    saved: list[int] = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    x = torch.randn(2, 6, 16, 16, requires_grad=True)
+    sizes = {}
+    for rec in (True, False):
+        layer = TensorizedConv2d(6, 6, 3, padding=1, format="cp", rank=10, recompute=rec, channels_last=False)
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            layer(x)
+        sizes[rec] = [n for n in saved if n >= 2 * 16 * 16]  # activations, not factors
+    assert sizes[True] == [x.numel()]
+    # 1x1 keeps x; the depthwise conv keeps its R-channel input; the last 1x1 keeps its R-channel input
+    assert sorted(sizes[False]) == sorted([x.numel(), 2 * 10 * 256, 2 * 10 * 256])
+
+
+def test_fractional_cp_rank_is_the_largest_within_the_budget():
+    for cin, cout, k, f in [(16, 16, (3, 3), 0.1), (64, 32, (3, 3), 0.099), (5, 16, (3, 3, 3), 0.05)]:
+        dense = cin * cout * math.prod(k)
+        layer = CLS[len(k)](cin, cout, k, format="cp", rank=f, bias=False)
+        r = layer.rank
+        assert r * (cin + cout + sum(k)) <= f * dense < (r + 1) * (cin + cout + sum(k)) or r == 1
+        assert layer.count_parameters() == count_parameters("cp", cin, cout, k, f, bias=False)
+    assert CLS[2](2, 2, 3, format="cp", rank=0.01).rank == 1  # never below 1
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ConfigError, match="fraction"):
+            CLS[2](4, 4, 3, format="cp", rank=bad)
+
+
+def test_layer_params_gives_every_layer_the_same_factor_budget():
+    from wavesurrogate.nn import registry
+
+    budget = 500
+    model = registry.build("cnn2d", {"n_in": 4, "n_out": 1, "width": 8, "depth": 2, "kernel_size": 3,
+                                     "conv": {"format": "cp", "layer_params": budget}})
+    layers = [m for m in model.modules() if isinstance(m, TensorizedConv2d)]
+    assert len(layers) == 15
+    for m in layers:
+        per_rank = m.in_channels + m.out_channels + 6
+        assert m.rank == budget // per_rank  # the largest rank within the budget
+        assert m.rank * per_rank <= budget < (m.rank + 1) * per_rank
+    ranks = {(m.in_channels, m.out_channels): m.rank for m in layers}
+    assert ranks[(8, 8)] == 500 // 22 and ranks[(32, 32)] == 500 // 70  # narrow layers get larger ranks
+    with pytest.raises(ConfigError, match="only the cp format"):
+        TensorizedConv2d(4, 4, 3, format="tucker", rank=2, layer_params=100)
+    with pytest.raises(ConfigError, match="either rank or layer_params"):
+        registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "layer_params": 100}})
+
+
+@pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("fmt,rank", [("dense", None), ("cp", 3), ("separable", 2), ("tucker", 2)])
 def test_gradcheck_float64(dim, fmt, rank):
     g = torch.Generator().manual_seed(2)

@@ -27,13 +27,13 @@ from wavesurrogate.nn.tensorized import FORMATS, TensorizedConv2d, TensorizedCon
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 NORMS = ("none", "group", "batch")
-_CONV_KEYS = {"format", "rank", "channels_last", "separable_impl"}
+_CONV_KEYS = {"format", "rank", "layer_params", "channels_last", "separable_impl", "cp_impl", "recompute"}
 
 __all__ = ["CNN2d", "CNN3d", "UNet2d", "make_conv", "conv_spec"]
 
 
 def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
-    """Validated conv-format dict (default dense): format, rank, optional channels_last, separable_impl."""
+    """Validated conv-format dict (default dense): format, rank or (cp) layer_params, and layer options."""
     spec = {"format": "dense"} if conv is None else dict(conv)
     unknown = set(spec) - _CONV_KEYS
     if unknown:
@@ -41,8 +41,10 @@ def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
     if spec.get("format", "dense") not in FORMATS:
         raise ConfigError(f"conv.format: unknown format {spec.get('format')!r}; known: {', '.join(FORMATS)}")
     spec.setdefault("format", "dense")
-    if spec["format"] != "dense" and "rank" not in spec:
-        raise ConfigError(f"conv.rank: format {spec['format']!r} needs a rank")
+    if spec["format"] != "dense" and "rank" not in spec and "layer_params" not in spec:
+        raise ConfigError(f"conv.rank: format {spec['format']!r} needs a rank (or, cp, layer_params)")
+    if "rank" in spec and "layer_params" in spec:
+        raise ConfigError("conv: give either rank or layer_params, not both")
     return spec
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from wavesurrogate.errors import ConfigError
 
@@ -46,6 +47,8 @@ __all__ = [
     "default_kernel_variance",
     "factor_variances",
     "from_dense",
+    "cp_rank_for_fraction",
+    "cp_rank_for_params",
     "resolve_rank",
 ]
 
@@ -87,9 +90,39 @@ def resolve_rank(
         if min(ranks) < 1:
             raise ConfigError(f"conv.rank: tucker ranks must be >= 1, got {ranks}")
         return ranks
+    if format == "cp" and isinstance(rank, float) and not isinstance(rank, bool):
+        if not 0.0 < rank <= 1.0:
+            raise ConfigError(f"conv.rank: a cp rank fraction must lie in (0, 1], got {rank!r}")
+        return cp_rank_for_fraction(rank, in_channels, out_channels, kernel_size)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"conv.rank: {format} needs a positive int rank, got {rank!r}")
     return rank
+
+
+def cp_rank_for_params(
+    layer_params: int, in_channels: int, out_channels: int, kernel_size: Sequence[int]
+) -> int:
+    """The largest CP rank whose factors hold at most ``layer_params`` numbers (at least 1).
+
+    With one ``layer_params`` for every layer of a network, each layer gets the same factor budget: a narrow
+    full-resolution layer gets a large rank (possibly above its channel counts: more distinct one-way filter
+    pairs), a wide coarse one a small rank. On the forecast data this allocation beat one rank for all
+    layers at the same total parameters (docs/tensorized.md).
+    """
+    return max(1, layer_params // (in_channels + out_channels + sum(kernel_size)))
+
+
+def cp_rank_for_fraction(
+    fraction: float, in_channels: int, out_channels: int, kernel_size: Sequence[int]
+) -> int:
+    """The largest CP rank whose factors hold at most ``fraction`` of the dense kernel's weights (at least 1).
+
+    ``rank: 0.1`` thus compresses every layer by about 10x: wide layers get large ranks, narrow ones small,
+    where one int rank for all layers would starve the widest layers and over-serve the narrowest.
+    """
+    dense = in_channels * out_channels * math.prod(kernel_size)
+    per_rank = in_channels + out_channels + sum(kernel_size)
+    return max(1, math.floor(fraction * dense / per_rank + 1e-9))
 
 
 def count_parameters(
@@ -216,7 +249,16 @@ class TensorizedConvNd(nn.Module):
     CPU,
     the output keeps that layout, values are identical); ``separable_impl`` picks the separable evaluation
     (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped
-    convs).
+    convs). ``cp_impl`` picks the cp evaluation between the two 1x1 convs: ``"fused"`` (default) applies the
+    one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer product
+    (one call instead of one per axis, and one fewer R-channel activation to keep for backward; the dense
+    ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
+    ``layer_params`` (cp only, instead of ``rank``): the rank is the largest whose factors hold at most that
+    many numbers (``cp_rank_for_params``). ``rank`` may also be a float in (0, 1]: the largest rank holding at
+    most that share of the dense kernel's weights (``cp_rank_for_fraction``).
+    ``recompute`` (cp and tucker, default True): in training, keep only the layer's input for backward and
+    recompute the R-channel intermediates there (activation checkpointing), so the compressed layer holds
+    no more activation memory than a dense conv; False keeps them (a little faster, more memory).
     """
 
     dim: int = 2
@@ -235,8 +277,11 @@ class TensorizedConvNd(nn.Module):
         *,
         format: str = "cp",
         rank: Any = 8,
+        layer_params: int | None = None,
         channels_last: bool = True,
         separable_impl: str = "reconstruct",
+        cp_impl: str = "fused",
+        recompute: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
@@ -253,6 +298,8 @@ class TensorizedConvNd(nn.Module):
             raise ConfigError(
                 f"conv.separable_impl: unknown {separable_impl!r}; use 'reconstruct' or 'grouped'"
             )
+        if cp_impl not in ("fused", "axes"):
+            raise ConfigError(f"conv.cp_impl: unknown {cp_impl!r}; use 'fused' or 'axes'")
         if in_channels < 1 or out_channels < 1:
             raise ConfigError(f"conv: channels must be >= 1, got in={in_channels}, out={out_channels}")
         self.in_channels = int(in_channels)
@@ -266,9 +313,18 @@ class TensorizedConvNd(nn.Module):
         self.padding_mode = padding_mode
         self._pads = _resolve_padding(padding, self.kernel_size, self.stride, self.dilation)
         self.format = format
+        if layer_params is not None:
+            if format != "cp":
+                raise ConfigError(f"conv.layer_params: only the cp format takes it, not {format!r}")
+            if isinstance(layer_params, bool) or not isinstance(layer_params, int) or layer_params < 1:
+                raise ConfigError(f"conv.layer_params: must be a positive int, got {layer_params!r}")
+            rank = cp_rank_for_params(layer_params, self.in_channels, self.out_channels, self.kernel_size)
+        self.layer_params = layer_params
         self.rank = resolve_rank(format, rank, self.in_channels, self.out_channels, self.kernel_size)
         self.channels_last = bool(channels_last)
         self.separable_impl = separable_impl
+        self.cp_impl = cp_impl
+        self.recompute = bool(recompute)
         self._kernel_cache: tuple[tuple, Tensor] | None = None
 
         fk: dict[str, Any] = {"device": device, "dtype": dtype}
@@ -338,10 +394,11 @@ class TensorizedConvNd(nn.Module):
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tensor:
         """Convolve ``x`` ``[batch, in, *spatial]`` -> ``[batch, out, *spatial_out]``."""
-        if self.format == "cp":
-            return self._forward_cp(x)
-        if self.format == "tucker":
-            return self._forward_tucker(x)
+        if self.format in ("cp", "tucker"):
+            fn = self._forward_cp if self.format == "cp" else self._forward_tucker
+            if self.recompute and self.training and torch.is_grad_enabled():
+                return checkpoint(fn, x, use_reentrant=False)
+            return fn(x)
         if self.format == "separable" and self.separable_impl == "grouped":
             return self._forward_separable_grouped(x)
         return self._conv_full(x, self._cached(self.reconstruct), self.bias)
@@ -365,7 +422,7 @@ class TensorizedConvNd(nn.Module):
         """A dim-tuple with ``value`` on ``axis`` and ``other`` elsewhere."""
         return tuple(value if a == axis else other for a in range(self.dim))
 
-    def _conv_full(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    def _conv_full(self, x: Tensor, w: Tensor, bias: Tensor | None, groups: int = 1) -> Tensor:
         """Convolution with a full (all spatial axes) kernel, this layer's stride/dilation/padding."""
         conv = _CONV[self.dim]
         if self.padding_mode == "zeros" and all(a == b for a, b in self._pads):
@@ -373,7 +430,7 @@ class TensorizedConvNd(nn.Module):
         else:
             x = F.pad(x, _flat_pad(self._pads), mode=_pad_mode(self.padding_mode))
             pad = (0,) * self.dim
-        return conv(x, w, bias, stride=self.stride, padding=pad, dilation=self.dilation)
+        return conv(x, w, bias, stride=self.stride, padding=pad, dilation=self.dilation, groups=groups)
 
     def _conv_axis(self, z: Tensor, w: Tensor, axis: int, groups: int) -> Tensor:
         """A 1-D (grouped) convolution along spatial ``axis`` with this layer's stride/dilation/padding."""
@@ -403,13 +460,24 @@ class TensorizedConvNd(nn.Module):
         return x.contiguous(memory_format=_CHANNELS_LAST[self.dim]) if self.channels_last else x
 
     def _forward_cp(self, x: Tensor) -> Tensor:
-        """1x1 (in -> R), depthwise 1-D conv along each spatial axis, 1x1 (R -> out) + bias."""
+        """1x1 (in -> R), the one-way filters (fused: one depthwise conv; axes: one per axis), 1x1 (R -> out).
+        """
         r = self.rank
         z = self._pointwise(self._layout(x), self.in_factor.t())
-        for axis, f in enumerate(self.spatial_factors):
-            w = f.t().reshape(r, 1, *self._axis(axis, f.shape[0], 1))
-            z = self._conv_axis(z, w, axis, groups=r)
+        if self.cp_impl == "fused":
+            z = self._conv_full(z, self._depthwise_kernel(), None, groups=r)
+        else:
+            for axis, f in enumerate(self.spatial_factors):
+                w = f.t().reshape(r, 1, *self._axis(axis, f.shape[0], 1))
+                z = self._conv_axis(z, w, axis, groups=r)
         return self._pointwise(z, self.out_factor, self.bias)
+
+    def _depthwise_kernel(self) -> Tensor:
+        """``[R, 1, *k]``: per rank term, the outer product of its one-way filters (R * prod(k) numbers)."""
+        kernel = self.spatial_factors[0].t()  # [R, k0]
+        for f in list(self.spatial_factors)[1:]:
+            kernel = (kernel[..., None] * f.t().reshape(f.shape[1], *(1,) * (kernel.ndim - 1), f.shape[0]))
+        return kernel.unsqueeze(1)
 
     def _forward_tucker(self, x: Tensor) -> Tensor:
         """1x1 (in -> R_i), conv with the small core kernel ``[R_o, R_i, *k]``, 1x1 (R_o -> out) + bias."""
