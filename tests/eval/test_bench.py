@@ -40,6 +40,24 @@ def test_peak_memory_sees_a_known_allocation() -> None:
     assert abs((big - small) - (32 << 20)) < 3 << 20  # the difference is the extra 32 MiB, to 3 MiB
 
 
+def _two_buffers(n: int) -> None:
+    """Holds an n-float buffer, then a second one alongside (peak 2n floats), then frees both."""
+    a = torch.ones(n)
+    b = torch.ones(n)
+    del a, b
+    c = torch.ones(n)  # after the frees: live n, the peak stays 2n
+    del c
+
+
+def test_tensor_peak_is_the_closed_form_of_live_tensors() -> None:
+    n = 1 << 20
+    assert bench.tensor_peak_bytes(_two_buffers, n) == 2 * 4 * n
+    # a linear layer's training step: weights, grads, two Adam moments and the batch are all alive at once
+    peak = bench.train_step_tensor_peak_bytes("cnn2d", {"width": 4, "depth": 0}, (2, 5, 8, 8), (2, 1, 8, 8))
+    model = bench._build("cnn2d", {"width": 4, "depth": 0})
+    assert peak >= 4 * bench.weight_bytes(model) + 4 * (2 * 5 * 64 + 2 * 64)
+
+
 def test_peak_memory_reports_the_child_error() -> None:
     with pytest.raises(RuntimeError, match="measured function failed"):
         bench.peak_memory_bytes(bench.fill_bytes, "not a number")

@@ -10,6 +10,12 @@ Methods (the numbers in ``bench.md`` mean exactly this):
   reports VmHWM − baseline. A fresh process is needed because memory freed earlier in a long-lived
   process stays resident in the allocator and would hide new allocations; tracemalloc does not see
   torch's allocator. Linux only; elsewhere the number is ``None``.
+- ``tensor_peak_bytes(fn, ...)``: the peak of the bytes held by live tensors while ``fn`` runs (weights,
+  gradients, optimiser state, activations, temporaries), from the allocations and frees that
+  ``torch.profiler`` records with ``profile_memory=True``, replayed in time order. Unlike the resident set it
+  ignores library code pages and allocator caching, so it is deterministic and isolates what a model
+  itself needs; ``train_step_tensor_peak_bytes`` / ``inference_tensor_peak_bytes`` apply it to one training
+  step (the second, with optimiser state) / one forward pass.
 - ``latency_ms``: eval mode, ``torch.inference_mode``, ``warmup`` untimed calls, then the median of
   ``repeats`` timed calls (``time.perf_counter``); torch's intra-op thread count is recorded.
 - ``solver_seconds``: the finite-difference solver on the same grid, medium, boundary and time step,
@@ -38,6 +44,9 @@ __all__ = [
     "peak_memory_bytes",
     "inference_peak_bytes",
     "train_step_peak_bytes",
+    "tensor_peak_bytes",
+    "train_step_tensor_peak_bytes",
+    "inference_tensor_peak_bytes",
     "latency_ms",
     "solver_seconds",
     "speedup",
@@ -197,6 +206,35 @@ def train_step_peak_bytes(name: str, kwargs: dict[str, Any], input_shape: tuple[
                           target_shape: tuple[int, ...], optim: str = "adam") -> int | None:
     """Peak memory (bytes) of building ``name``, training (weights, grads, optimiser state, activations)."""
     return peak_memory_bytes(run_train_step, name, kwargs, tuple(input_shape), tuple(target_shape), optim)
+
+
+def tensor_peak_bytes(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Peak bytes of live CPU tensors during ``fn(*args, **kwargs)`` (allocations minus frees, in order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(*args, **kwargs)
+    # every op event carries the bytes it allocated itself; "[memory]" events carry frees (negative)
+    events = sorted(
+        ((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage),
+        key=lambda t: t[0],
+    )
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return int(peak)
+
+
+def train_step_tensor_peak_bytes(name: str, kwargs: dict[str, Any], input_shape: tuple[int, ...],
+                                 target_shape: tuple[int, ...], optim: str = "adam") -> int:
+    """Tensor-level peak (bytes) of building ``name`` and two optimiser steps (see ``run_train_step``)."""
+    return tensor_peak_bytes(run_train_step, name, kwargs, tuple(input_shape), tuple(target_shape), optim)
+
+
+def inference_tensor_peak_bytes(name: str, kwargs: dict[str, Any], input_shape: tuple[int, ...]) -> int:
+    """Tensor-level peak (bytes) of building ``name`` and one forward pass at ``input_shape``."""
+    return tensor_peak_bytes(run_inference, name, kwargs, tuple(input_shape))
 
 
 # ----------------------------------------------------------------------------------------------- time
