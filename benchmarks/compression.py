@@ -73,20 +73,37 @@ def count(kwargs: dict[str, Any]) -> int:
 
 
 def choose_ranks(dense_params: int) -> dict[str, int]:
-    """CP ranks: the largest with ≤ 1/10 of the dense parameters, and the one nearest 1/30."""
+    """Uniform CP ranks: the largest with ≤ 1/10 of the dense parameters, and the one nearest 1/30."""
     counts = {r: count({**BASE, "conv": {"format": "cp", "rank": r}}) for r in range(1, 65)}
     tenth = max(r for r, n in counts.items() if n <= dense_params / 10)
     thirtieth = min(counts, key=lambda r: abs(math.log(counts[r] / (dense_params / 30))))
     return {"1/10": tenth, "1/30": thirtieth}
 
 
-def train_config(label: str, kwargs: dict[str, Any], data: Path, args: argparse.Namespace) -> Any:
-    """The shared training config of one model (only the model differs between runs)."""
+def choose_budgets(dense_params: int) -> dict[str, int]:
+    """Per-layer factor budgets (``layer_params``): the largest with ≤ 1/10 of the dense parameters, and
+    the largest with ≤ 1/30."""
+    out = {}
+    for share, frac in (("1/10", 10), ("1/30", 30)):
+        lo, hi = 10, 100_000  # count() grows with the budget: bisect the largest within the share
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if count({**BASE, "conv": {"format": "cp", "layer_params": mid}}) <= dense_params / frac:
+                lo = mid
+            else:
+                hi = mid
+        out[share] = lo
+    return out
+
+
+def train_config(label: str, kwargs: dict[str, Any], data: Path, args: argparse.Namespace,
+                 lr: float = 1e-3) -> Any:
+    """The shared training config of one model (only the model and the learning rate differ between runs)."""
     return config_from_dict({
         "name": label, "seed": 0, "out": str(Path(args.workdir) / "runs" / label),
         "data": {"path": str(data), "task": "forecast", "n_in": BASE["n_in"], "n_out": BASE["n_out"],
                  "window_stride": args.window_stride, "val_fraction": 0.1, "max_cases": args.max_cases},
-        "model": {"name": "cnn2d", "kwargs": kwargs}, "optim": {"name": "adam", "lr": 1e-3},
+        "model": {"name": "cnn2d", "kwargs": kwargs}, "optim": {"name": "adam", "lr": lr},
         "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": args.epochs, "batch_size": args.batch,
         "progress": False,
     }).resolved()
@@ -114,15 +131,16 @@ def _metrics(run: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in lines if x.strip()]
 
 
-def compress(dense: nn.Module, rank: int) -> nn.Module:
-    """cnn2d in CP format at ``rank`` whose spatial convs are ``from_dense`` of ``dense``'s (rest copied)."""
-    model = registry.build("cnn2d", {**BASE, "conv": {"format": "cp", "rank": rank}})
+def compress(dense: nn.Module, kwargs: dict[str, Any]) -> nn.Module:
+    """cnn2d(**kwargs) (a CP conv spec) whose spatial convs are ``from_dense`` of ``dense``'s at each layer's
+    rank (other weights copied)."""
+    model = registry.build("cnn2d", kwargs)
     dense_sd = dense.state_dict()
     with torch.no_grad():
         for name, mod in model.named_modules():
             if isinstance(mod, TensorizedConvNd):
                 src = dense.get_submodule(name)
-                layer = from_dense(src, rank, "cp", generator=torch.Generator().manual_seed(0))
+                layer = from_dense(src, mod.rank, "cp", generator=torch.Generator().manual_seed(0))
                 mod.load_state_dict(layer.state_dict())
         tensorized = {n for n, m in model.named_modules() if isinstance(m, TensorizedConvNd)}
         rest = {k: v for k, v in dense_sd.items() if not any(k.startswith(t + ".") for t in tensorized)}
@@ -214,6 +232,10 @@ def measure(label: str, model: nn.Module, info: RunInfo, data: Path, train_s: fl
         "peak_infer_bytes": B.inference_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
         "peak_train_bytes": B.train_step_peak_bytes("cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
                                                     (info.config.batch_size, BASE["n_out"], ny, nx)),
+        "tensor_peak_infer_bytes": B.inference_tensor_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
+        "tensor_peak_train_bytes": B.train_step_tensor_peak_bytes(
+            "cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
+            (info.config.batch_size, BASE["n_out"], ny, nx)),
         "test_rel_l2": ev["one_step"]["rel_l2_pooled"],
         "rollout40_rel_l2_from_start": roll[HORIZON - 1] if len(roll) >= HORIZON else None,
         "rollout40_late": late,
@@ -223,8 +245,39 @@ def measure(label: str, model: nn.Module, info: RunInfo, data: Path, train_s: fl
     }
 
 
-RATIO_KEYS = ("params", "weight_bytes", "peak_infer_bytes", "peak_train_bytes", "test_rel_l2",
-              "rollout40_rel_l2_late", "ms_b1", "ms_per_sample_b32", "train_s")
+RATIO_KEYS = ("params", "weight_bytes", "peak_infer_bytes", "peak_train_bytes", "tensor_peak_infer_bytes",
+              "tensor_peak_train_bytes", "test_rel_l2", "rollout40_rel_l2_late", "ms_b1", "ms_per_sample_b32",
+              "train_s")
+
+
+def goals(results: dict[str, Any], budgets: dict[str, int], ranks: dict[str, int]) -> dict[str, Any]:
+    """Issue 3's "done when" items, each with the measured ratio (compressed / dense) it rests on."""
+    out: dict[str, Any] = {}
+    for kind, label in [(f"a priori cp layer_params {p}", f"cp_p{p}") for p in budgets.values()] + \
+            [(f"a posteriori cp layer_params {p}", f"post_cp_p{p}") for p in budgets.values()] + \
+            [(f"a priori cp uniform rank {r}", f"cp_r{r}") for r in ranks.values()]:
+        res = results.get(label)
+        if res is not None:
+            q = res["ratio_to_dense"]
+            out[f"{kind} ({q['params']:.3f} of the parameters)"] = {
+                "params_ratio": q["params"],
+                "test_rel_l2_ratio": q["test_rel_l2"], "accuracy_met (<= 1.10)": _le(q["test_rel_l2"], 1.10),
+                "rollout_ratio": q["rollout40_rel_l2_late"],
+                "rollout_met (<= 1.2)": _le(q["rollout40_rel_l2_late"], 1.2),
+                "memory_lower (weights, tensor peak train, tensor peak inference)": all(
+                    _le(q[k], 1.0, strict=True) for k in
+                    ("weight_bytes", "tensor_peak_train_bytes", "tensor_peak_infer_bytes")),
+                "inference_not_slower (batch 1, batch 32)": [_le(q["ms_b1"], 1.0),
+                                                             _le(q["ms_per_sample_b32"], 1.0)],
+            }
+    return out
+
+
+def _le(x: float | None, bound: float, strict: bool = False) -> bool | None:
+    """x <= bound (x < bound if strict); None when x was not measured."""
+    if x is None:
+        return None
+    return x < bound if strict else x <= bound
 
 
 def main() -> None:
@@ -237,6 +290,8 @@ def main() -> None:
     ap.add_argument("--window-stride", type=int, default=None)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--lrs", default="1e-3,3e-3",
+                    help="learning rates tried for every model (comma-separated); best on validation kept")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
     if args.small:
@@ -247,37 +302,61 @@ def main() -> None:
     args.window_stride = args.window_stride or 4
     if args.max_cases is None and not args.small:
         args.max_cases = 200
+    lrs = [float(v) for v in args.lrs.split(",")]
     t_all = time.perf_counter()
     data = make_data(args)
     dense_params = count(BASE)
     ranks = choose_ranks(dense_params)
+    budgets = choose_budgets(dense_params)
     specs = {"dense": BASE}
+    specs.update({f"cp_p{p}": {**BASE, "conv": {"format": "cp", "layer_params": p}}
+                  for p in budgets.values()})
     specs.update({f"cp_r{r}": {**BASE, "conv": {"format": "cp", "rank": r}} for r in ranks.values()})
     specs["separable_r1"] = {**BASE, "conv": {"format": "separable", "rank": 1}}
     results: dict[str, Any] = {}
-    runs = {}
+    runs: dict[str, Path] = {}
+    lr_search: dict[str, dict[str, float]] = {}
     for label, kwargs in specs.items():
-        print(f"[compression] training {label} ({count(kwargs):,} parameters)", file=sys.stderr, flush=True)
-        runs[label] = train_run(train_config(label, kwargs, data, args))
+        tried = {}
+        # separable r1 cannot reach 1/10 of the parameters: shown at the first learning rate only
+        for lr in lrs[:1] if label.startswith("separable") else lrs:
+            print(f"[compression] training {label} at lr {lr:g} ({count(kwargs):,} parameters)",
+                  file=sys.stderr, flush=True)
+            run = train_run(train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr))
+            tried[run] = min(r["val_loss"] for r in _metrics(run))
+        best = min(tried, key=tried.__getitem__)  # chosen on validation, never on test
+        runs[label] = best
+        lr_search[label] = {f"{load_run(r, 'best')[1].config.optim.lr:g}": v for r, v in tried.items()}
     for label, run in runs.items():
         model, info = load_run(run, "best")
         rows = _metrics(run)
-        results[label] = {"kind": "dense" if label == "dense" else "a priori",
+        kind = "dense" if label == "dense" else "a priori" if label.startswith("cp_p") else \
+            "a priori, uniform rank" if label.startswith("cp_r") else "a priori, separable"
+        results[label] = {"kind": kind, "lr": info.config.optim.lr,
+                          "val_loss_by_lr": lr_search[label],
                           **measure(label, model, info, data, sum(r["seconds"] for r in rows), len(rows),
                                     args.repeats)}
     dense_model, dense_info = load_run(runs["dense"], "best")
-    for r in ranks.values():
-        label = f"post_cp_r{r}"
-        print(f"[compression] a posteriori {label} (from_dense + fine-tune)", file=sys.stderr, flush=True)
-        model = compress(dense_model, r)
-        cfg = train_config(label, {**BASE, "conv": {"format": "cp", "rank": r}}, data, args)
-        rows = fine_tune(model, cfg, Path(cfg.out))
+    for p in budgets.values():
+        label = f"post_cp_p{p}"
+        kwargs = {**BASE, "conv": {"format": "cp", "layer_params": p}}
+        tried_post: dict[float, tuple[float, nn.Module, Any, list]] = {}
+        for lr in lrs:
+            print(f"[compression] a posteriori {label} at lr {lr:g} (from_dense + fine-tune)",
+                  file=sys.stderr, flush=True)
+            model = compress(dense_model, kwargs)
+            cfg = train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr)
+            rows = fine_tune(model, cfg, Path(cfg.out))
+            tried_post[lr] = (min(x["val_loss"] for x in rows), model, cfg, rows)
+        lr = min(tried_post, key=lambda k: tried_post[k][0])
+        _, model, cfg, rows = tried_post[lr]
         info = RunInfo(run_dir=Path(cfg.out), config=cfg, stats=dense_info.stats, model_name="cnn2d",
                        model_kwargs=cfg.model.kwargs, task="forecast", package_version="", which="best",
                        epoch=len(rows), best_epoch=int(np.argmin([x["val_loss"] for x in rows])) + 1)
         res = measure(label, model, info, data, sum(x["seconds"] for x in rows), len(rows), args.repeats)
         res["train_s"] += results["dense"]["train_s"]  # the dense training it started from counts
-        results[label] = {"kind": "a posteriori", **res}
+        results[label] = {"kind": "a posteriori", "lr": lr,
+                          "val_loss_by_lr": {f"{k:g}": v[0] for k, v in tried_post.items()}, **res}
     dense = results["dense"]
     for res in results.values():
         res["ratio_to_dense"] = {k: (res[k] / dense[k] if res.get(k) and dense.get(k) else None)
@@ -285,11 +364,14 @@ def main() -> None:
     out = {
         "benchmark": "compression", "data": str(Path(data).resolve()), "machine": B.machine_info(),
         "settings": {"epochs": args.epochs, "batch": args.batch, "window_stride": args.window_stride,
-                     "max_cases": args.max_cases, "optimiser": "adam 1e-3, cosine to 1e-5",
+                     "max_cases": args.max_cases, "learning_rates": lrs,
+                     "optimiser": "adam, cosine to 1e-5; per model the learning rate with the lowest "
+                                  "validation loss (test cases never used to choose)",
                      "architecture": BASE},
-        "ranks": ranks, "dense_target_test_rel_l2": 0.05,
+        "layer_params": budgets, "uniform_ranks": ranks, "dense_target_test_rel_l2": 0.05,
         "dense_meets_target": dense["test_rel_l2"] is not None and dense["test_rel_l2"] <= 0.05,
         "separable_note": "separable rank 1 keeps 6/9 of a dense 3x3 conv's weights: it cannot reach 1/10",
+        "goals": goals(results, budgets, ranks),
         "results": list(results.values()), "seconds": time.perf_counter() - t_all,
     }
     text = json.dumps(B._finite(out), indent=2)

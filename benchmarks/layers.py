@@ -1,7 +1,8 @@
 """CPU speed of tensorized conv layers and CNN surrogates; prints JSON.
 
 Layers: forward+backward time (ms, median) of TensorizedConv2d(cp, R) vs tensorly-torch's FactorizedConv (cp,
-same rank, 'factorized' implementation) vs dense nn.Conv2d, input in both memory layouts. Networks: inference
+same rank, 'factorized' implementation) vs dense nn.Conv2d, input in both memory layouts; ours both with its
+default activation recomputation (memory as low as a dense conv's) and without it. Networks: inference
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
 per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
 
@@ -67,10 +68,14 @@ def bench_layers(
         dense = nn.Conv2d(channels, channels, k, padding=k // 2)
         for r in ranks:
             ours = TensorizedConv2d(channels, channels, k, padding=k // 2, format="cp", rank=r, generator=g)
+            keep = TensorizedConv2d(channels, channels, k, padding=k // 2, format="cp", rank=r,
+                                    recompute=False)
+            keep.load_state_dict(ours.state_dict())
             fns = {
                 "dense": _fwd_bwd(dense, x),
                 "ours_cp": _fwd_bwd(ours, x),
                 "ours_cp_channels_last_input": _fwd_bwd(ours, x_cl),
+                "ours_cp_no_recompute": _fwd_bwd(keep, x),
             }
             if tltorch is not None:
                 theirs = tltorch.FactorizedConv(
@@ -92,6 +97,9 @@ def bench_layers(
                 ratios["tltorch_over_ours"] = round(ms["tltorch_cp"] / ms["ours_cp"], 2)
                 ratios["tltorch_over_ours_channels_last"] = round(
                     ms["tltorch_cp"] / ms["ours_cp_channels_last_input"], 2
+                )
+                ratios["tltorch_over_ours_no_recompute"] = round(
+                    ms["tltorch_cp"] / ms["ours_cp_no_recompute"], 2
                 )
             row["speedup"] = ratios
             row["params"] = {
@@ -147,6 +155,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="smaller grid and fewer cases (smoke run)")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     size = 32 if args.quick else 64
@@ -177,7 +186,14 @@ def main() -> None:
         },
         "loadavg_after": os.getloadavg(),
     }
-    print(json.dumps(out, indent=1))
+    text = json.dumps(out, indent=1)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        tmp = args.out + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, args.out)
+    print(text)
 
 
 if __name__ == "__main__":
