@@ -39,6 +39,7 @@ from torch import nn
 from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
 from wavesurrogate.data.windows import ForecastWindows, sample_seed
+from wavesurrogate.errors import TrainingDiverged
 from wavesurrogate.eval import bench as B
 from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.nn import registry
@@ -155,13 +156,27 @@ def _batches(ds: Any, idx: torch.Tensor, batch: int):
         yield torch.stack(xs), torch.stack(ys)
 
 
-def fine_tune(model: nn.Module, cfg: Any, out: Path) -> dict[str, Any]:
-    """Fine-tune ``model`` with ``cfg``'s data, optimiser, schedule, batch and epochs; keeps the best val."""
+def _best_val(rows: list[dict[str, Any]]) -> float:
+    """The lowest finite validation loss of a run's epochs (inf if none is finite)."""
+    vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None and math.isfinite(r["val_loss"])]
+    return min(vals, default=math.inf)
+
+
+def fine_tune(model: nn.Module, cfg: Any, out: Path, source: Path) -> list[dict[str, Any]] | None:
+    """Fine-tune ``model`` (compressed from the dense run ``source``) with ``cfg``'s data, optimiser,
+    schedule, batch and epochs; keeps the best validation epoch. None if no epoch had a finite loss.
+    A finished fine-tune is reused only if it started from the same dense run and epochs."""
     weights = out / "weights.pt"
     log = out / "metrics.json"
+    origin = {"source": str(Path(source).resolve()), "source_epochs": _epochs_done(Path(source)),
+              "epochs": cfg.epochs}
     if weights.is_file() and log.is_file():
-        model.load_state_dict(torch.load(weights, weights_only=True))
-        return json.loads(log.read_text(encoding="utf-8"))
+        saved = json.loads(log.read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and saved.get("origin") == origin:
+            if saved["rows"] is None:
+                return None
+            model.load_state_dict(torch.load(weights, weights_only=True))
+            return saved["rows"]
     data = prepare_data(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.schedule.min_lr)
@@ -186,12 +201,18 @@ def fine_tune(model: nn.Module, cfg: Any, out: Path) -> dict[str, Any]:
         val = se / (len(data.val) * data.val[0][1].numel())
         rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
                      "seconds": time.perf_counter() - t0})
-        if val < best:
+        if math.isfinite(val) and val < best:
             best, best_sd = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_sd)
+        if not math.isfinite(val):
+            break
     out.mkdir(parents=True, exist_ok=True)
+    if best_sd is None:
+        torch.save({}, weights)
+        log.write_text(json.dumps({"origin": origin, "rows": None}), encoding="utf-8")
+        return None
+    model.load_state_dict(best_sd)
     torch.save(best_sd, weights)
-    log.write_text(json.dumps(rows), encoding="utf-8")
+    log.write_text(json.dumps({"origin": origin, "rows": rows}), encoding="utf-8")
     return rows
 
 
@@ -316,14 +337,23 @@ def main() -> None:
     results: dict[str, Any] = {}
     runs: dict[str, Path] = {}
     lr_search: dict[str, dict[str, float]] = {}
+    diverged: dict[str, list[float]] = {}
     for label, kwargs in specs.items():
         tried = {}
         # separable r1 cannot reach 1/10 of the parameters: shown at the first learning rate only
         for lr in lrs[:1] if label.startswith("separable") else lrs:
             print(f"[compression] training {label} at lr {lr:g} ({count(kwargs):,} parameters)",
                   file=sys.stderr, flush=True)
-            run = train_run(train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr))
-            tried[run] = min(r["val_loss"] for r in _metrics(run))
+            cfg = train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr)
+            try:
+                run = train_run(cfg)
+            except TrainingDiverged as exc:  # a too-large rate on the grid: recorded, not chosen
+                print(f"[compression] {label} at lr {lr:g} diverged: {exc}", file=sys.stderr, flush=True)
+                diverged.setdefault(label, []).append(lr)
+                continue
+            tried[run] = _best_val(_metrics(run))
+        if not tried:
+            raise SystemExit(f"compression: {label} diverged at every learning rate {lrs}")
         best = min(tried, key=tried.__getitem__)  # chosen on validation, never on test
         runs[label] = best
         lr_search[label] = {f"{load_run(r, 'best')[1].config.optim.lr:g}": v for r, v in tried.items()}
@@ -333,7 +363,7 @@ def main() -> None:
         kind = "dense" if label == "dense" else "a priori" if label.startswith("cp_p") else \
             "a priori, uniform rank" if label.startswith("cp_r") else "a priori, separable"
         results[label] = {"kind": kind, "lr": info.config.optim.lr,
-                          "val_loss_by_lr": lr_search[label],
+                          "val_loss_by_lr": lr_search[label], "diverged_lrs": diverged.get(label, []),
                           **measure(label, model, info, data, sum(r["seconds"] for r in rows), len(rows),
                                     args.repeats)}
     dense_model, dense_info = load_run(runs["dense"], "best")
@@ -346,8 +376,13 @@ def main() -> None:
                   file=sys.stderr, flush=True)
             model = compress(dense_model, kwargs)
             cfg = train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr)
-            rows = fine_tune(model, cfg, Path(cfg.out))
-            tried_post[lr] = (min(x["val_loss"] for x in rows), model, cfg, rows)
+            rows = fine_tune(model, cfg, Path(cfg.out), source=runs["dense"])
+            if rows is None:
+                diverged.setdefault(label, []).append(lr)
+                continue
+            tried_post[lr] = (_best_val(rows), model, cfg, rows)
+        if not tried_post:
+            raise SystemExit(f"compression: {label} diverged at every learning rate {lrs}")
         lr = min(tried_post, key=lambda k: tried_post[k][0])
         _, model, cfg, rows = tried_post[lr]
         info = RunInfo(run_dir=Path(cfg.out), config=cfg, stats=dense_info.stats, model_name="cnn2d",
@@ -355,8 +390,9 @@ def main() -> None:
                        epoch=len(rows), best_epoch=int(np.argmin([x["val_loss"] for x in rows])) + 1)
         res = measure(label, model, info, data, sum(x["seconds"] for x in rows), len(rows), args.repeats)
         res["train_s"] += results["dense"]["train_s"]  # the dense training it started from counts
-        results[label] = {"kind": "a posteriori", "lr": lr,
-                          "val_loss_by_lr": {f"{k:g}": v[0] for k, v in tried_post.items()}, **res}
+        results[label] = {"kind": "a posteriori", "lr": lr, "from": str(runs["dense"]),
+                          "val_loss_by_lr": {f"{k:g}": v[0] for k, v in tried_post.items()},
+                          "diverged_lrs": diverged.get(label, []), **res}
     dense = results["dense"]
     for res in results.values():
         res["ratio_to_dense"] = {k: (res[k] / dense[k] if res.get(k) and dense.get(k) else None)

@@ -49,9 +49,20 @@ def _two_buffers(n: int) -> None:
     del c
 
 
+def _backward_transient(n: int) -> None:
+    """y = (x * w).sum() backward: alive at the peak are x, w (made here), the product and the grad."""
+    x = torch.ones(n)
+    w = torch.ones(n, requires_grad=True)
+    (x * w).sum().backward()
+
+
 def test_tensor_peak_is_the_closed_form_of_live_tensors() -> None:
     n = 1 << 20
     assert bench.tensor_peak_bytes(_two_buffers, n) == 2 * 4 * n
+    # x, w and x*w (3n) in forward; in backward the product is freed only after the sum, and grad(w) = x
+    # broadcast from the scalar grad is a new n-buffer: the peak is between 3n and 4n floats, plus scalars
+    peak = bench.tensor_peak_bytes(_backward_transient, n)
+    assert 3 * 4 * n <= peak <= 4 * 4 * n + 4096
     # a linear layer's training step: weights, grads, two Adam moments and the batch are all alive at once
     peak = bench.train_step_tensor_peak_bytes("cnn2d", {"width": 4, "depth": 0}, (2, 5, 8, 8), (2, 1, 8, 8))
     model = bench._build("cnn2d", {"width": 4, "depth": 0})

@@ -190,7 +190,7 @@ def test_fractional_cp_rank_is_the_largest_within_the_budget():
         assert r * (cin + cout + sum(k)) <= f * dense < (r + 1) * (cin + cout + sum(k)) or r == 1
         assert layer.count_parameters() == count_parameters("cp", cin, cout, k, f, bias=False)
     assert CLS[2](2, 2, 3, format="cp", rank=0.01).rank == 1  # never below 1
-    for bad in (0.0, 1.5, -0.1):
+    for bad in (0.0, 1.0, 1.5, -0.1):
         with pytest.raises(ConfigError, match="fraction"):
             CLS[2](4, 4, 3, format="cp", rank=bad)
 
@@ -213,6 +213,10 @@ def test_layer_params_gives_every_layer_the_same_factor_budget():
         TensorizedConv2d(4, 4, 3, format="tucker", rank=2, layer_params=100)
     with pytest.raises(ConfigError, match="either rank or layer_params"):
         registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "layer_params": 100}})
+    with pytest.raises(ConfigError, match="not dense"):
+        registry.build("cnn2d", {"conv": {"format": "dense", "layer_params": 100}})
+    with pytest.raises(ConfigError, match="true or false"):
+        registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "recompute": "false"}})
 
 
 @pytest.mark.parametrize("dim", [2, 3])

@@ -11,8 +11,9 @@ Methods (the numbers in ``bench.md`` mean exactly this):
   process stays resident in the allocator and would hide new allocations; tracemalloc does not see
   torch's allocator. Linux only; elsewhere the number is ``None``.
 - ``tensor_peak_bytes(fn, ...)``: the peak of the bytes held by live tensors while ``fn`` runs (weights,
-  gradients, optimiser state, activations, temporaries), from the allocations and frees that
-  ``torch.profiler`` records with ``profile_memory=True``, replayed in time order. Unlike the resident set it
+  gradients, optimiser state, activations, temporaries), from the allocation and free records that
+  ``torch.profiler`` keeps with ``profile_memory=True``, replayed in time order (frees of tensors made
+  before ``fn`` are not recorded, so the curve starts at 0). Unlike the resident set it
   ignores library code pages and allocator caching, so it is deterministic and isolates what a model
   itself needs; ``train_step_tensor_peak_bytes`` / ``inference_tensor_peak_bytes`` apply it to one training
   step (the second, with optimiser state) / one forward pass.
@@ -209,16 +210,18 @@ def train_step_peak_bytes(name: str, kwargs: dict[str, Any], input_shape: tuple[
 
 
 def tensor_peak_bytes(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """Peak bytes of live CPU tensors during ``fn(*args, **kwargs)`` (allocations minus frees, in order)."""
+    """Peak bytes of live CPU tensors during ``fn(*args, **kwargs)``: every allocation and free the profiler
+    recorded (its raw ``[memory]`` records, each with its own time stamp), replayed in time order."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn(*args, **kwargs)
-    # every op event carries the bytes it allocated itself; "[memory]" events carry frees (negative)
-    events = sorted(
-        ((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage),
-        key=lambda t: t[0],
-    )
+    try:  # the raw records: one per allocation (+) or free (-), at the time it happened
+        raw = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        events = sorted((e.start_ns(), e.nbytes()) for e in raw if e.name() == "[memory]")
+    except AttributeError:  # older/newer torch without that handle: per-op net bytes at the op's start
+        events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events()
+                        if e.self_cpu_memory_usage)
     live = peak = 0
     for _, nbytes in events:
         live += nbytes

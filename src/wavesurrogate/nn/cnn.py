@@ -41,6 +41,11 @@ def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
     if spec.get("format", "dense") not in FORMATS:
         raise ConfigError(f"conv.format: unknown format {spec.get('format')!r}; known: {', '.join(FORMATS)}")
     spec.setdefault("format", "dense")
+    if spec["format"] == "dense" and set(spec) - {"format"}:
+        raise ConfigError(f"conv: {sorted(set(spec) - {'format'})} apply to compressed formats, not dense")
+    for key in ("channels_last", "recompute"):
+        if key in spec and not isinstance(spec[key], bool):
+            raise ConfigError(f"conv.{key}: must be true or false, got {spec[key]!r}")
     if spec["format"] != "dense" and "rank" not in spec and "layer_params" not in spec:
         raise ConfigError(f"conv.rank: format {spec['format']!r} needs a rank (or, cp, layer_params)")
     if "rank" in spec and "layer_params" in spec:

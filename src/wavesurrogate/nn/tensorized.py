@@ -29,7 +29,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from wavesurrogate.errors import ConfigError
 
@@ -91,8 +90,8 @@ def resolve_rank(
             raise ConfigError(f"conv.rank: tucker ranks must be >= 1, got {ranks}")
         return ranks
     if format == "cp" and isinstance(rank, float) and not isinstance(rank, bool):
-        if not 0.0 < rank <= 1.0:
-            raise ConfigError(f"conv.rank: a cp rank fraction must lie in (0, 1], got {rank!r}")
+        if not 0.0 < rank < 1.0:  # 1.0 would read as "rank 1" to a human: ints are ranks, floats shares
+            raise ConfigError(f"conv.rank: a cp rank fraction must lie in (0, 1), got {rank!r}")
         return cp_rank_for_fraction(rank, in_channels, out_channels, kernel_size)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"conv.rank: {format} needs a positive int rank, got {rank!r}")
@@ -115,7 +114,8 @@ def cp_rank_for_params(
 def cp_rank_for_fraction(
     fraction: float, in_channels: int, out_channels: int, kernel_size: Sequence[int]
 ) -> int:
-    """The largest CP rank whose factors hold at most ``fraction`` of the dense kernel's weights (at least 1).
+    """The largest CP rank whose factors hold at most ``fraction`` (in (0, 1)) of the dense kernel's weights
+    (at least 1).
 
     ``rank: 0.1`` thus compresses every layer by about 10x: wide layers get large ranks, narrow ones small,
     where one int rank for all layers would starve the widest layers and over-serve the narrowest.
@@ -255,10 +255,11 @@ class TensorizedConvNd(nn.Module):
     ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
     ``layer_params`` (cp only, instead of ``rank``): the rank is the largest whose factors hold at most that
     many numbers (``cp_rank_for_params``). ``rank`` may also be a float in (0, 1]: the largest rank holding at
-    most that share of the dense kernel's weights (``cp_rank_for_fraction``).
+    most that share of the dense kernel's weights (``cp_rank_for_fraction``; an int is always a rank).
     ``recompute`` (cp and tucker, default True): in training, keep only the layer's input for backward and
-    recompute the R-channel intermediates there (activation checkpointing), so the compressed layer holds
-    no more activation memory than a dense conv; False keeps them (a little faster, more memory).
+    recompute the R-channel intermediates there (activation checkpointing), in chunks of the batch small
+    enough that the recomputation holds no more than the input's size; so the compressed layer holds no
+    more activation memory than a dense conv. False keeps them (a little faster, more memory).
     """
 
     dim: int = 2
@@ -396,24 +397,33 @@ class TensorizedConvNd(nn.Module):
         """Convolve ``x`` ``[batch, in, *spatial]`` -> ``[batch, out, *spatial_out]``."""
         if self.format in ("cp", "tucker"):
             fn = self._forward_cp if self.format == "cp" else self._forward_tucker
+            ts = self._factor_tensors()
             if self.recompute and self.training and torch.is_grad_enabled():
-                return checkpoint(fn, x, use_reentrant=False)
-            return fn(x)
+                return _Recompute.apply(fn, self._recompute_chunk(x), x, *ts)
+            return fn(x, *ts)
         if self.format == "separable" and self.separable_impl == "grouped":
             return self._forward_separable_grouped(x)
         return self._conv_full(x, self._cached(self.reconstruct), self.bias)
 
-    def _cached(self, build: Callable[[], Tensor]) -> Tensor:
-        """``build()``, reused across calls without autograd until a factor changes (in place or replaced).
+    def _recompute_chunk(self, x: Tensor) -> int:
+        """Samples per backward chunk: the recomputed intermediates (about 2R channels, R the largest inner
+        rank) of a chunk take no more memory than the layer's whole input (``in`` channels), so the
+        recomputation never raises the peak above what a dense conv's backward (grad of its input) holds."""
+        inner = self.rank if isinstance(self.rank, int) else max(self.rank[:2])
+        return max(1, math.floor(x.shape[0] * self.in_channels / (2 * inner)))
+
+    def _cached(self, build: Callable[[], Tensor], inputs: Sequence[Tensor] | None = None) -> Tensor:
+        """``build()``, reused across inference calls until one of ``inputs`` (default: the layer's factors)
+        changes, in place or replaced. Never cached with autograd on or in training mode.
 
         Inference rebuilt a kernel per call otherwise, which at batch 1 costs as much as the convolution.
         """
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.training:
             self._kernel_cache = None
             return build()
-        key = tuple(
-            (p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters() if p is not self.bias
-        )
+        if inputs is None:
+            inputs = [p for p in self.parameters() if p is not self.bias]
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in inputs)
         if self._kernel_cache is None or self._kernel_cache[0] != key:
             self._kernel_cache = (key, build())
         return self._kernel_cache[1]
@@ -459,32 +469,39 @@ class TensorizedConvNd(nn.Module):
         """``x`` in channels-last memory if this layer uses it (a no-op when it already is)."""
         return x.contiguous(memory_format=_CHANNELS_LAST[self.dim]) if self.channels_last else x
 
-    def _forward_cp(self, x: Tensor) -> Tensor:
+    def _factor_tensors(self) -> list[Tensor]:
+        """The tensors the cp/tucker pipeline reads, as currently bound (so ``functional_call`` works):
+        in_factor, (tucker: core,) the spatial factors, out_factor, then the bias if any."""
+        ts = [self.in_factor] + ([self.core] if self.format == "tucker" else [])
+        ts += [*self.spatial_factors, self.out_factor]
+        return ts + ([self.bias] if self.bias is not None else [])
+
+    def _split(self, ts: Sequence[Tensor]) -> tuple[Tensor, list[Tensor], Tensor, Tensor | None]:
+        """(in_factor, middle tensors, out_factor, bias) from ``_factor_tensors`` order."""
+        n = len(ts) - (self.bias is not None)
+        return ts[0], list(ts[1 : n - 1]), ts[n - 1], (ts[n] if self.bias is not None else None)
+
+    def _forward_cp(self, x: Tensor, *ts: Tensor) -> Tensor:
         """1x1 (in -> R), the one-way filters (fused: one depthwise conv; axes: one per axis), 1x1 (R -> out).
         """
         r = self.rank
-        z = self._pointwise(self._layout(x), self.in_factor.t())
+        in_factor, spatial, out_factor, bias = self._split(ts)
+        z = self._pointwise(self._layout(x), in_factor.t())
         if self.cp_impl == "fused":
-            z = self._conv_full(z, self._depthwise_kernel(), None, groups=r)
+            z = self._conv_full(z, _depthwise_kernel(spatial), None, groups=r)
         else:
-            for axis, f in enumerate(self.spatial_factors):
+            for axis, f in enumerate(spatial):
                 w = f.t().reshape(r, 1, *self._axis(axis, f.shape[0], 1))
                 z = self._conv_axis(z, w, axis, groups=r)
-        return self._pointwise(z, self.out_factor, self.bias)
+        return self._pointwise(z, out_factor, bias)
 
-    def _depthwise_kernel(self) -> Tensor:
-        """``[R, 1, *k]``: per rank term, the outer product of its one-way filters (R * prod(k) numbers)."""
-        kernel = self.spatial_factors[0].t()  # [R, k0]
-        for f in list(self.spatial_factors)[1:]:
-            kernel = (kernel[..., None] * f.t().reshape(f.shape[1], *(1,) * (kernel.ndim - 1), f.shape[0]))
-        return kernel.unsqueeze(1)
-
-    def _forward_tucker(self, x: Tensor) -> Tensor:
+    def _forward_tucker(self, x: Tensor, *ts: Tensor) -> Tensor:
         """1x1 (in -> R_i), conv with the small core kernel ``[R_o, R_i, *k]``, 1x1 (R_o -> out) + bias."""
-        z = self._pointwise(self._layout(x), self.in_factor.t())
-        core = self._cached(lambda: _mode_products(self.core, [None, None, *self.spatial_factors]))
-        z = self._conv_full(z, core, None)
-        return self._pointwise(z, self.out_factor, self.bias)
+        in_factor, (core, *spatial), out_factor, bias = self._split(ts)
+        z = self._pointwise(self._layout(x), in_factor.t())
+        kernel = self._cached(lambda: _mode_products(core, [None, None, *spatial]), [core, *spatial])
+        z = self._conv_full(z, kernel, None)
+        return self._pointwise(z, out_factor, bias)
 
     def _forward_separable_grouped(self, x: Tensor) -> Tensor:
         """Per-(o, i) 1-D filters as grouped convs: in -> (i, o, r) channels, axis by axis, sum over i, r."""
@@ -512,6 +529,54 @@ class TensorizedConvNd(nn.Module):
         if self.bias is None:
             s += ", bias=False"
         return s
+
+
+def _depthwise_kernel(spatial: Sequence[Tensor]) -> Tensor:
+    """``[R, 1, *k]`` from the ``[k_d, R]`` one-way filters: per rank term their outer product."""
+    kernel = spatial[0].t()  # [R, k0]
+    for f in spatial[1:]:
+        kernel = kernel[..., None] * f.t().reshape(f.shape[1], *(1,) * (kernel.ndim - 1), f.shape[0])
+    return kernel.unsqueeze(1)
+
+
+class _Recompute(torch.autograd.Function):
+    """``fn(x, *params)`` keeping only its inputs for backward; backward recomputes ``fn`` chunk by chunk of
+    the batch.
+
+    Like ``torch.utils.checkpoint``, but the recomputation and its gradients run on ``chunk`` samples at a
+    time, so the transient memory of backward scales with the chunk, not the batch. ``fn`` must read its
+    weights from ``params`` only (their gradients are summed over the chunks). No double backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, fn: Callable[..., Tensor], chunk: int, x: Tensor, *params: Tensor) -> Tensor:
+        ctx.fn, ctx.chunk = fn, chunk
+        ctx.save_for_backward(x, *params)
+        with torch.no_grad():
+            return fn(x, *params)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, *params = ctx.saved_tensors
+        want_x = ctx.needs_input_grad[2]
+        grad_x = torch.empty_like(x) if want_x else None
+        grad_p: list[Tensor | None] = [None] * len(params)
+        want_p = ctx.needs_input_grad[3:]
+        ps = [p.detach().requires_grad_(w) for p, w in zip(params, want_p, strict=True)]
+        for s in range(0, x.shape[0], ctx.chunk):
+            part = slice(s, s + ctx.chunk)
+            with torch.enable_grad():
+                xc = x[part].detach().requires_grad_(want_x)
+                yc = ctx.fn(xc, *ps)
+                inputs = ([xc] if want_x else []) + [p for p, w in zip(ps, want_p, strict=True) if w]
+                grads = list(torch.autograd.grad(yc, inputs, grad_out[part], allow_unused=True))
+            if want_x:
+                grad_x[part] = grads.pop(0)
+            for i in (i for i, w in enumerate(want_p) if w):
+                g = grads.pop(0)
+                if g is not None:
+                    grad_p[i] = g if grad_p[i] is None else grad_p[i] + g
+        return (None, None, grad_x, *grad_p)
 
 
 def _pad_mode(padding_mode: str) -> str:
