@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", type=_existing_dir)
     s.add_argument("--data", required=True, type=_existing_file)
     s.add_argument("--out", type=Path, default=None)
+    s.add_argument("--rollout-start", type=_nonneg_int, default=0,
+                   help="first input frame of the rollout (forecast runs; default 0)")
 
     s = sub.add_parser("bench", help="one table comparing runs, with the speed-up against the solver")
     s.add_argument("runs", type=_existing_dir, nargs="+")
@@ -117,7 +119,7 @@ def _dispatch(a: argparse.Namespace) -> None:
     elif a.cmd == "evaluate":
         from wavesurrogate.eval.evaluate import evaluate_run
 
-        print(evaluate_run(a.run, a.data, out=a.out))
+        print(evaluate_run(a.run, a.data, out=a.out, rollout_start=a.rollout_start))
     elif a.cmd == "bench":
         from wavesurrogate.eval.bench import bench_runs
 

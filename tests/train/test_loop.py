@@ -247,6 +247,29 @@ def test_evaluate_one_step_matches_an_independent_computation(data, tmp_path):
                                                               rel=1e-5)
 
 
+def test_rollout_from_a_later_start_frame(data, tmp_path, capsys):
+    """--rollout-start 3: the rollout's first horizon is the one-step error of the windows starting at frame
+    3 (computed independently), its horizon runs to the last frame; a start leaving nothing is refused."""
+    run = train(_cfg(data, tmp_path / "r", epochs=1))
+    assert main(["evaluate", str(run), "--data", str(data), "--rollout-start", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["rollout"]["start_frame"] == 3 and res["rollout"]["horizon"] == [1, 2, 3]
+    model, info = ck.load_run(run)
+    s = info.stats
+    with open_data(data) as f:
+        fields, vel = f.load_all([4, 5])
+    fn = (fields - s["field_mean"]) / s["field_std"]
+    vn = (vel - s["velocity_mean"]) / s["velocity_std"]
+    x = np.concatenate([fn[:, 3:5], vn[:, None]], axis=1).astype(np.float32)
+    with torch.no_grad():
+        p = model(torch.from_numpy(x))[:, 0].double().numpy() * s["field_std"] + s["field_mean"]
+    e = p - fields[:, 5]
+    assert res["rollout"]["rmse"][0] == pytest.approx(float(np.sqrt(np.mean(e**2))), rel=1e-5)
+    assert main(["evaluate", str(run), "--data", str(data), "--rollout-start", "6"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--rollout-start" in err
+
+
 def test_diverging_rollout_is_reported_not_raised(data, tmp_path):
     run = train(_cfg(data, tmp_path / "r", epochs=1))
     w = _weights(run)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from wavesurrogate.data.windows import ForecastWindows, param_matrix, scale_axis
-from wavesurrogate.errors import DataFileError
+from wavesurrogate.errors import ConfigError, DataFileError
 from wavesurrogate.eval import metrics as M
 from wavesurrogate.train.checkpoint import RunInfo, atomic_write_text, load_run
 
@@ -84,7 +84,7 @@ def _summary(pred: list[Tensor], true: list[Tensor]) -> dict[str, Any]:
 
 @torch.no_grad()
 def _forecast(model: nn.Module, info: RunInfo, fields: np.ndarray, velocity: np.ndarray, frame_dt: float,
-              batch_size: int) -> dict[str, Any]:
+              batch_size: int, rollout_start: int = 0) -> dict[str, Any]:
     from wavesurrogate.nn.rollout import rollout
 
     s = info.stats
@@ -100,16 +100,21 @@ def _forecast(model: nn.Module, info: RunInfo, fields: np.ndarray, velocity: np.
             trues.append(torch.stack(ys).double() * fs + fm)
         out["one_step"] = _summary(preds, trues)
     norm_f = ForecastWindows(fields, velocity, n_in, 1, s)  # reuse its normalisation of whole cases
-    n_steps = fields.shape[1] - n_in
+    last = fields.shape[1] - n_in - 1
+    if not 0 <= rollout_start <= last:
+        raise ConfigError(f"--rollout-start: frame {rollout_start} leaves no frame to forecast (the data has "
+                          f"{fields.shape[1]} frames, the model reads {n_in}: use 0..{last})")
+    s0 = rollout_start
+    n_steps = fields.shape[1] - n_in - s0
     roll = []
     for c0 in range(0, fields.shape[0], batch_size):
-        x0 = norm_f.fields[c0 : c0 + batch_size, :n_in]
+        x0 = norm_f.fields[c0 : c0 + batch_size, s0 : s0 + n_in]
         roll.append(rollout(model, x0, norm_f.velocity[c0 : c0 + batch_size], n_steps).double() * fs + fm)
     pred = torch.cat(roll)
-    true = torch.from_numpy(fields[:, n_in:].astype(np.float64))
+    true = torch.from_numpy(fields[:, s0 + n_in :].astype(np.float64))
     errs = M.rollout_errors(pred, true)
     at = M.diverged_at(errs)
-    out["rollout"] = {"horizon": list(range(1, n_steps + 1)),
+    out["rollout"] = {"start_frame": s0, "horizon": list(range(1, n_steps + 1)),
                       "time_s": [h * frame_dt for h in range(1, n_steps + 1)], **errs,
                       "diverged": at is not None, "diverged_at": at}
     out["diverged"] = at is not None
@@ -139,8 +144,13 @@ def _source_to_field(model: nn.Module, info: RunInfo, f: Any, cases: np.ndarray,
     return {"one_step": one, "rollout": None, "diverged": bad}
 
 
-def evaluate_model(model: nn.Module, info: RunInfo, data: str | Path, batch_size: int = 32) -> dict[str, Any]:
-    """Metrics of ``model`` (from ``load_run``) on the test split of data file ``data``, as a dict."""
+def evaluate_model(model: nn.Module, info: RunInfo, data: str | Path, batch_size: int = 32,
+                   rollout_start: int = 0) -> dict[str, Any]:
+    """Metrics of ``model`` (from ``load_run``) on the test split of data file ``data``, as a dict.
+
+    Forecast runs: the rollout starts from frames ``rollout_start .. rollout_start + n_in - 1`` (for
+    source-driven data the first frames are silent, so a later start says more) and runs to the last frame.
+    """
     from wavesurrogate.data.store import open_data
 
     model.eval()
@@ -149,7 +159,7 @@ def evaluate_model(model: nn.Module, info: RunInfo, data: str | Path, batch_size
         cases, split = _cases(f)
         fields, velocity = f.load_all(cases)
         if info.task == "forecast":
-            res = _forecast(model, info, fields, velocity, f.frame_dt, batch_size)
+            res = _forecast(model, info, fields, velocity, f.frame_dt, batch_size, rollout_start)
         else:
             res = _source_to_field(model, info, f, cases, fields)
     epoch = info.best_epoch if info.which == "best" else info.epoch
@@ -171,10 +181,11 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def evaluate_run(run: str | Path, data: str | Path, out: str | Path | None = None) -> str:
+def evaluate_run(run: str | Path, data: str | Path, out: str | Path | None = None,
+                 rollout_start: int = 0) -> str:
     """Evaluate the best weights of run directory ``run`` on ``data``; JSON text (also written to ``out``)."""
     model, info = load_run(run, "best")
-    text = json.dumps(_jsonable(evaluate_model(model, info, data)), indent=2)
+    text = json.dumps(_jsonable(evaluate_model(model, info, data, rollout_start=rollout_start)), indent=2)
     if out is not None:
         out = Path(out)
         if out.is_dir():
