@@ -1,6 +1,6 @@
 """A priori against a posteriori compression of the forecast CNN (issue 3); prints JSON.
 
-    .venv/bin/python benchmarks/compression.py [--data FILE] [--epochs 8] [--max-cases 120] [--lrs ...]
+    .venv/bin/python benchmarks/compression.py [--data FILE] [--epochs 8] [--max-cases 120] [--lrs 3e-4,...,2e-2]
                                                [--out benchmarks/out/compression.json]
     .venv/bin/python benchmarks/compression.py --small          # minutes: the demo campaign, 3 epochs
 
@@ -319,7 +319,7 @@ def main() -> None:
     ap.add_argument("--window-stride", type=int, default=None)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--lrs", default="3e-4,1e-3,3e-3,5e-3,1e-2",
+    ap.add_argument("--lrs", default="3e-4,1e-3,3e-3,5e-3,1e-2,2e-2",
                     help="learning rates tried for every model (comma-separated); best on validation kept")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
