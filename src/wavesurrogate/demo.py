@@ -73,7 +73,7 @@ def plan(quick: bool = False) -> DemoPlan:
     for label, cfg in train.items():
         kw = {**cfg["model"]["kwargs"], "width": 8, "depth": 1}
         if label == "cp":
-            kw["conv"] = {**kw["conv"], "rank": 4}
+            kw["conv"] = {**kw["conv"], "layer_params": 100}  # 884 of the quick dense net's 9,681
         train[label] = {**cfg, "name": f"demo-quick-{label}", "epochs": 2,
                         "data": {**cfg["data"], "window_stride": 4},
                         "model": {**cfg["model"], "kwargs": kw}}
@@ -294,7 +294,8 @@ def _intro(p: DemoPlan, data: Path, trained: dict[str, dict], bench: dict) -> li
     for label, tr in trained.items():
         r = recs.get(label, {})
         conv = (r.get("kwargs") or {}).get("conv") or {"format": "dense"}
-        fmt = conv["format"] + (f", rank {conv['rank']}" if "rank" in conv else "")
+        fmt = conv["format"] + (f", rank {conv['rank']}" if "rank" in conv else "") + \
+            (f", {conv['layer_params']:,} factor weights per layer" if "layer_params" in conv else "")
         lines.append(f"- **{label}**: `{r.get('model', '?')}` with {fmt} convolutions, "
                      f"{r.get('params', 0):,} trainable parameters; trained {tr['epochs']} of "
                      f"{tr['max_epochs']} epochs in {tr['train_s']:.0f} s (stopped by {tr['stopped']}; "
