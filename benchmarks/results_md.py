@@ -342,6 +342,20 @@ def compression_section(res: dict[str, Any]) -> list[str]:
     lines += table(["model", "kind", "lr", "parameters", "one-step test rel. L2 %", "40-frame rollout %",
                     "train peak MiB (tensors)", "inference peak MiB (tensors)", "train peak MiB (RSS)",
                     "ms batch 1", "ms/sample batch 32"], rows) + [""]
+    lrs = [f"{x:g}" for x in st.get("learning_rates", [])]
+    if lrs:
+        lines += ["Learning-rate search: best validation loss (MSE on normalised frames) per rate; the "
+                  "chosen rate in bold, a dash where the model was not trained at that rate.", ""]
+        vrows = []
+        for r in res.get("results", []):
+            by = r.get("val_loss_by_lr") or {}
+            cells = []
+            for lr in lrs:
+                v = by.get(lr)
+                cell = "–" if v is None else num(v, ".3g")
+                cells.append(f"**{cell}**" if v is not None and lr == f"{r.get('lr'):g}" else cell)
+            vrows.append([r["label"], *cells])
+        lines += table(["model", *lrs], vrows) + [""]
     lines += ["Rollout: 40 frames autoregressively from the latest start that leaves 40 frames (after the "
               "sources have fired), relative L2 over the 40 frames. Tensor peaks: live tensor bytes "
               "(weights, gradients, Adam state, activations) from the profiler's allocation records; RSS: "
@@ -361,9 +375,9 @@ def compression_section(res: dict[str, Any]) -> list[str]:
                           f"{yes(inf[0])}, {yes(inf[1])}"])
         lines += table(["model", "error ratio ≤ 1.10", "rollout ratio ≤ 1.2",
                         "memory lower (weights, train, inference)", "not slower (batch 1, 32)"], grows) + [""]
-    lines += ["Reproduce: `.venv/bin/python benchmarks/compression.py --epochs 8 --max-cases 120 --out "
-              "benchmarks/out/compression.json` (simulates configs/forecast64.yaml once; finished runs are "
-              f"reused), then `{COMMAND}`.", ""]
+    lines += ["Reproduce: `.venv/bin/python benchmarks/compression.py --out benchmarks/out/compression.json` "
+              "(defaults: 8 epochs, 120 cases, the rate grid above; simulates configs/forecast64.yaml once; "
+              f"finished runs are reused), then `{COMMAND}`.", ""]
     return lines
 
 
