@@ -76,6 +76,7 @@ def bench_layers(
                 "ours_cp": _fwd_bwd(ours, x),
                 "ours_cp_channels_last_input": _fwd_bwd(ours, x_cl),
                 "ours_cp_no_recompute": _fwd_bwd(keep, x),
+                "ours_cp_no_recompute_channels_last_input": _fwd_bwd(keep, x_cl),
             }
             if tltorch is not None:
                 theirs = tltorch.FactorizedConv(
@@ -100,6 +101,9 @@ def bench_layers(
                 )
                 ratios["tltorch_over_ours_no_recompute"] = round(
                     ms["tltorch_cp"] / ms["ours_cp_no_recompute"], 2
+                )
+                ratios["tltorch_over_ours_no_recompute_channels_last"] = round(
+                    ms["tltorch_cp"] / ms["ours_cp_no_recompute_channels_last_input"], 2
                 )
             row["speedup"] = ratios
             row["params"] = {

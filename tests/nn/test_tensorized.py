@@ -160,6 +160,16 @@ def test_cp_fused_and_per_axis_routes_agree_values_and_gradients(dim, cfg):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+def test_auto_route_fuses_only_small_kernels():
+    """auto: fused when prod(k) <= 2 sum(k) (its multiply-adds stay within twice the per-axis route's)."""
+    assert TensorizedConv2d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"  # 9 <= 12
+    assert TensorizedConv2d(4, 4, (3, 1), format="cp", rank=2).cp_impl == "fused"
+    assert TensorizedConv2d(4, 4, 5, format="cp", rank=2).cp_impl == "axes"  # 25 > 20
+    assert TensorizedConv3d(4, 4, 3, format="cp", rank=2).cp_impl == "axes"  # 27 > 18
+    with pytest.raises(ConfigError, match="cp_impl"):
+        TensorizedConv2d(4, 4, 3, format="cp", rank=2, cp_impl="fast")
+
+
 def test_recompute_keeps_only_the_input_for_backward():
     """In training, a recomputing cp layer saves no R-channel intermediates: what autograd keeps is the input
     and the (small) factors; without recomputation it also keeps the two R-channel activations."""

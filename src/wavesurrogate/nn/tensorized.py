@@ -249,7 +249,8 @@ class TensorizedConvNd(nn.Module):
     CPU,
     the output keeps that layout, values are identical); ``separable_impl`` picks the separable evaluation
     (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped
-    convs). ``cp_impl`` picks the cp evaluation between the two 1x1 convs: ``"fused"`` (default) applies the
+    convs). ``cp_impl`` picks the cp evaluation between the two 1x1 convs (``"auto"``, default: fused when
+    ``prod(k) <= 2 sum(k)``, i.e. 3x3 and smaller; per axis for 5x5 or 3x3x3): ``"fused"`` applies the
     one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer product
     (one call instead of one per axis, and one fewer R-channel activation to keep for backward; the dense
     ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
@@ -281,7 +282,7 @@ class TensorizedConvNd(nn.Module):
         layer_params: int | None = None,
         channels_last: bool = True,
         separable_impl: str = "reconstruct",
-        cp_impl: str = "fused",
+        cp_impl: str = "auto",
         recompute: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -299,8 +300,8 @@ class TensorizedConvNd(nn.Module):
             raise ConfigError(
                 f"conv.separable_impl: unknown {separable_impl!r}; use 'reconstruct' or 'grouped'"
             )
-        if cp_impl not in ("fused", "axes"):
-            raise ConfigError(f"conv.cp_impl: unknown {cp_impl!r}; use 'fused' or 'axes'")
+        if cp_impl not in ("auto", "fused", "axes"):
+            raise ConfigError(f"conv.cp_impl: unknown {cp_impl!r}; use 'auto', 'fused' or 'axes'")
         if in_channels < 1 or out_channels < 1:
             raise ConfigError(f"conv: channels must be >= 1, got in={in_channels}, out={out_channels}")
         self.in_channels = int(in_channels)
@@ -324,6 +325,8 @@ class TensorizedConvNd(nn.Module):
         self.rank = resolve_rank(format, rank, self.in_channels, self.out_channels, self.kernel_size)
         self.channels_last = bool(channels_last)
         self.separable_impl = separable_impl
+        if cp_impl == "auto":  # fused costs R*prod(k) multiply-adds a pixel, per axis R*sum(k) in d calls
+            cp_impl = "fused" if math.prod(self.kernel_size) <= 2 * sum(self.kernel_size) else "axes"
         self.cp_impl = cp_impl
         self.recompute = bool(recompute)
         self._kernel_cache: tuple[tuple, Tensor] | None = None
