@@ -294,9 +294,10 @@ def _intro(p: DemoPlan, data: Path, trained: dict[str, dict], bench: dict) -> li
     for label, tr in trained.items():
         r = recs.get(label, {})
         conv = (r.get("kwargs") or {}).get("conv") or {"format": "dense"}
-        fmt = conv["format"] + (f", rank {conv['rank']}" if "rank" in conv else "") + \
-            (f", {conv['layer_params']:,} factor weights per layer" if "layer_params" in conv else "")
-        lines.append(f"- **{label}**: `{r.get('model', '?')}` with {fmt} convolutions, "
+        fmt = conv["format"] + (f", rank {conv['rank']}" if "rank" in conv else "") + " convolutions"
+        if "layer_params" in conv:
+            fmt += f" (each layer's rank the largest fitting {conv['layer_params']:,} factor weights)"
+        lines.append(f"- **{label}**: `{r.get('model', '?')}` with {fmt}, "
                      f"{r.get('params', 0):,} trainable parameters; trained {tr['epochs']} of "
                      f"{tr['max_epochs']} epochs in {tr['train_s']:.0f} s (stopped by {tr['stopped']}; "
                      f"budget {tr['budget_s']:.0f} s); "
