@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data.campaign import simulate
-from wavesurrogate.data.campaign_config import load_campaign_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

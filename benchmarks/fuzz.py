@@ -262,8 +262,8 @@ def _small(d: Any) -> bool:
 
 
 def fuzz_configs(n: int, rng: np.random.Generator, ws: Path) -> dict[str, Any]:
-    from wavesurrogate.data.campaign_config import load_campaign_config
-    from wavesurrogate.train.config import load_train_config
+    from wavesurrogate.config.campaign import load_campaign_config
+    from wavesurrogate.config.train import load_train_config
     from wavesurrogate.train.loop import prepare_data
 
     np.save(ws / "velocity.npy", np.full((16, 16), 1800.0))

@@ -50,7 +50,7 @@ from wavesurrogate.nn import registry  # noqa: E402
 from wavesurrogate.nn.operators import params_for_budget  # noqa: E402
 from wavesurrogate.nn.rollout import rollout  # noqa: E402
 from wavesurrogate.train.checkpoint import load_run, read_json  # noqa: E402
-from wavesurrogate.train.config import TrainConfig, load_train_config  # noqa: E402
+from wavesurrogate.config.train import TrainConfig, load_train_config  # noqa: E402
 from wavesurrogate.train.loop import config_from_dict, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,8 +157,8 @@ def _field_geometry(campaign_yaml: Path) -> dict[str, int]:
 
 def make_data(smoke: bool) -> dict[str, Path]:
     """Run the two campaigns unless their files exist; {task: data file}."""
+    from wavesurrogate.config.campaign import load_campaign_config
     from wavesurrogate.data.campaign import simulate
-    from wavesurrogate.data.campaign_config import load_campaign_config
 
     out = {}
     for task, (cfg_name, rel) in DATA.items():

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from wavesurrogate.config import Strict, dump_yaml, load_config, read_yaml
+from wavesurrogate.config.base import Strict, dump_yaml, load_config, read_yaml
 from wavesurrogate.errors import ConfigError
 
 

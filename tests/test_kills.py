@@ -65,9 +65,9 @@ def _arm(spec: str) -> None:
 
         loop._train_step = step
     elif kind == "write":
-        from wavesurrogate.train import checkpoint
+        from wavesurrogate import io
 
-        real_write = checkpoint.atomic_write_bytes
+        real_write = io.atomic_write_bytes
 
         def write(path: str | Path, data: bytes) -> None:
             if Path(path).name == rest[0]:
@@ -77,7 +77,9 @@ def _arm(spec: str) -> None:
                     _die()
             real_write(path, data)
 
-        checkpoint.atomic_write_bytes = write
+        for mod in [m for name, m in sys.modules.items() if name.startswith("wavesurrogate")]:
+            if getattr(mod, "atomic_write_bytes", None) is real_write:
+                mod.atomic_write_bytes = write  # every writer, wherever it imported the helper
     elif kind == "shard":
         from wavesurrogate.data import campaign
 

@@ -56,8 +56,8 @@ BATCH = {"fno": 4, "tfno": 4, "cnn_cp": 4, "deeponet": 2}
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 16 × 16 campaign (NumPy FD, constant media, moving point sources): 10 training + 2 test cases."""
+    from wavesurrogate.config.campaign import load_campaign_config
     from wavesurrogate.data.campaign import simulate
-    from wavesurrogate.data.campaign_config import load_campaign_config
 
     d = tmp_path_factory.mktemp("peers_data")
     (d / "campaign.yaml").write_text(yaml.safe_dump(CAMPAIGN), encoding="utf-8")

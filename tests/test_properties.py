@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "bad_inputs"))
 
 import make_corpus as mc  # noqa: E402
 
-from wavesurrogate.data.campaign_config import load_campaign_config  # noqa: E402
+from wavesurrogate.config.campaign import load_campaign_config  # noqa: E402
+from wavesurrogate.config.train import load_train_config  # noqa: E402
 from wavesurrogate.data.store import DataFile, describe, open_data  # noqa: E402
 from wavesurrogate.errors import ConfigError, DataFileError  # noqa: E402
-from wavesurrogate.train.config import load_train_config  # noqa: E402
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -95,11 +95,11 @@ def _fresh(out: Path, *inputs: Path) -> bool:
 
 def _stage_data(p: DemoPlan, out: Path) -> tuple[Path, str]:
     """Simulate the campaign into ``out``/data.h5 unless a complete file of this config is there."""
-    from wavesurrogate.config import dump_yaml
+    from wavesurrogate.config.base import dump_yaml
+    from wavesurrogate.config.campaign import load_campaign_config
     from wavesurrogate.data.campaign import run_campaign
-    from wavesurrogate.data.campaign_config import load_campaign_config
     from wavesurrogate.data.store import open_data
-    from wavesurrogate.train.checkpoint import atomic_write_text
+    from wavesurrogate.io import atomic_write_text
 
     cfg_path = out / "campaign.yaml"
     text = yaml.safe_dump(p.campaign, sort_keys=False)
@@ -136,8 +136,8 @@ def _train_config(p: DemoPlan, label: str, data: Path, run_dir: Path) -> Any:
 
 def _same_run(run_dir: Path, cfg: Any) -> bool:
     """Whether ``run_dir`` holds a run of ``cfg`` (all but the resumable keys equal)."""
+    from wavesurrogate.config.train import RESUMABLE_CHANGES
     from wavesurrogate.train.checkpoint import read_run_config
-    from wavesurrogate.train.config import RESUMABLE_CHANGES
 
     try:
         saved = read_run_config(run_dir)
@@ -150,7 +150,8 @@ def _same_run(run_dir: Path, cfg: Any) -> bool:
 def _stage_train(p: DemoPlan, label: str, data: Path, out: Path,
                  say: Callable[[str], None]) -> dict[str, Any]:
     """Train one model epoch by epoch until its epochs or its time budget are spent; resumes a stopped run."""
-    from wavesurrogate.train.checkpoint import OPTIM, atomic_write_text
+    from wavesurrogate.io import atomic_write_text
+    from wavesurrogate.train.checkpoint import OPTIM
     from wavesurrogate.train.loop import train
 
     run_dir = out / label
@@ -311,7 +312,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
     from wavesurrogate.data.store import describe
     from wavesurrogate.eval.bench import bench_runs
     from wavesurrogate.eval.report import write_report
-    from wavesurrogate.train.checkpoint import atomic_write_text
+    from wavesurrogate.io import atomic_write_text
 
     console = Console(stderr=True)
     p = plan(quick)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wavesurrogate.cli import main
-from wavesurrogate.data.campaign_config import load_campaign_config
+from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data.store import open_data
 
 

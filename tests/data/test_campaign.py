@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
+from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data import campaign
 from wavesurrogate.data.campaign import read_shard, run_campaign, run_case, sample_cases, simulate
-from wavesurrogate.data.campaign_config import load_campaign_config
 from wavesurrogate.data.store import case_checksum, decode_chunk, encode_chunk, open_data
 from wavesurrogate.errors import DataFileError, UserError
 

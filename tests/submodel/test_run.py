@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from wavesurrogate.cli import main
-from wavesurrogate.config import validate
+from wavesurrogate.config.base import validate
 from wavesurrogate.errors import CheckpointError
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.trace import TraceCNN, catmull_rom, perimeter_xy

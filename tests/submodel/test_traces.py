@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from wavesurrogate.config import validate
+from wavesurrogate.config.base import validate
 from wavesurrogate.errors import ConfigError, DataFileError
 from wavesurrogate.physics.fe import solve_fe
 from wavesurrogate.submodel import traces

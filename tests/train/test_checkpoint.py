@@ -13,6 +13,7 @@ import torch
 import train_tiny as tt
 
 from wavesurrogate.errors import CheckpointError
+from wavesurrogate.io import atomic_write_bytes
 from wavesurrogate.train import checkpoint as ck
 from wavesurrogate.train.loop import config_from_dict, train, train_from_config
 
@@ -38,11 +39,11 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     p = tmp_path / "f.bin"
-    ck.atomic_write_bytes(p, b"old")
-    ck.atomic_write_bytes(p, b"new")
+    atomic_write_bytes(p, b"old")
+    atomic_write_bytes(p, b"new")
     assert p.read_bytes() == b"new"
     with pytest.raises(TypeError):
-        ck.atomic_write_bytes(p, "not bytes")  # type: ignore[arg-type]  # fails mid-write
+        atomic_write_bytes(p, "not bytes")  # type: ignore[arg-type]  # fails mid-write
     assert p.read_bytes() == b"new"
     assert sorted(os.listdir(tmp_path)) == ["f.bin"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wavesurrogate.config import dump_yaml
-from wavesurrogate.data.campaign_config import (
+from wavesurrogate.config.base import dump_yaml
+from wavesurrogate.config.campaign import (
     CampaignConfig,
     ConstantMedium,
     FileMedium,
@@ -38,13 +38,13 @@ from wavesurrogate.data.campaign_config import (
 from wavesurrogate.data.store import (
     SCHEMA,
     DataWriter,
-    atomic_path,
     case_checksum,
     decode_chunk,
     encode_chunk,
     open_data,
 )
 from wavesurrogate.errors import ConfigError, DataFileError, UserError
+from wavesurrogate.io import atomic_path
 from wavesurrogate.physics import media
 from wavesurrogate.physics.problem import Initial, Problem, Source
 

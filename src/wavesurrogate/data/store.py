@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import h5py
 import numpy as np
 
 from wavesurrogate.errors import DataFileError
+from wavesurrogate.io import atomic_path
 
 SCHEMA = "wavesurrogate/1"
 REQUIRED_ATTRS = ("schema", "solver", "space_order", "dt", "dx", "dy", "frame_stride", "boundary", "seed",
@@ -56,35 +56,6 @@ def decode_chunk(chunk: bytes, shape: tuple[int, ...]) -> np.ndarray:
     if raw.size != 4 * n:
         raise ValueError(f"chunk holds {raw.size} bytes, expected {4 * n}")
     return raw.reshape(4, n).T.copy().view("<f4").reshape(shape)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so that a rename inside it survives a crash (no-op where unsupported)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path to write; on success fsync it and rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a finished file is an ordinary file
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _set_attr(f: h5py.File, key: str, value: Any) -> None:

@@ -326,8 +326,8 @@ def solver_config(config_yaml: str, dt_s: float, n_frames: int, backend: str | N
     """
     import yaml
 
-    from wavesurrogate.config import validate
-    from wavesurrogate.data.campaign_config import CampaignConfig
+    from wavesurrogate.config.base import validate
+    from wavesurrogate.config.campaign import CampaignConfig
 
     cfg = validate(CampaignConfig, yaml.safe_load(config_yaml), source="data file config_yaml")
     time_cfg = cfg.time.model_copy(update={"n_frames": int(n_frames), "dt_s": dt_s})
@@ -641,7 +641,7 @@ def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, 
     import json
     from pathlib import Path
 
-    from wavesurrogate.train.checkpoint import atomic_write_text
+    from wavesurrogate.io import atomic_write_text
 
     cache: dict = {}
     machine = machine_info()

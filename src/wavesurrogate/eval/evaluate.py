@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from wavesurrogate.data.windows import ForecastWindows, param_matrix, scale_axis
 from wavesurrogate.errors import ConfigError, DataFileError
 from wavesurrogate.eval import metrics as M
-from wavesurrogate.train.checkpoint import RunInfo, atomic_write_text, load_run
+from wavesurrogate.io import atomic_write_text
+from wavesurrogate.train.checkpoint import RunInfo, load_run
 
 __all__ = ["evaluate_run", "evaluate_model", "check_fits"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wavesurrogate.eval.bench import format_table
-from wavesurrogate.train.checkpoint import atomic_write_text
+from wavesurrogate.io import atomic_write_text
 
 __all__ = ["verdicts", "render_report", "write_report"]
 

@@ -10,7 +10,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from wavesurrogate.data.store import SPLITS, atomic_path, open_data
+from wavesurrogate.data.store import SPLITS, open_data
+from wavesurrogate.io import atomic_path
 
 FIELD_CMAP = "RdBu_r"
 VELOCITY_CMAP = "viridis"

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from wavesurrogate.data.store import atomic_path
 from wavesurrogate.errors import DataFileError, UserError
+from wavesurrogate.io import atomic_path
 from wavesurrogate.submodel.traces import SPLITS, TraceFile
 from wavesurrogate.submodel.train_trace import load_trace_run
 from wavesurrogate.submodel.zoi import solve_zoi

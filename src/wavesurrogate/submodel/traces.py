@@ -32,9 +32,9 @@ import numpy as np
 import yaml
 from pydantic import Field, model_validator
 
-from wavesurrogate.config import Strict, dump_yaml, read_yaml, validate
-from wavesurrogate.data.store import atomic_path
+from wavesurrogate.config.base import Strict, dump_yaml, read_yaml, validate
 from wavesurrogate.errors import ConfigError, DataFileError
+from wavesurrogate.io import atomic_path
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
 from wavesurrogate.submodel.zoi import Zoi, boundary_indices, check_zoi
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +33,10 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
-from wavesurrogate.config import dump_yaml, read_yaml, validate
+from wavesurrogate.config.base import dump_yaml, read_yaml, validate
+from wavesurrogate.config.train import TrainConfig
 from wavesurrogate.errors import CheckpointError, UserError
-from wavesurrogate.train.config import TrainConfig
+from wavesurrogate.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CONFIG",
@@ -48,8 +47,6 @@ __all__ = [
     "METRICS",
     "RUN_FILES",
     "RunInfo",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "save_header",
     "save_weights",
     "load_weights",
@@ -68,34 +65,6 @@ MODEL_FORMAT = "wavesurrogate-model/1"
 WEIGHTS_FORMAT = "wavesurrogate-weights/1"
 STATE_FORMAT = "wavesurrogate-state/1"
 WHICH = ("best", "last")
-
-
-# ------------------------------------------------------------------------------------------ atomic writes
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename, fsync dir."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:

@@ -33,7 +33,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from wavesurrogate.config import dump_yaml, validate
+from wavesurrogate.config.base import dump_yaml, validate
+from wavesurrogate.config.train import RESUMABLE_CHANGES, TrainConfig, load_train_config
 from wavesurrogate.data.windows import (
     ForecastWindows,
     SourceToFieldPoints,
@@ -43,9 +44,9 @@ from wavesurrogate.data.windows import (
     split_cases,
 )
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError, TrainingDiverged, UserError
+from wavesurrogate.io import atomic_write_text
 from wavesurrogate.nn.registry import count_trainable
 from wavesurrogate.train import checkpoint as ck
-from wavesurrogate.train.config import RESUMABLE_CHANGES, TrainConfig, load_train_config
 
 __all__ = ["train", "train_from_config", "config_from_dict", "build_model", "prepare_data", "TrainData",
            "DistEnv", "dist_env"]
@@ -370,7 +371,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resuming: bool, overwrite: bool, env
             raise CheckpointError(f"{run_dir / ck.OPTIM}: does not fit this config ({exc})") from None
         if env.main:
             ck.write_metrics(run_dir / ck.METRICS, history)  # drop lines of an epoch not committed
-            ck.atomic_write_text(run_dir / ck.CONFIG, dump_yaml(cfg))  # e.g. more epochs given on resume
+            atomic_write_text(run_dir / ck.CONFIG, dump_yaml(cfg))  # e.g. more epochs given on resume
     net: nn.Module = model
     if env.world > 1:
         ids = [env.device] if env.device.type == "cuda" else None

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from wavesurrogate.config import Strict, load_config
+from wavesurrogate.config.base import Strict, load_config
 
 __all__ = [
     "DataConfig",

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic_core import PydanticCustomError
 
-from wavesurrogate.config import Strict, read_yaml, validate
+from wavesurrogate.config.base import Strict, read_yaml, validate
 from wavesurrogate.errors import CFLError, ConfigError
 from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
 
