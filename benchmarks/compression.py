@@ -53,7 +53,7 @@ from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.rollout import rollout
 from wavesurrogate.nn.tensorized import TensorizedConvNd, from_dense
-from wavesurrogate.train.checkpoint import RunInfo, load_run
+from wavesurrogate.runs import RunInfo, load_run
 from wavesurrogate.train.loop import config_from_dict, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]

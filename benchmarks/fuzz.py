@@ -488,7 +488,7 @@ def ck_mutation(run: Path, rng: np.random.Generator) -> str:
 
 
 def fuzz_checkpoints(n: int, rng: np.random.Generator, ws: Path) -> dict[str, Any]:
-    from wavesurrogate.train.checkpoint import load_run, load_state
+    from wavesurrogate.runs import load_run, load_state
 
     t = Tally()
     pristine = ws / "run.pristine"

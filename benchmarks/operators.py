@@ -49,7 +49,7 @@ from wavesurrogate.eval import metrics as M  # noqa: E402
 from wavesurrogate.nn import registry  # noqa: E402
 from wavesurrogate.nn.operators import params_for_budget  # noqa: E402
 from wavesurrogate.nn.rollout import rollout  # noqa: E402
-from wavesurrogate.train.checkpoint import load_run, read_json  # noqa: E402
+from wavesurrogate.runs import load_run, read_json  # noqa: E402
 from wavesurrogate.config.train import TrainConfig, load_train_config  # noqa: E402
 from wavesurrogate.train.loop import config_from_dict, train  # noqa: E402
 
@@ -189,7 +189,7 @@ def _describe(path: Path) -> dict[str, Any]:
 def _finished(cfg: TrainConfig) -> bool:
     """True if the run directory holds a finished run of exactly this config (then it is reused)."""
     from wavesurrogate.errors import UserError
-    from wavesurrogate.train.checkpoint import read_run_config
+    from wavesurrogate.runs import read_run_config
 
     run = ROOT / str(cfg.out)
     try:

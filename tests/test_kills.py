@@ -172,7 +172,7 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.mark.parametrize("moment", list(TRAIN_MOMENTS))
 def test_training_killed_then_resumed_equals_uninterrupted(killed_runs: dict[str, Any], moment: str) -> None:
-    from wavesurrogate.train import checkpoint as ck
+    from wavesurrogate import runs as ck
     from wavesurrogate.train.loop import train_from_config
 
     run = killed_runs["procs"][moment][1]

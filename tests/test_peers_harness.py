@@ -21,7 +21,7 @@ import yaml
 from wavesurrogate.data.windows import scale_axis
 from wavesurrogate.eval import metrics as M
 from wavesurrogate.eval.evaluate import evaluate_model
-from wavesurrogate.train.checkpoint import load_run
+from wavesurrogate.runs import load_run
 from wavesurrogate.train.loop import config_from_dict, train
 
 pytest.importorskip("neuralop", reason="FNO/TFNO need the optional extra .[operators]")
@@ -98,7 +98,7 @@ def test_peer_trains_and_its_loss_falls(peer: str, runs: dict[str, Path]) -> Non
 REBUILD = textwrap.dedent("""
     import json, sys
     import numpy as np, torch
-    from wavesurrogate.train.checkpoint import load_run
+    from wavesurrogate.runs import load_run
     from wavesurrogate.train.loop import prepare_data
     torch.set_num_threads(1)
     out = {}

@@ -137,7 +137,7 @@ def _train_config(p: DemoPlan, label: str, data: Path, run_dir: Path) -> Any:
 def _same_run(run_dir: Path, cfg: Any) -> bool:
     """Whether ``run_dir`` holds a run of ``cfg`` (all but the resumable keys equal)."""
     from wavesurrogate.config.train import RESUMABLE_CHANGES
-    from wavesurrogate.train.checkpoint import read_run_config
+    from wavesurrogate.runs import read_run_config
 
     try:
         saved = read_run_config(run_dir)
@@ -151,7 +151,7 @@ def _stage_train(p: DemoPlan, label: str, data: Path, out: Path,
                  say: Callable[[str], None]) -> dict[str, Any]:
     """Train one model epoch by epoch until its epochs or its time budget are spent; resumes a stopped run."""
     from wavesurrogate.io import atomic_write_text
-    from wavesurrogate.train.checkpoint import OPTIM
+    from wavesurrogate.runs import OPTIM
     from wavesurrogate.train.loop import train
 
     run_dir = out / label
@@ -227,7 +227,7 @@ def _stage_figures(out: Path, data: Path, runs: dict[str, Path], evals: dict[str
     """Every figure of the report into ``out``/figures; returns (caption, path relative to ``out``)."""
     from wavesurrogate.data.store import open_data
     from wavesurrogate.eval import plots
-    from wavesurrogate.train.checkpoint import load_run
+    from wavesurrogate.runs import load_run
 
     fig_dir = out / "figures"
     figs: list[tuple[str, str]] = []

@@ -12,9 +12,9 @@ import pytest
 import torch
 import train_tiny as tt
 
+from wavesurrogate import runs as ck
 from wavesurrogate.errors import CheckpointError
 from wavesurrogate.io import atomic_write_bytes
-from wavesurrogate.train import checkpoint as ck
 from wavesurrogate.train.loop import config_from_dict, train, train_from_config
 
 

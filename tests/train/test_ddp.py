@@ -13,7 +13,7 @@ import torch
 import train_tiny as tt
 from safetensors.torch import load_file
 
-from wavesurrogate.train import checkpoint as ck
+from wavesurrogate import runs as ck
 from wavesurrogate.train.loop import config_from_dict, train
 
 HERE = Path(__file__).resolve().parent

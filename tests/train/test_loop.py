@@ -17,11 +17,11 @@ import torch
 import train_tiny as tt
 from safetensors.torch import load_file
 
+from wavesurrogate import runs as ck
 from wavesurrogate.cli import main
 from wavesurrogate.data.store import open_data
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError, TrainingDiverged
 from wavesurrogate.eval.evaluate import evaluate_run
-from wavesurrogate.train import checkpoint as ck
 from wavesurrogate.train.loop import config_from_dict, train, train_from_config
 
 HERE = Path(__file__).resolve().parent

@@ -39,7 +39,7 @@ class DataConfig(Strict):
     """Which data file, which task, and how cases become training samples."""
 
     path: str
-    task: Literal["forecast", "source_to_field"] = "forecast"
+    task: str = Field("forecast", description="a task of wavesurrogate.tasks (checked when training)")
     n_in: int = Field(1, ge=1, description="input frames per window (forecast)")
     n_out: int = Field(1, ge=1, description="target frames per window (forecast)")
     window_stride: int = Field(1, ge=1, description="frames between consecutive window starts (forecast)")

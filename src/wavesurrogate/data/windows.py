@@ -1,4 +1,4 @@
-"""From arrays of cases to torch Datasets: case splits, normalisation statistics, forecast windows, points.
+"""Case splits and normalisation statistics, from arrays of cases (the tasks build their datasets on them).
 
 Independent of the file layer: everything takes in-memory arrays in the axis order ``[case, frame, y, x]``.
 Splits are by case, so frames of one case never land in two splits; the test split is the file's own
@@ -11,9 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 
 from wavesurrogate.errors import DataFileError
 
@@ -21,9 +18,6 @@ __all__ = [
     "Splits",
     "split_cases",
     "compute_stats",
-    "ForecastWindows",
-    "SourceToFieldPoints",
-    "scale_coords",
     "scale_axis",
     "param_matrix",
     "sample_seed",
@@ -156,126 +150,3 @@ def scale_axis(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi > lo:
         return 2.0 * (values - lo) / (hi - lo) - 1.0
     return np.zeros_like(values)
-
-
-def scale_coords(xyt: np.ndarray, stats: Mapping[str, Any]) -> np.ndarray:
-    """Physical (x, y, t) ``[..., 3]`` → [-1, 1] per axis using ``coord_min``/``coord_max``."""
-    xyt = np.asarray(xyt, np.float64)
-    lo, hi = stats["coord_min"], stats["coord_max"]
-    return np.stack([scale_axis(xyt[..., k], lo[k], hi[k]) for k in range(3)], axis=-1)
-
-
-def _normalised(a: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """float32 copy of ``(a - mean) / std`` (computed in float32, no float64 temporary of a large array)."""
-    out = np.array(a, dtype=np.float32, copy=True)
-    out -= np.float32(mean)
-    out /= np.float32(std)
-    return out
-
-
-class ForecastWindows(Dataset):
-    """Windows of consecutive frames: input = n_in frames + velocity channel, target = next n_out frames.
-
-    ``fields`` ``[case, frame, y, x]`` and ``velocity`` ``[case, y, x]`` hold only this split's cases;
-    item ``i`` is ``(x [n_in + 1, y, x], y [n_out, y, x])`` float32, normalised with ``stats``.
-    Windows start every ``stride`` frames; window ``i`` is (case ``i // per_case``, start
-    ``stride * (i % per_case)``).
-    """
-
-    def __init__(
-        self,
-        fields: np.ndarray,
-        velocity: np.ndarray,
-        n_in: int,
-        n_out: int,
-        stats: Mapping[str, Any],
-        stride: int = 1,
-    ) -> None:
-        fields = np.asarray(fields)
-        velocity = np.asarray(velocity)
-        if fields.ndim != 4 or velocity.shape != (fields.shape[0], *fields.shape[2:]):
-            raise DataFileError(f"fields {fields.shape} and velocity {velocity.shape} do not match")
-        if n_in < 1 or n_out < 1 or stride < 1:
-            raise ValueError("n_in, n_out and stride must be >= 1")
-        n_frames = fields.shape[1]
-        if n_frames < n_in + n_out:
-            raise DataFileError(f"cases have {n_frames} frames, fewer than n_in + n_out = {n_in + n_out}")
-        self.n_in, self.n_out, self.stride = n_in, n_out, stride
-        self.per_case = (n_frames - n_in - n_out) // stride + 1
-        fm, fs = float(stats["field_mean"]), float(stats["field_std"])
-        vm, vs = float(stats["velocity_mean"]), float(stats["velocity_std"])
-        self.fields = torch.from_numpy(_normalised(fields, fm, fs))
-        self.velocity = torch.from_numpy(_normalised(velocity, vm, vs))
-
-    def __len__(self) -> int:
-        return self.fields.shape[0] * self.per_case
-
-    def locate(self, i: int) -> tuple[int, int]:
-        """(case position within this split, first input frame) of window ``i``."""
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return i // self.per_case, self.stride * (i % self.per_case)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        c, t0 = self.locate(int(i))
-        x = torch.cat([self.fields[c, t0 : t0 + self.n_in], self.velocity[c][None]], dim=0)
-        y = self.fields[c, t0 + self.n_in : t0 + self.n_in + self.n_out]
-        return x, y
-
-
-class SourceToFieldPoints(Dataset):
-    """Per case: normalised parameters → field values at (x, y, t) points sampled with a seeded generator.
-
-    Item ``i`` (case ``i`` of this split) is ``(params [P], coords [Q, 3] in [-1, 1], values [Q])``
-    float32. Points are drawn uniformly over the grid nodes with a generator seeded by
-    (seed, epoch, case), so any process and any resume draws the same points; ``set_epoch`` changes them.
-    """
-
-    def __init__(
-        self,
-        fields: np.ndarray,
-        params: np.ndarray,
-        x: np.ndarray,
-        y: np.ndarray,
-        t: np.ndarray,
-        points_per_case: int,
-        stats: Mapping[str, Any],
-        seed: int,
-    ) -> None:
-        fields = np.asarray(fields)
-        params = np.asarray(params, np.float64)
-        if fields.ndim != 4 or fields.shape[1:] != (len(t), len(y), len(x)):
-            raise DataFileError(f"fields {fields.shape} != t/y/x lengths {len(t)}/{len(y)}/{len(x)}")
-        if params.shape[0] != fields.shape[0]:
-            raise DataFileError("params and fields have different numbers of cases")
-        if points_per_case < 1:
-            raise ValueError("points_per_case must be >= 1")
-        fm, fs = float(stats["field_mean"]), float(stats["field_std"])
-        pm = np.asarray(stats.get("param_mean", []), np.float64)
-        ps = np.asarray(stats.get("param_std", []), np.float64)
-        self.values = torch.from_numpy(_normalised(fields, fm, fs))
-        self.params = torch.from_numpy(((params - pm) / ps).astype(np.float32))
-        lo, hi = stats["coord_min"], stats["coord_max"]
-        self.axes = [torch.from_numpy(scale_axis(a, lo[k], hi[k]).astype(np.float32))
-                     for k, a in enumerate((x, y, t))]
-        self.q, self.seed, self.epoch = points_per_case, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the points of ``epoch`` (deterministic in (seed, epoch, case))."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        i = int(i)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, i))
-        nt, ny, nx = self.values.shape[1:]
-        it = torch.randint(nt, (self.q,), generator=g)
-        iy = torch.randint(ny, (self.q,), generator=g)
-        ix = torch.randint(nx, (self.q,), generator=g)
-        coords = torch.stack([self.axes[0][ix], self.axes[1][iy], self.axes[2][it]], dim=-1)
-        return self.params[i], coords, self.values[i, it, iy, ix]
-

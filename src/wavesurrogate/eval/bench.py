@@ -573,7 +573,7 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     from wavesurrogate.data.store import open_data
     from wavesurrogate.errors import UserError
     from wavesurrogate.eval.evaluate import check_fits
-    from wavesurrogate.train.checkpoint import load_run
+    from wavesurrogate.runs import load_run
 
     model, info = load_run(run, "best")
     if info.task != "forecast":

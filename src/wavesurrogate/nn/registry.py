@@ -22,6 +22,8 @@ from torch import nn
 from wavesurrogate.errors import CheckpointError, ConfigError
 
 TASKS = ("forecast", "source_to_field", "boundary_trace")
+FRAMES, POINTS, TRACE = "frames", "points", "trace"  # TEMPORARY shim until the registry of branch wt-b
+_INTERFACE = dict(zip(TASKS, (FRAMES, POINTS, TRACE), strict=True))
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class Entry:
     name: str
     cls: type[nn.Module]
     task: str
+
+    @property
+    def interface(self) -> str:
+        """TEMPORARY shim."""
+        return _INTERFACE[self.task]
+
+    @property
+    def version(self) -> int:
+        """TEMPORARY shim."""
+        return int(getattr(self.cls, "version", 1))
 
 
 _REGISTRY: dict[str, Entry] = {}

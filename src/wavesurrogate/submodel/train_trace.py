@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from wavesurrogate import runs as ck
 from wavesurrogate.config.base import read_yaml, validate
 from wavesurrogate.config.train import DataConfig, TrainConfig
 from wavesurrogate.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from wavesurrogate.submodel.traces import TraceFile
-from wavesurrogate.train import checkpoint as ck
 
 WARP_PARAMS = {"source_x": "source_x_m", "source_y": "source_y_m", "freq": "freq_hz", "velocity": "c0_mps"}
 

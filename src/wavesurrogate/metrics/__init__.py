@@ -1,0 +1,1 @@
+"""TEMPORARY (replaced at merge by the metrics package of branch wt-c)."""

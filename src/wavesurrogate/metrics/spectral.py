@@ -1,0 +1,2 @@
+"""TEMPORARY shim."""
+from wavesurrogate.eval.metrics import BAND_EDGES, BANDS  # noqa: F401

@@ -1,0 +1,70 @@
+"""The run directory's layout and its small readers (docs/training.md).
+
+::
+
+    config.yaml          resolved TrainConfig (absolute paths)
+    model.json           {"format", "name", "task", "kwargs", "model_version", "package_version", "n_params"}
+    stats.json           normalisation statistics of the training split + the data geometry trained on
+    weights.safetensors  "best.<param>" and "last.<param>"; metadata {"format", "epoch", "best_epoch", ...}
+    optimizer.pt         the resume state (commit point), tensors and numbers only (weights-only load)
+    metrics.jsonl        one JSON line per finished epoch
+
+Run directories written before ``model_version`` existed read as version 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wavesurrogate.config.base import read_yaml, validate
+from wavesurrogate.config.train import TrainConfig
+from wavesurrogate.errors import CheckpointError, UserError
+
+__all__ = ["CONFIG", "MODEL_JSON", "STATS", "WEIGHTS", "OPTIM", "METRICS", "RUN_FILES", "MODEL_FORMAT",
+           "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_run_config", "prepare_dir",
+           "remove_partial_writes"]
+
+CONFIG, MODEL_JSON, STATS = "config.yaml", "model.json", "stats.json"
+WEIGHTS, OPTIM, METRICS = "weights.safetensors", "optimizer.pt", "metrics.jsonl"
+RUN_FILES = (CONFIG, MODEL_JSON, STATS, WEIGHTS, OPTIM, METRICS)
+MODEL_FORMAT = "wavesurrogate-model/1"
+WEIGHTS_FORMAT = "wavesurrogate-weights/1"
+STATE_FORMAT = "wavesurrogate-state/1"
+WHICH = ("best", "last")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file of a run directory; CheckpointError if missing or malformed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{Path(path).parent}: no {Path(path).name} (not a run directory?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable JSON ({type(exc).__name__})") from None
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved TrainConfig stored in a run directory; CheckpointError if absent or invalid."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no {CONFIG} (not a run directory?)")
+    try:
+        return validate(TrainConfig, read_yaml(path), source=str(path))
+    except UserError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def prepare_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to start a new run over an existing one unless ``overwrite``."""
+    present = [f for f in RUN_FILES if (run_dir / f).exists()]
+    if present and not overwrite:
+        raise CheckpointError(f"{run_dir} already holds a run ({present[0]}); use --resume or --overwrite")
+
+
+def remove_partial_writes(run_dir: Path) -> None:
+    """Delete temporary files of run files left by a write interrupted by a kill."""
+    for tmp in run_dir.glob(".*.tmp"):
+        if any(tmp.name.startswith(f".{f}.") for f in RUN_FILES):
+            tmp.unlink(missing_ok=True)

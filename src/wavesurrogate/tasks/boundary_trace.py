@@ -1,0 +1,135 @@
+"""Task ``boundary_trace``: source and medium parameters → the field on the ZOI boundary over time.
+
+Model interface ``trace``: ``forward(params)`` with params in SI units ``[batch, n_params]`` returns the
+trace in field units ``[batch, n_boundary, n_times]`` (its normalisation constants are constructor
+arguments that this task fills in from the training split, so a run directory is self-contained).
+Loss per case: the squared relative L2 error ‖p − y‖² / ‖y‖², the quantity the submodel error follows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, TensorDataset
+
+from wavesurrogate.data.windows import split_cases
+from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
+from wavesurrogate.metrics.suite import summarise
+from wavesurrogate.nn.registry import TRACE
+from wavesurrogate.tasks.base import Task, TrainData, check_numbers
+
+__all__ = ["BoundaryTrace", "TASK", "WARP_PARAMS", "relative_errors"]
+
+# Model keys of the arrival-time warp → the parameter names of a trace campaign.
+WARP_PARAMS = {"source_x": "source_x_m", "source_y": "source_y_m", "freq": "freq_hz", "velocity": "c0_mps"}
+
+
+def relative_errors(pred: Tensor, target: Tensor) -> Tensor:
+    """Relative L2 error per case ``[B]`` of traces ``[B, n_b, n_t]``."""
+    num = ((pred - target) ** 2).flatten(1).sum(1)
+    den = (target**2).flatten(1).sum(1).clamp_min(1e-30)
+    return torch.sqrt(num / den)
+
+
+def _param_names(cfg: Any, known: list[str]) -> list[str]:
+    names = list(cfg.data.params) if cfg.data.params is not None else known
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"data.params: unknown {unknown or names}; the file has {known}")
+    return names
+
+
+def _dataset(f: Any, names: list[str], cases: np.ndarray) -> Dataset:
+    p = np.stack([np.asarray(f.params()[n], np.float64)[cases] for n in names], axis=1)
+    y = f.traces(cases).transpose(0, 2, 1) if len(cases) else np.zeros((0, 1, 1), np.float32)
+    return TensorDataset(torch.from_numpy(p), torch.from_numpy(np.ascontiguousarray(y)))
+
+
+class BoundaryTrace(Task):
+    """Parameters → boundary trace, the input of the zone-of-interest FE submodel."""
+
+    name = "boundary_trace"
+    interfaces = (TRACE,)
+
+    def prepare(self, cfg: Any, stats: dict[str, Any] | None = None) -> TrainData:
+        from wavesurrogate.submodel.traces import TraceFile
+
+        d = cfg.data
+        with TraceFile(d.path) as f:
+            n = f.n_cases if d.max_cases is None else min(d.max_cases, f.n_cases)
+            done = np.zeros(f.n_cases, bool)
+            done[f.cases()] = True
+            splits = split_cases(n, f.split[:n], d.val_fraction, cfg.seed, done[:n])
+            if len(splits.train) == 0:
+                raise DataFileError(f"{d.path}: no finished training cases (split == 0) to train on")
+            split_lists = {k: [int(i) for i in v] for k, v in splits._asdict().items()}
+            if stats is not None and stats.get("splits") != split_lists:
+                raise CheckpointError(f"{d.path}: case splits differ from the run's stats.json")
+            names = _param_names(cfg, list(f.params()))
+            train, val = _dataset(f, names, splits.train), _dataset(f, names, splits.val)
+            if stats is None:
+                p = train.tensors[0].numpy()
+                std = p.std(axis=0)
+                zoi, g = f.zoi, f.config.grid
+                stats = {
+                    "param_names": names, "param_mean": p.mean(axis=0).tolist(),
+                    "param_std": np.where(std > 0, std, 1.0).tolist(),
+                    "trace_scale": float(np.sqrt(np.mean(train.tensors[1].double().numpy() ** 2))) or 1.0,
+                    "data": {"path": str(f.path), "nx": g.nx, "ny": g.ny, "dx_m": g.dx_m,
+                             "zoi": [zoi.i0, zoi.j0, zoi.nx, zoi.ny], "n_boundary": zoi.n_boundary,
+                             "n_times": int(f.trace_t.size), "trace_dt_s": float(f.trace_t[1] - f.trace_t[0]),
+                             "frame_dt": float(f.frame_t[1] - f.frame_t[0])}}
+        return TrainData(train, val if len(splits.val) else None,
+                         {**stats, "task": self.name, "splits": split_lists})
+
+    def model_kwargs(self, cfg: Any, stats: dict[str, Any]) -> dict[str, Any]:
+        """The config's kwargs plus sizes, normalisation and geometry; ``warp: true`` (default) fills in
+        the parameter indices the arrival-time warp needs, ``false`` trains the plain decoder."""
+        kw = dict(cfg.model.kwargs)
+        if not stats:
+            return kw
+        warp = kw.pop("warp", True)
+        if not isinstance(warp, bool):
+            raise ConfigError("model.kwargs.warp: expected true or false")
+        d, names = stats["data"], stats["param_names"]
+        kw.update(n_params=len(names), n_boundary=d["n_boundary"], n_times=d["n_times"],
+                  trace_dt_s=d["trace_dt_s"], param_mean=stats["param_mean"], param_std=stats["param_std"],
+                  trace_scale=stats["trace_scale"])
+        if warp:
+            missing = [v for v in WARP_PARAMS.values() if v not in names]
+            if missing:
+                raise ConfigError(f"model.kwargs.warp: needs parameters {missing} (data.params)")
+            kw["warp"] = {k: names.index(v) for k, v in WARP_PARAMS.items()}
+            i0, j0, zx, zy = d["zoi"]
+            kw["zoi_m"] = [i0 * d["dx_m"], j0 * d["dx_m"], d["dx_m"], d["dx_m"], zx, zy]
+        return kw
+
+    def sample_loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        if pred.shape != target.shape:
+            raise ConfigError(f"model output {tuple(pred.shape)} does not match the target "
+                              f"{tuple(target.shape)}")
+        return relative_errors(pred, target) ** 2
+
+    def check_stats(self, stats: dict[str, Any], source: str) -> None:
+        names = stats.get("param_names") if isinstance(stats, dict) else None
+        n = len(names) if isinstance(names, list) else -1
+        check_numbers(stats, source, lists={"param_mean": n, "param_std": n})
+        d = stats.get("data")
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("n_boundary", "n_times")) \
+                or not isinstance(d.get("zoi"), list):
+            raise CheckpointError(f"{source}: 'data' must give the ZOI, n_boundary and n_times trained on")
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, info: Any, f: Any, cases: np.ndarray, *, batch_size: int = 32,
+                 rollout_start: int = 0) -> dict[str, Any]:
+        ds = _dataset(f, list(info.stats["param_names"]), cases)
+        p, y = ds.tensors
+        pred = torch.cat([model(p[i : i + batch_size]) for i in range(0, len(p), batch_size)])
+        one = summarise([pred.double()], [y.double()])
+        return {"one_step": one, "rollout": None, "diverged": not np.isfinite(one["rmse"])}
+
+
+TASK = BoundaryTrace()
