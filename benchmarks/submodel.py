@@ -38,9 +38,8 @@ import torch
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Problem, TimeAxis
-from wavesurrogate.submodel.run import check_geometry, evaluate_case, predict_trace, rel_l2
+from wavesurrogate.submodel.run import check_geometry, evaluate_case, load_trace_run, predict_trace, rel_l2
 from wavesurrogate.submodel.traces import TraceFile
-from wavesurrogate.submodel.train_trace import load_trace_run
 from wavesurrogate.submodel.zoi import boundary_indices, solve_zoi
 
 
@@ -53,7 +52,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def network_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
     """Errors and times of one trained network over the cases."""
-    model, stats, cfg = load_trace_run(run)
+    model, info = load_trace_run(run)
+    stats, cfg = info.stats, info.config
     check_geometry(stats, f)
     rows = [evaluate_case(model, stats, f, int(c), floor=False) for c in cases]
     for r in rows:
@@ -101,7 +101,8 @@ def fd_seconds(problem: Problem, space_order: int, c_max: float) -> dict[str, fl
 
 def timing_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
     """Full FE solve (fresh, with its parts), network + submodel, and FD, on the same cases in one run."""
-    model, stats, _ = load_trace_run(run)
+    model, info = load_trace_run(run)
+    stats = info.stats
     rows = []
     for c in cases:
         c = int(c)
@@ -148,7 +149,7 @@ def main() -> None:
     ap.add_argument("--timed-cases", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    _, _, cfg = load_trace_run(a.run)
+    cfg = load_trace_run(a.run)[1].config
     data = a.data or Path(cfg.data.path)
     load0 = os.getloadavg()[0]
     with TraceFile(data) as f:

@@ -11,21 +11,19 @@ import pytest
 import torch
 
 from wavesurrogate.cli import main
-from wavesurrogate.config.base import validate
+from wavesurrogate.config.base import read_yaml, validate
+from wavesurrogate.config.train import TrainConfig
 from wavesurrogate.errors import CheckpointError
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.trace import TraceCNN, catmull_rom, perimeter_xy
 from wavesurrogate.physics.fe import rectangle_boundary_order
 from wavesurrogate.physics.sources import ricker
+from wavesurrogate.submodel.run import load_trace_run
 from wavesurrogate.submodel.traces import TraceCampaignConfig, load_traces_config, run_traces
-from wavesurrogate.submodel.train_trace import (
-    TraceTrainConfig,
-    load_trace_run,
-    load_trace_train_config,
-    train_trace,
-)
+from wavesurrogate.train.loop import train
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "submodel_test.yaml"
+TRAIN = CONFIG.with_name("submodel_test_train.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +35,14 @@ def trace_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_run(trace_file, tmp_path_factory) -> Path:
-    return train_trace(train_config(trace_file, tmp_path_factory.mktemp("runs") / "run", epochs=15))
+    return train(train_config(trace_file, tmp_path_factory.mktemp("runs") / "run", epochs=15))
 
 
-def train_config(data: Path, out: Path, **update) -> TraceTrainConfig:
-    d = load_trace_train_config(CONFIG).model_dump()
+def train_config(data: Path, out: Path, **update) -> TrainConfig:
+    d = read_yaml(TRAIN)
     d["data"]["path"], d["out"] = str(data), str(out)
     d.update(update)
-    return validate(TraceTrainConfig, d)
+    return validate(TrainConfig, d)
 
 
 def test_catmull_rom_is_third_order_and_zero_outside():
@@ -119,16 +117,16 @@ def test_training_reduces_the_trace_error_and_resumes(trace_file, trained_run, t
     lines = [json.loads(s) for s in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 15
     assert lines[-1]["train_loss"] < 0.5 * lines[0]["train_loss"], (lines[0], lines[-1])
-    model, stats, cfg = load_trace_run(trained_run)
-    assert stats["param_names"] == ["source_x_m", "source_y_m", "freq_hz", "c0_mps", "gradient"]
-    assert model.warp is not None and cfg.data.task == "boundary_trace"
+    model, info = load_trace_run(trained_run)
+    assert info.stats["param_names"] == ["source_x_m", "source_y_m", "freq_hz", "c0_mps", "gradient"]
+    assert model.warp is not None and info.config.data.task == "boundary_trace"
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    train_trace(train_config(trace_file, run, epochs=16), resume=True)
+    train(train_config(trace_file, run, epochs=16), resume=run)
     last = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(last) == 16 and last[:15] == lines
-    with pytest.raises(CheckpointError, match="not empty"):
-        train_trace(train_config(trace_file, run, epochs=17))
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(train_config(trace_file, run, epochs=17))
 
 
 def test_cli_submodel_end_to_end(trained_run, tmp_path, capsys):

@@ -18,11 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from wavesurrogate.errors import DataFileError, UserError
+from wavesurrogate import tasks
+from wavesurrogate.errors import CheckpointError, DataFileError, UserError
 from wavesurrogate.io import atomic_path
+from wavesurrogate.nn.registry import TRACE
+from wavesurrogate.runs import RunInfo, load_run
 from wavesurrogate.submodel.traces import SPLITS, TraceFile
-from wavesurrogate.submodel.train_trace import load_trace_run
 from wavesurrogate.submodel.zoi import solve_zoi
+
+
+def load_trace_run(run: str | Path, which: str = "best") -> tuple[nn.Module, RunInfo]:
+    """A trained boundary-trace run (``runs.load_run``); CheckpointError if it is a run of another task."""
+    model, info = load_run(run, which)
+    if tasks.get(info.task).interfaces != (TRACE,):
+        raise CheckpointError(f"{run}: model {info.model_name!r} is not a boundary-trace model")
+    return model, info
 
 
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,8 +101,9 @@ def evaluate_case(model: nn.Module, stats: dict[str, Any], f: TraceFile, case: i
 def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out: str | Path | None = None
                  ) -> str:
     """Run the ZOI submodel of one case end to end; writes zoi_field.npz, submodel.json, submodel.png."""
-    model, stats, cfg = load_trace_run(run)
-    path = Path(data) if data is not None else Path(cfg.data.path)
+    model, info = load_trace_run(run)
+    stats = info.stats
+    path = Path(data) if data is not None else Path(info.config.data.path)
     with TraceFile(path) as f:
         check_geometry(stats, f)
         if not 0 <= int(case) < f.n_cases:
