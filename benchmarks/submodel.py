@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from wavesurrogate.apps.submodel import check_geometry, evaluate_case, load_trace_run, predict_trace, rel_l2
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Problem, TimeAxis
-from wavesurrogate.submodel.run import check_geometry, evaluate_case, load_trace_run, predict_trace, rel_l2
+from wavesurrogate.physics.zoi import boundary_indices, solve_zoi
 from wavesurrogate.submodel.traces import TraceFile
-from wavesurrogate.submodel.zoi import boundary_indices, solve_zoi
 
 
 def summary(values: list[float]) -> dict[str, float]:

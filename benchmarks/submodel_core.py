@@ -30,7 +30,7 @@ import numpy as np
 from wavesurrogate.physics import media
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
-from wavesurrogate.submodel.zoi import Zoi, boundary_trace, exact_trace, solve_zoi
+from wavesurrogate.physics.zoi import Zoi, boundary_trace, exact_trace, solve_zoi
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from wavesurrogate.demo import LABELS, find_config, plan, run_demo
+from wavesurrogate.apps.demo import LABELS, find_config, plan, run_demo
 from wavesurrogate.eval.bench import TABLE_COLUMNS
 
 pytestmark = pytest.mark.slow

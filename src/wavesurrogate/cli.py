@@ -125,11 +125,11 @@ def _dispatch(a: argparse.Namespace) -> None:
 
         print(bench_runs(a.runs, a.out, data=a.data))
     elif a.cmd == "submodel":
-        from wavesurrogate.submodel.run import run_submodel
+        from wavesurrogate.apps.submodel import run_submodel
 
         print(run_submodel(a.run, a.case, data=a.data, out=a.out))
     elif a.cmd == "demo":
-        from wavesurrogate.demo import run_demo
+        from wavesurrogate.apps.demo import run_demo
 
         print(run_demo(a.out, quick=a.quick))
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from wavesurrogate.apps.submodel import load_trace_run
 from wavesurrogate.cli import main
 from wavesurrogate.config.base import read_yaml, validate
 from wavesurrogate.config.train import TrainConfig
@@ -18,7 +19,6 @@ from wavesurrogate.nn import registry
 from wavesurrogate.nn.trace import TraceCNN, catmull_rom, perimeter_xy
 from wavesurrogate.physics.fe import rectangle_boundary_order
 from wavesurrogate.physics.sources import ricker
-from wavesurrogate.submodel.run import load_trace_run
 from wavesurrogate.submodel.traces import TraceCampaignConfig, load_traces_config, run_traces
 from wavesurrogate.train.loop import train
 

@@ -11,6 +11,7 @@ import pytest
 from wavesurrogate.config.base import validate
 from wavesurrogate.errors import ConfigError, DataFileError
 from wavesurrogate.physics.fe import solve_fe
+from wavesurrogate.physics.zoi import Zoi, boundary_trace, solve_zoi
 from wavesurrogate.submodel import traces
 from wavesurrogate.submodel.traces import (
     SCHEMA,
@@ -19,7 +20,6 @@ from wavesurrogate.submodel.traces import (
     load_traces_config,
     run_traces,
 )
-from wavesurrogate.submodel.zoi import Zoi, boundary_trace, solve_zoi
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "submodel_test.yaml"
 

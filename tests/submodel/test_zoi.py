@@ -12,7 +12,7 @@ from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics import media
 from wavesurrogate.physics.fe import solve_fe
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
-from wavesurrogate.submodel.zoi import (
+from wavesurrogate.physics.zoi import (
     Zoi,
     boundary_indices,
     boundary_trace,

@@ -36,7 +36,7 @@ from wavesurrogate.config.base import Strict, dump_yaml, read_yaml, validate
 from wavesurrogate.errors import ConfigError, DataFileError
 from wavesurrogate.io import atomic_path
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
-from wavesurrogate.submodel.zoi import Zoi, boundary_indices, check_zoi
+from wavesurrogate.physics.zoi import Zoi, boundary_indices, check_zoi
 
 SCHEMA = "wavesurrogate-traces/1"
 PARAM_NAMES = ("source_x_m", "source_y_m", "freq_hz", "c0_mps", "gradient")

@@ -22,9 +22,9 @@ from wavesurrogate import tasks
 from wavesurrogate.errors import CheckpointError, DataFileError, UserError
 from wavesurrogate.io import atomic_path
 from wavesurrogate.nn.registry import TRACE
+from wavesurrogate.physics.zoi import solve_zoi
 from wavesurrogate.runs import RunInfo, load_run
 from wavesurrogate.submodel.traces import SPLITS, TraceFile
-from wavesurrogate.submodel.zoi import solve_zoi
 
 
 def load_trace_run(run: str | Path, which: str = "best") -> tuple[nn.Module, RunInfo]:

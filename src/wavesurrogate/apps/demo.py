@@ -51,7 +51,7 @@ def find_config(name: str) -> Path:
             return p
     except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover - odd installs
         pass
-    p = Path(__file__).resolve().parents[2] / "configs" / name
+    p = Path(__file__).resolve().parents[3] / "configs" / name
     if p.is_file():
         return p
     raise ConfigError(f"demo: shipped config {name!r} not found (package configs/ or repository configs/)")

@@ -1,0 +1,1 @@
+"""Applications on top of the library: the demo and the zone-of-interest submodel."""
