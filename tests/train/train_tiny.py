@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 from wavesurrogate.nn import registry
+from wavesurrogate.train import checkpoint as ck
 
 FORECAST = "test_tiny_forecast"
 FIELD = "test_tiny_field"
@@ -53,7 +54,7 @@ class TinyField(nn.Module):
 
 def _register(name: str, task: str, cls: type[nn.Module]) -> None:
     if name not in registry._REGISTRY:
-        registry.register(name, task)(cls)
+        registry.register(name, {t: i for i, t in ck.TASK_OF_INTERFACE.items()}[task])(cls)
 
 
 _register(FORECAST, "forecast", TinyForecast)

@@ -138,9 +138,9 @@ def relative_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _build(cfg: TraceTrainConfig, kwargs: dict[str, Any]) -> nn.Module:
     from wavesurrogate.nn import registry
 
-    e = registry.entry(cfg.model.name)
-    if e.task != "boundary_trace":
-        raise ConfigError(f"model: {cfg.model.name!r} solves {e.task!r}, not 'boundary_trace'")
+    task = ck.TASK_OF_INTERFACE[registry.entry(cfg.model.name).interface]
+    if task != "boundary_trace":
+        raise ConfigError(f"model: {cfg.model.name!r} solves {task!r}, not 'boundary_trace'")
     return registry.build(cfg.model.name, kwargs)
 
 
@@ -290,7 +290,7 @@ def load_trace_run(run_dir: str | Path, which: str = "best"
             raise CheckpointError(f"{run_dir / ck.STATS}: missing {k!r}")
     name = meta.get("name")
     try:
-        if registry.entry(str(name)).task != "boundary_trace":
+        if ck.TASK_OF_INTERFACE[registry.entry(str(name)).interface] != "boundary_trace":
             raise CheckpointError(f"{run_dir}: model {name!r} is not a boundary-trace model")
         model = registry.build(str(name), meta["kwargs"])
     except CheckpointError:

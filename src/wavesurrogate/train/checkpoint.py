@@ -65,6 +65,8 @@ MODEL_FORMAT = "wavesurrogate-model/1"
 WEIGHTS_FORMAT = "wavesurrogate-weights/1"
 STATE_FORMAT = "wavesurrogate-state/1"
 WHICH = ("best", "last")
+# temporary: the task a model interface (nn.registry) serves, until tasks/ maps tasks to interfaces
+TASK_OF_INTERFACE = {"frames": "forecast", "points": "source_to_field", "trace": "boundary_trace"}
 
 
 def read_json(path: Path) -> Any:
@@ -280,7 +282,7 @@ def load_run(
         raise
     except UserError as exc:
         raise CheckpointError(f"{run_dir / MODEL_JSON}: {exc}") from None
-    task = registry.entry(name).task
+    task = TASK_OF_INTERFACE[registry.entry(name).interface]
     if meta.get("task", task) != task:
         raise CheckpointError(f"{run_dir / MODEL_JSON}: task {meta.get('task')!r} but model {name!r} solves "
                               f"{task!r}")

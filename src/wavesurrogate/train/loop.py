@@ -110,9 +110,9 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     """The configured model, weights initialised from ``cfg.seed`` (the caller's RNG is untouched)."""
     from wavesurrogate.nn import registry
 
-    e = registry.entry(cfg.model.name)
-    if e.task != cfg.data.task:
-        raise ConfigError(f"model: {cfg.model.name!r} solves {e.task!r}, but data.task is {cfg.data.task!r}")
+    task = ck.TASK_OF_INTERFACE[registry.entry(cfg.model.name).interface]
+    if task != cfg.data.task:
+        raise ConfigError(f"model: {cfg.model.name!r} solves {task!r}, but data.task is {cfg.data.task!r}")
     if cfg.data.task == "forecast":
         for k in ("n_in", "n_out"):
             if k in cfg.model.kwargs and cfg.model.kwargs[k] != getattr(cfg.data, k):
