@@ -22,18 +22,10 @@ def mlp_param_count(d_in: int, width: int, depth: int, d_out: int, modified: boo
 
 
 def deeponet_param_count(
-    n_params: int,
-    n_basis: int = 100,
-    branch_width: int = 128,
-    branch_depth: int = 4,
-    trunk_width: int = 128,
-    trunk_depth: int = 4,
-    modified: bool = True,
-    fourier: str = "gaussian",
-    n_fourier: int = 64,
-    include_coords: bool = True,
-    **_: Any,
-) -> int:
+    n_params: int, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 4, trunk_width: int = 128,
+    trunk_depth: int = 4, modified: bool = True, fourier: str = "gaussian", n_fourier: int = 64,
+    include_coords: bool = True, **_: Any,
+) -> int:  # fmt: skip
     """Closed-form trainable parameter count of :class:`DeepONet` with these constructor arguments."""
     d_trunk = _trunk_input_dim(fourier, n_fourier, include_coords)
     return (

@@ -87,8 +87,11 @@ def _capture_init(cls: type[nn.Module], name: str) -> None:
                 captured.update(value)
             else:
                 captured[key] = value
-        # an outer (subclass) wrapper finishing later overwrites this, so the built class's arguments win
-        self.init_kwargs = _jsonable(captured, f"model {name!r} argument")
+        # the built class's wrapper finishes last and wins; one whose __init__ takes **kwargs forwards them to
+        # its parent, so it lays its own arguments over the parent's complete (defaults-applied) capture
+        forwards = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        base = getattr(self, "init_kwargs", {}) if forwards else {}
+        self.init_kwargs = {**base, **_jsonable(captured, f"model {name!r} argument")}
 
     cls.__init__ = __init__  # type: ignore[method-assign]
 

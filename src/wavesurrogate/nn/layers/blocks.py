@@ -18,17 +18,11 @@ from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn.layers.tensorized.ranks import FORMATS
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "sine": torch.sin,
-    "tanh": torch.tanh,
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-}
+    "sine": torch.sin, "tanh": torch.tanh, "gelu": F.gelu, "relu": F.relu, "silu": F.silu,
+}  # fmt: skip
 ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
-    "sine": torch.sin_,
-    "tanh": torch.tanh_,
-    "relu": torch.relu_,
-}
+    "sine": torch.sin_, "tanh": torch.tanh_, "relu": torch.relu_,
+}  # fmt: skip
 NORMS = ("none", "group", "batch")
 _CONV_KEYS = {"format", "rank", "layer_params", "channels_last", "separable_impl", "cp_impl", "recompute"}
 
@@ -98,17 +92,10 @@ def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def make_conv(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    conv: dict[str, Any] | None = None,
-    *,
-    dim: int = 2,
-    stride: int = 1,
-    padding: int | Sequence[int] | None = None,
-    padding_mode: str = "zeros",
-    bias: bool = True,
-) -> nn.Module:
+    in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+    conv: dict[str, Any] | None = None, *, dim: int = 2, stride: int = 1,
+    padding: int | Sequence[int] | None = None, padding_mode: str = "zeros", bias: bool = True,
+) -> nn.Module:  # fmt: skip
     """A ``dim``-D conv in format ``conv`` (dense -> nn.ConvNd); padding None keeps the size (odd k)."""
     spec = conv_spec(conv)
     if dim not in (2, 3):

@@ -28,16 +28,9 @@ class ConvBlock(nn.Module):
     """Two ``k``-convs with norm and activation; a residual connection when in == out."""
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        k: int,
-        conv: dict[str, Any],
-        dim: int,
-        padding_mode: str,
-        activation: str,
-        norm: str,
-    ) -> None:
+        self, cin: int, cout: int, k: int, conv: dict[str, Any], dim: int, padding_mode: str,
+        activation: str, norm: str,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.body = nn.Sequential(
             make_conv(cin, cout, k, conv, dim=dim, padding_mode=padding_mode),
@@ -89,18 +82,10 @@ class CNN2d(_Frames2d):
     """2-D encoder-decoder CNN (no skips): lift, ``depth`` stride-2 levels (width doubling), back up, head."""
 
     def __init__(
-        self,
-        n_in: int = 4,
-        n_out: int = 1,
-        width: int = 32,
-        depth: int = 2,
-        kernel_size: int = 3,
-        conv: dict[str, Any] | None = None,
-        padding_mode: str = "zeros",
-        activation: str = "gelu",
-        norm: str = "none",
-        residual: bool = True,
-    ) -> None:
+        self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
+        conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
+        norm: str = "none", residual: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
@@ -143,18 +128,10 @@ class UNet2d(_Frames2d):
     """2-D U-Net, frames as channels: ``depth`` levels, width doubling, skip connections by concatenation."""
 
     def __init__(
-        self,
-        n_in: int = 4,
-        n_out: int = 1,
-        width: int = 32,
-        depth: int = 2,
-        kernel_size: int = 3,
-        conv: dict[str, Any] | None = None,
-        padding_mode: str = "zeros",
-        activation: str = "gelu",
-        norm: str = "none",
-        residual: bool = True,
-    ) -> None:
+        self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
+        conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
+        norm: str = "none", residual: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
@@ -190,18 +167,10 @@ class CNN3d(_Frames2d):
     then a dense 1x1 head mapping (width x n_in) to the n_out next frames."""
 
     def __init__(
-        self,
-        n_in: int = 4,
-        n_out: int = 1,
-        width: int = 16,
-        depth: int = 2,
-        kernel_size: int = 3,
-        conv: dict[str, Any] | None = None,
-        padding_mode: str = "zeros",
-        activation: str = "gelu",
-        norm: str = "none",
-        residual: bool = True,
-    ) -> None:
+        self, n_in: int = 4, n_out: int = 1, width: int = 16, depth: int = 2, kernel_size: int = 3,
+        conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
+        norm: str = "none", residual: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual

@@ -73,18 +73,9 @@ class _DeepONetBase(nn.Module):
     needs_velocity = False
 
     def _build_trunk(
-        self,
-        n_basis: int,
-        trunk_width: int,
-        trunk_depth: int,
-        activation: str,
-        modified: bool,
-        fourier: str,
-        n_fourier: int,
-        fourier_scale: float | Sequence[float],
-        fourier_seed: int,
-        include_coords: bool,
-    ) -> None:
+        self, n_basis: int, trunk_width: int, trunk_depth: int, activation: str, modified: bool, fourier: str,
+        n_fourier: int, fourier_scale: float | Sequence[float], fourier_seed: int, include_coords: bool,
+    ) -> None:  # fmt: skip
         """Create the Fourier-feature buffer, the trunk MLP and the output bias."""
         self.n_basis = positive_int("n_basis", n_basis)
         positive_int("trunk_width", trunk_width)
@@ -150,21 +141,11 @@ class DeepONet(_DeepONetBase):
     """
 
     def __init__(
-        self,
-        n_params: int,
-        n_basis: int = 100,
-        branch_width: int = 128,
-        branch_depth: int = 4,
-        trunk_width: int = 128,
-        trunk_depth: int = 4,
-        activation: str = "sine",
-        modified: bool = True,
-        fourier: str = "gaussian",
-        n_fourier: int = 64,
-        fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0,
-        include_coords: bool = True,
-    ) -> None:
+        self, n_params: int, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 4,
+        trunk_width: int = 128, trunk_depth: int = 4, activation: str = "sine", modified: bool = True,
+        fourier: str = "gaussian", n_fourier: int = 64, fourier_scale: float | list[float] = 1.0,
+        fourier_seed: int = 0, include_coords: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params)
         positive_int("branch_width", branch_width)
@@ -204,25 +185,12 @@ class TensorizedBranchDeepONet(_DeepONetBase):
     needs_velocity = True
 
     def __init__(
-        self,
-        n_params: int,
-        channels: list[int] | None = None,
-        kernel_size: int = 3,
-        conv: str = "dense",
-        conv_rank: int | list[int] = 4,
-        n_basis: int = 100,
-        branch_width: int = 128,
-        branch_depth: int = 2,
-        trunk_width: int = 128,
-        trunk_depth: int = 4,
-        activation: str = "sine",
-        modified: bool = True,
-        fourier: str = "gaussian",
-        n_fourier: int = 64,
-        fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0,
-        include_coords: bool = True,
-    ) -> None:
+        self, n_params: int, channels: list[int] | None = None, kernel_size: int = 3, conv: str = "dense",
+        conv_rank: int | list[int] = 4, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 2,
+        trunk_width: int = 128, trunk_depth: int = 4, activation: str = "sine", modified: bool = True,
+        fourier: str = "gaussian", n_fourier: int = 64, fourier_scale: float | list[float] = 1.0,
+        fourier_seed: int = 0, include_coords: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params, minimum=0)
         channels = [8, 16, 32] if channels is None else list(channels)

@@ -68,18 +68,12 @@ class FNO2d(nn.Module):
             raise ConfigError(f"model.rank: expected a fraction in (0, 1], got {rank!r}")
         self.n_modes = modes
         self.fno = fno_cls(
-            n_modes=tuple(modes),
-            in_channels=self.n_in + 1,
-            out_channels=self.n_out,
-            hidden_channels=hidden_channels,
-            n_layers=n_layers,
-            lifting_channel_ratio=lifting_channel_ratio,
-            projection_channel_ratio=projection_channel_ratio,
-            domain_padding=domain_padding,
-            positional_embedding="grid" if positional_embedding else None,
-            factorization=factorization,
+            n_modes=tuple(modes), in_channels=self.n_in + 1, out_channels=self.n_out,
+            hidden_channels=hidden_channels, n_layers=n_layers, lifting_channel_ratio=lifting_channel_ratio,
+            projection_channel_ratio=projection_channel_ratio, domain_padding=domain_padding,
+            positional_embedding="grid" if positional_embedding else None, factorization=factorization,
             rank=rank,
-        )
+        )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """Next ``n_out`` frames ``[B, n_out, ny, nx]`` from ``x`` ``[B, n_in + 1, ny, nx]``."""
@@ -105,30 +99,6 @@ class FNO2d(nn.Module):
 class TFNO2d(FNO2d):
     """Tensorised FNO: FNO with Tucker-factorised spectral weights (rank 0.1 keeps ~10 % of them)."""
 
-    def __init__(
-        self,
-        n_in: int,
-        n_out: int,
-        n_modes: Sequence[int] = (16, 16),
-        hidden_channels: int = 32,
-        n_layers: int = 4,
-        lifting_channel_ratio: float = 2,
-        projection_channel_ratio: float = 2,
-        domain_padding: float | None = None,
-        positional_embedding: bool = True,
-        factorization: str = "tucker",
-        rank: float = 0.1,
-    ) -> None:
-        super().__init__(
-            n_in,
-            n_out,
-            n_modes,
-            hidden_channels,
-            n_layers,
-            lifting_channel_ratio,
-            projection_channel_ratio,
-            domain_padding,
-            positional_embedding,
-            factorization,
-            rank,
-        )
+    def __init__(self, n_in: int, n_out: int, factorization: str = "tucker", rank: float = 0.1, **fno: Any
+                 ) -> None:  # fno: the other FNO2d arguments
+        super().__init__(n_in, n_out, factorization=factorization, rank=rank, **fno)

@@ -93,28 +93,14 @@ class TensorizedConvNd(nn.Module):
     dim: int = 2
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        padding: str | int | Sequence[int] = 0,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        format: str = "cp",
-        rank: Any = 8,
-        layer_params: int | None = None,
-        channels_last: bool = True,
-        separable_impl: str = "reconstruct",
-        cp_impl: str = "auto",
-        recompute: bool = True,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1, padding: str | int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+        *, format: str = "cp", rank: Any = 8, layer_params: int | None = None, channels_last: bool = True,
+        separable_impl: str = "reconstruct", cp_impl: str = "auto", recompute: bool = True,
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__()
         d = self.dim
         if groups != 1:
@@ -281,15 +267,8 @@ class TensorizedConvNd(nn.Module):
             pads = [(left, right) if a == axis else (0, 0) for a in range(self.dim)]
             z = F.pad(z, _flat_pad(pads), mode=_pad_mode(self.padding_mode))
             pad = (0,) * self.dim
-        return _CONV[self.dim](
-            z,
-            w,
-            None,
-            stride=self._axis(axis, self.stride[axis], 1),
-            padding=pad,
-            dilation=self._axis(axis, self.dilation[axis], 1),
-            groups=groups,
-        )
+        return _CONV[self.dim](z, w, None, stride=self._axis(axis, self.stride[axis], 1), padding=pad,
+                               dilation=self._axis(axis, self.dilation[axis], 1), groups=groups)
 
     def _pointwise(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
         """1x1 convolution with ``w`` ``[out, in]``."""

@@ -182,21 +182,9 @@ def from_dense(
         raise ConfigError(f"from_dense: groups={groups} is not supported")
     cls = TensorizedConv2d if dim == 2 else TensorizedConv3d
     out_ch, in_ch, *k = w.shape
-    layer = cls(
-        in_ch,
-        out_ch,
-        tuple(k),
-        stride=conv.stride,
-        padding=padding,
-        dilation=conv.dilation,
-        bias=conv.bias is not None,
-        padding_mode=padding_mode,
-        format=format,
-        rank=rank,
-        device=w.device,
-        dtype=w.dtype,
-        **kwargs,
-    )
+    layer = cls(in_ch, out_ch, tuple(k), stride=conv.stride, padding=padding, dilation=conv.dilation,
+                bias=conv.bias is not None, padding_mode=padding_mode, format=format, rank=rank,
+                device=w.device, dtype=w.dtype, **kwargs)
     if conv.bias is not None:
         layer.bias.copy_(conv.bias)
     if format == "dense":

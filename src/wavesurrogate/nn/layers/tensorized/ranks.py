@@ -87,13 +87,9 @@ def cp_rank_for_fraction(
 
 
 def count_parameters(
-    format: str,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: Sequence[int],
-    rank: Any = None,
+    format: str, in_channels: int, out_channels: int, kernel_size: Sequence[int], rank: Any = None,
     bias: bool = True,
-) -> int:
+) -> int:  # fmt: skip
     """Closed-form number of trainable parameters of a conv layer in ``format`` (see the module docstring)."""
     k = tuple(kernel_size)
     r = resolve_rank(format, rank, in_channels, out_channels, k)
