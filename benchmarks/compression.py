@@ -15,7 +15,7 @@ What it does, in order:
    for 3 × 3 kernels, so it cannot reach 1/10; trained at the dense network's chosen rate only). Every other
    model is trained at every learning rate of ``--lrs`` and the one with the lowest validation loss is kept
    (test cases never choose); a rate that diverges is recorded.
-3. A posteriori: the chosen dense network's spatial convolutions compressed by ``nn.tensorized.from_dense``
+3. A posteriori: the chosen dense network's spatial convolutions compressed by ``from_dense``
    to CP at the same per-layer ranks as the equal-budget models (other weights copied), then fine-tuned for
    the same number of epochs at each learning rate (own loop, same loss: MSE on normalised frames; best
    validation epoch; best rate on validation).
@@ -46,14 +46,15 @@ from torch import nn
 
 from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
-from wavesurrogate.data.windows import ForecastWindows, sample_seed
+from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import TrainingDiverged
 from wavesurrogate.eval import bench as B
 from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.nn import registry
+from wavesurrogate.nn.layers.tensorized import TensorizedConvNd, from_dense
 from wavesurrogate.nn.rollout import rollout
-from wavesurrogate.nn.tensorized import TensorizedConvNd, from_dense
 from wavesurrogate.runs import RunInfo, load_run
+from wavesurrogate.tasks.forecast import ForecastWindows
 from wavesurrogate.train.loop import config_from_dict, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from wavesurrogate.nn.operators import DeepONet, count_params
+from wavesurrogate.nn.models.deeponet import DeepONet
+from wavesurrogate.nn.registry import count_trainable as count_params
 
 
 def timed_ms(fn, runs: int, warmup: int) -> dict[str, float]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.tensorized import TensorizedConv2d
+from wavesurrogate.nn.layers.tensorized import TensorizedConv2d
 
 
 def _round_robin(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict[str, float]:

@@ -41,17 +41,16 @@ import numpy as np
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peer_models  # noqa: E402,F401,I001  (registers field_decoder)
-from wavesurrogate.data.windows import ForecastWindows, scale_axis  # noqa: E402
-from wavesurrogate.eval import bench as B  # noqa: E402
-from wavesurrogate.eval import metrics as M  # noqa: E402
-from wavesurrogate.nn import registry  # noqa: E402
-from wavesurrogate.nn.operators import params_for_budget  # noqa: E402
-from wavesurrogate.nn.rollout import rollout  # noqa: E402
-from wavesurrogate.runs import load_run, read_json  # noqa: E402
-from wavesurrogate.config.train import TrainConfig, load_train_config  # noqa: E402
-from wavesurrogate.train.loop import config_from_dict, train  # noqa: E402
+from wavesurrogate.config.train import TrainConfig, load_train_config
+from wavesurrogate.data.windows import scale_axis
+from wavesurrogate.eval import bench as B
+from wavesurrogate.eval import metrics as M
+from wavesurrogate.nn import registry
+from wavesurrogate.nn.budget import params_for_budget
+from wavesurrogate.nn.rollout import rollout
+from wavesurrogate.runs import load_run, read_json
+from wavesurrogate.tasks.forecast import ForecastWindows
+from wavesurrogate.train.loop import config_from_dict, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "peers"

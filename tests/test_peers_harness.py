@@ -183,19 +183,15 @@ def test_deeponet_harness_evaluation_equals_predict_grid(runs: dict[str, Path], 
 
 
 def test_cp_decoder_of_the_benchmark_samples_its_grid_exactly() -> None:
-    """benchmarks/peer_models.py (source-to-field CP CNN): pointwise queries at nodes == the decoded grid."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    try:
-        import peer_models
-    finally:
-        sys.path.pop(0)
+    """nn.models.decoders (source-to-field CP CNN): pointwise queries at nodes == the decoded grid."""
     from wavesurrogate.nn import registry
+    from wavesurrogate.nn.models.decoders import FieldDecoder
 
     kw = {"n_params": 2, "n_frames": 5, "ny": 12, "nx": 20, "width": 6, "latent": 3, "n_up": 2,
           "conv": {"format": "cp", "rank": 3}}
     torch.manual_seed(0)
     model = registry.build("field_decoder", kw).eval()
-    assert isinstance(model, peer_models.FieldDecoder)
+    assert isinstance(model, FieldDecoder)
     assert any(type(m).__name__ == "TensorizedConv2d" for m in model.modules())
     params = torch.randn(3, 2)
     x, y, t = torch.linspace(-1, 1, 20), torch.linspace(-1, 1, 12), torch.linspace(-1, 1, 5)

@@ -11,9 +11,10 @@ from torch import nn
 
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.cnn import CNN2d, make_conv
+from wavesurrogate.nn.layers.blocks import make_conv
+from wavesurrogate.nn.layers.tensorized import TensorizedConv2d, TensorizedConv3d
+from wavesurrogate.nn.models.cnn import CNN2d
 from wavesurrogate.nn.rollout import rollout
-from wavesurrogate.nn.tensorized import TensorizedConv2d, TensorizedConv3d
 
 FAMILIES = ("cnn2d", "unet2d", "cnn3d")
 CONVS = (
@@ -43,7 +44,7 @@ def _kwargs(conv, **extra):
 def test_output_shape_on_odd_grids(name, conv, padding_mode):
     torch.manual_seed(0)
     model = registry.build(name, _kwargs(conv, padding_mode=padding_mode))
-    assert registry.entry(name).task == "forecast"
+    assert registry.entry(name).interface == registry.FRAMES
     x = torch.randn(2, 4, 13, 18)
     y = model(x)
     assert y.shape == (2, 2, 13, 18)

@@ -13,13 +13,9 @@ import torch
 
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.operators import (
-    MLP,
-    DeepONet,
-    TensorizedBranchDeepONet,
-    fourier_frequencies,
-    params_for_budget,
-)
+from wavesurrogate.nn.budget import params_for_budget
+from wavesurrogate.nn.layers.blocks import MLP
+from wavesurrogate.nn.models.deeponet import DeepONet, TensorizedBranchDeepONet, fourier_frequencies
 
 try:
     import neuralop  # noqa: F401
@@ -348,7 +344,7 @@ def test_cnn_branch_deeponet_rebuilds_and_uses_velocity():
 
 
 def test_cnn_branch_with_cp_convs_is_smaller_and_rebuilds():
-    pytest.importorskip("wavesurrogate.nn.tensorized", reason="nn.tensorized not in this tree")
+    pytest.importorskip("wavesurrogate.nn.layers.tensorized", reason="nn.layers.tensorized not in this tree")
     torch.manual_seed(0)
     base = {**SMALL, "channels": [4, 8], "branch_depth": 1}
     dense = registry.build("deeponet_cnn", base)
@@ -362,7 +358,7 @@ def test_cnn_branch_with_cp_convs_is_smaller_and_rebuilds():
 
 
 def test_cnn_branch_factorised_conv_needs_tensorized_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "wavesurrogate.nn.tensorized", None)
+    monkeypatch.setitem(sys.modules, "wavesurrogate.nn.layers.tensorized.conv", None)
     with pytest.raises(ConfigError, match="tensorized"):
         TensorizedBranchDeepONet(n_params=3, conv="cp")
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.tensorized import (
+from wavesurrogate.nn.layers.tensorized import (
     TensorizedConv2d,
     TensorizedConv3d,
     count_parameters,

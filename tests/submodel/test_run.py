@@ -16,7 +16,7 @@ from wavesurrogate.config.base import read_yaml, validate
 from wavesurrogate.config.train import TrainConfig
 from wavesurrogate.errors import CheckpointError
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.trace import TraceCNN, catmull_rom, perimeter_xy
+from wavesurrogate.nn.models.trace import TraceCNN, catmull_rom, perimeter_xy
 from wavesurrogate.physics.fe import rectangle_boundary_order
 from wavesurrogate.physics.sources import ricker
 from wavesurrogate.submodel.traces import TraceCampaignConfig, load_traces_config, run_traces
@@ -75,7 +75,7 @@ def _model(**kw) -> TraceCNN:
 
 
 def test_trace_cnn_shapes_formats_and_registry():
-    assert registry.entry("trace_cnn").task == "boundary_trace"
+    assert registry.entry("trace_cnn").interface == registry.TRACE
     p = torch.tensor([[300.0, 420.0, 18.0, 2000.0, 0.05], [90.0, 100.0, 22.0, 1900.0, -0.02]],
                      dtype=torch.float64)
     for warp in (True, False):

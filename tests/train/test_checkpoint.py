@@ -54,7 +54,9 @@ def test_load_run_rebuilds_the_model_from_files_alone(run):
     for k, v in model.state_dict().items():
         assert torch.equal(v, state["model"][k])
     assert info.model_name == tt.FORECAST and info.task == "forecast" and info.epoch == 2
-    assert info.model_kwargs == {"n_in": 2, "n_out": 1, "width": 4}
+    # the constructor arguments as captured by the registry: the config's, plus the defaults it left out
+    assert info.model_kwargs == {"n_in": 2, "n_out": 1, "width": 4, "nan_after": 0, "sleep_s": 0.0,
+                                 "dropout": 0.0}
     assert info.stats["n_in"] == 2 and info.config.epochs == 2 and not model.training
     best, binfo = ck.load_run(run, "best")
     assert 1 <= binfo.best_epoch <= 2

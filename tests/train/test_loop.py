@@ -22,6 +22,7 @@ from wavesurrogate.cli import main
 from wavesurrogate.data.store import open_data
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError, TrainingDiverged
 from wavesurrogate.eval.evaluate import evaluate_run
+from wavesurrogate.nn import registry
 from wavesurrogate.train.loop import config_from_dict, train, train_from_config
 
 HERE = Path(__file__).resolve().parent
@@ -178,7 +179,7 @@ class _ThreadProbe(tt.TinyForecast):
 
 
 def test_num_threads_honoured_and_restored_eval_every(data, tmp_path):
-    tt._register("test_thread_probe", "forecast", _ThreadProbe)
+    tt._register("test_thread_probe", registry.FRAMES, _ThreadProbe)
     before = torch.get_num_threads()
     want = 2 if before == 1 else 1
     run = train(_cfg(data, tmp_path / "r", epochs=3, eval_every=2, num_threads=want,
@@ -202,7 +203,8 @@ def test_cli_train_and_evaluate_end_to_end(data, tmp_path, capsys):
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == sorted(ck.RUN_FILES)
     meta = json.loads((run / ck.MODEL_JSON).read_text())
-    assert meta["name"] == tt.FORECAST and meta["kwargs"] == {"n_in": 2, "n_out": 1, "width": 4}
+    assert meta["name"] == tt.FORECAST and meta["model_version"] == 1
+    assert meta["kwargs"] == {"n_in": 2, "n_out": 1, "width": 4, "nan_after": 0, "sleep_s": 0.0, "dropout": 0.0}
     w = _weights(run)
     assert {k.split(".", 1)[0] for k in w} == {"best", "last"}
     capsys.readouterr()

@@ -51,13 +51,13 @@ class TinyField(nn.Module):
         return self.net(torch.cat([p, coords], dim=-1))[..., 0]
 
 
-def _register(name: str, task: str, cls: type[nn.Module]) -> None:
+def _register(name: str, interface: str, cls: type[nn.Module]) -> None:
     if name not in registry._REGISTRY:
-        registry.register(name, task)(cls)
+        registry.register(name, interface)(cls)
 
 
-_register(FORECAST, "forecast", TinyForecast)
-_register(FIELD, "source_to_field", TinyField)
+_register(FORECAST, registry.FRAMES, TinyForecast)
+_register(FIELD, registry.POINTS, TinyField)
 
 
 def tiny_fields(n_cases: int = 6, n_frames: int = 8, n: int = 16, seed: int = 0) -> tuple[np.ndarray, ...]:

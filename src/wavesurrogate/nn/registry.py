@@ -1,85 +1,150 @@
-"""Model registry: models register by name; a checkpoint stores (name, kwargs) and rebuilds from files alone.
+"""Model registry: models register themselves; a run stores (name, kwargs, version) and rebuilds from them.
 
-Contract for every registered model (see docs/architecture.md):
-- constructor arguments are JSON-serialisable (numbers, strings, bools, lists, dicts);
-- task "forecast": ``forward(x)`` with x float32 ``[batch, n_in + 1, ny, nx]`` (the last n_in frames, then
-  the normalised velocity map as one extra channel) returns ``[batch, n_out, ny, nx]``;
-- task "source_to_field": ``forward(params, coords)`` with params ``[batch, n_params]`` and coords
-  ``[batch, n_points, 3]`` (x, y, t scaled to [-1, 1]) returns ``[batch, n_points]``;
-- task "boundary_trace": ``forward(params)`` with params ``[batch, n_params]`` returns
-  ``[batch, n_boundary, n_times]``.
+``@register(name, interface=...)`` records the class and wraps its ``__init__`` so that every instance carries
+its bound, defaults-applied, JSON-serialisable constructor arguments as ``model.init_kwargs``. A class states
+``version`` (int, default 1: bump it when the same kwargs stop giving the same architecture or weights) and
+``capabilities`` (flags such as ``{"onnx": True}``). Interfaces (what ``forward`` takes and returns):
+
+- ``FRAMES``: ``forward(x)``, x ``[batch, channels_in, *spatial]`` -> ``[batch, n_out, *spatial]``;
+- ``POINTS``: ``forward(params [B, P], coords [B, Q, D] or [Q, D])`` -> ``[B, Q]`` (a class with
+  ``needs_velocity = True`` also takes ``velocity [B, ny, nx]`` as third argument);
+- ``TRACE``: ``forward(params [B, P])`` -> ``[B, n_boundary, n_times]``.
+
+Every module of ``wavesurrogate.nn.models`` is imported on first use (no list to keep up to date); a module
+that fails to import is an error naming it. Optional extras are imported inside the constructors.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import json
+import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from wavesurrogate.errors import CheckpointError, ConfigError
 
-TASKS = ("forecast", "source_to_field", "boundary_trace")
-FRAMES, POINTS, TRACE = "frames", "points", "trace"  # TEMPORARY shim until the registry of branch wt-b
-_INTERFACE = dict(zip(TASKS, (FRAMES, POINTS, TRACE), strict=True))
+FRAMES = "frames"
+POINTS = "points"
+TRACE = "trace"
+INTERFACES = (FRAMES, POINTS, TRACE)
+DEFAULT_CAPABILITIES: dict[str, bool] = {"onnx": True}
+
+__all__ = ["FRAMES", "POINTS", "TRACE", "INTERFACES", "Entry", "register", "entry", "names", "build",
+           "describe", "count_trainable", "discover"]
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered model class and the task it solves."""
+    """One registered model class: its name, class, interface, version and capability flags."""
 
     name: str
     cls: type[nn.Module]
-    task: str
-
-    @property
-    def interface(self) -> str:
-        """TEMPORARY shim."""
-        return _INTERFACE[self.task]
-
-    @property
-    def version(self) -> int:
-        """TEMPORARY shim."""
-        return int(getattr(self.cls, "version", 1))
+    interface: str
+    version: int = 1
+    capabilities: dict[str, bool] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, Entry] = {}
+_discovered = False
 
 
-def register(name: str, task: str = "forecast") -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: register ``cls`` under ``name`` for ``task``."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+def _jsonable(value: Any, where: str) -> Any:
+    """``value`` as plain JSON data (tuples become lists, arrays lists); TypeError naming ``where`` if not."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return _jsonable(value.tolist(), where)
+    raise TypeError(f"{where}: {type(value).__name__} is not JSON-serialisable")
+
+
+def _capture_init(cls: type[nn.Module], name: str) -> None:
+    """Wrap ``cls.__init__`` so each instance stores its constructor arguments as ``init_kwargs``."""
+    init = cls.__init__
+    sig = inspect.signature(init)
+    if any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+        raise TypeError(f"model {name!r}: __init__ must not take *args (kwargs are stored by name)")
+
+    @functools.wraps(init)
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        captured: dict[str, Any] = {}
+        for i, (key, value) in enumerate(bound.arguments.items()):
+            if i == 0:
+                continue  # self
+            if sig.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+                captured.update(value)
+            else:
+                captured[key] = value
+        # the built class's wrapper finishes last and wins; one whose __init__ takes **kwargs forwards them to
+        # its parent, so it lays its own arguments over the parent's complete (defaults-applied) capture
+        forwards = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        base = getattr(self, "init_kwargs", {}) if forwards else {}
+        self.init_kwargs = {**base, **_jsonable(captured, f"model {name!r} argument")}
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+def register(
+    name: str,
+    interface: str = FRAMES,
+    *,
+    version: int | None = None,
+    capabilities: dict[str, bool] | None = None,
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: register ``cls`` under ``name`` with ``interface``; version and capabilities default
+    to the class attributes ``version`` (else 1) and ``capabilities`` (over ``DEFAULT_CAPABILITIES``)."""
+    if interface not in INTERFACES:
+        raise ValueError(f"unknown interface {interface!r}; known: {INTERFACES}")
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+        old = _REGISTRY.get(name)
+        where = (cls.__module__, cls.__qualname__)
+        if old is not None and (old.cls.__module__, old.cls.__qualname__) != where:  # re-import: same class
             raise ValueError(f"model name {name!r} registered twice")
-        _REGISTRY[name] = Entry(name, cls, task)
+        ver = int(getattr(cls, "version", 1) if version is None else version)
+        if ver < 1:
+            raise ValueError(f"model {name!r}: version must be a positive int, got {ver}")
+        caps = {**DEFAULT_CAPABILITIES, **getattr(cls, "capabilities", {}), **(capabilities or {})}
+        cls.registry_name, cls.version, cls.capabilities = name, ver, caps  # type: ignore[attr-defined]
+        if old is None or old.cls is not cls:
+            _capture_init(cls, name)
+        _REGISTRY[name] = Entry(name, cls, interface, ver, caps)
         return cls
 
     return deco
 
 
-def _load_builtin() -> None:
-    """Import the modules that register the built-in models (optional extras may be missing)."""
-    import importlib
-
-    for mod in ("wavesurrogate.nn.cnn", "wavesurrogate.nn.operators", "wavesurrogate.nn.trace"):
+def discover() -> None:
+    """Import every module of ``wavesurrogate.nn.models`` once; ImportError (one line) if one fails."""
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module("wavesurrogate.nn.models")
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
         try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a module not written yet, or an optional extra not installed
-            if exc.name is not None and exc.name.startswith("wavesurrogate"):
-                continue
-            if exc.name in {"neuralop", "tensorly", "tltorch"}:
-                continue
-            raise
+            importlib.import_module(info.name)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            msg = f"model module {info.name} failed to import: {type(exc).__name__}: {first}"
+            raise ImportError(msg) from exc
+    _discovered = True
 
 
 def entry(name: str) -> Entry:
     """The registry entry for ``name``; ConfigError listing the known names if absent."""
-    _load_builtin()
+    discover()
     if name not in _REGISTRY:
         raise ConfigError(f"model: unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -87,8 +152,16 @@ def entry(name: str) -> Entry:
 
 def names() -> list[str]:
     """All registered model names."""
-    _load_builtin()
+    discover()
     return sorted(_REGISTRY)
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """``{"name", "kwargs", "version"}`` of a registered model instance: what rebuilds it with ``build``."""
+    e = entry(getattr(type(model), "registry_name", type(model).__name__))
+    if e.cls is not type(model):
+        raise ConfigError(f"model: {type(model).__name__} is not a registered model class")
+    return {"name": e.name, "kwargs": dict(model.init_kwargs), "version": e.version}
 
 
 def count_trainable(model: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""Autoregressive rollout of a forecast model: predictions are fed back as inputs to reach longer horizons."""
+"""Autoregressive rollout of a FRAMES model: predictions are fed back as inputs to reach longer horizons."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ __all__ = ["rollout"]
 
 
 def rollout(model: nn.Module, x0: Tensor, velocity: Tensor, n_steps: int, *, grad: bool = False) -> Tensor:
-    """Forecast ``n_steps`` frames ``[B, n_steps, ny, nx]`` from the last frames ``x0`` ``[B, n_in, ny, nx]``.
+    """Predict ``n_steps`` frames ``[B, n_steps, ny, nx]`` from the last frames ``x0`` ``[B, n_in, ny, nx]``.
 
     ``velocity`` is ``[B, ny, nx]`` or ``[B, 1, ny, nx]`` (normalised, as in training). Each call of ``model``
-    (forecast contract: ``[B, n_in + 1, ny, nx] -> [B, n_out, ny, nx]``) appends its n_out frames, and the
+    (interface FRAMES: ``[B, n_in + 1, ny, nx] -> [B, n_out, ny, nx]``) appends its n_out frames, and the
     window slides by n_out; the last call's surplus frames are dropped. ``grad=False`` runs under no_grad.
     """
     if x0.ndim != 4:

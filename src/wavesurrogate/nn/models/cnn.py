@@ -1,10 +1,8 @@
-"""CNN surrogates of the wave equation whose spatial convolutions come from one factory, in any kernel format.
+"""CNN surrogates of the wave equation: cnn2d, unet2d, cnn3d.
 
-``make_conv(in, out, k, conv={"format": ..., "rank": ...})`` builds every spatial convolution, so a dense and
-a
-compressed network of the same family differ only in those layers (the 1x1 output head stays dense: it has no
-one-way filters to compress). Forecast contract (registry.py): ``forward(x)`` with ``x``
-``[B, n_in + 1, ny, nx]``
+Every spatial conv is built by ``nn.layers.blocks.make_conv`` in any kernel format, so a dense and a
+compressed network of the same family differ only in those layers (the 1x1 output head stays dense: it has
+no one-way filters to compress). Interface ``FRAMES``: ``forward(x)`` with ``x`` ``[B, n_in + 1, ny, nx]``
 (the last n_in frames, then the velocity map) returns the next ``n_out`` frames ``[B, n_out, ny, nx]``.
 
 With ``residual=True`` (default) each network predicts the increment over the last input frame: wave fields
@@ -13,8 +11,6 @@ change little between frames, so the network learns the small update instead of 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,115 +18,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.registry import register
-from wavesurrogate.nn.tensorized import FORMATS, TensorizedConv2d, TensorizedConv3d
+from wavesurrogate.nn.layers.blocks import Activation, conv_spec, make_conv, make_norm
+from wavesurrogate.nn.registry import FRAMES, register
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
-NORMS = ("none", "group", "batch")
-_CONV_KEYS = {"format", "rank", "layer_params", "channels_last", "separable_impl", "cp_impl", "recompute"}
-
-__all__ = ["CNN2d", "CNN3d", "UNet2d", "make_conv", "conv_spec"]
-
-
-def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
-    """Validated conv-format dict (default dense): format, rank or (cp) layer_params, and layer options."""
-    spec = {"format": "dense"} if conv is None else dict(conv)
-    unknown = set(spec) - _CONV_KEYS
-    if unknown:
-        raise ConfigError(f"conv: unknown keys {sorted(unknown)}; known: {sorted(_CONV_KEYS)}")
-    if spec.get("format", "dense") not in FORMATS:
-        raise ConfigError(f"conv.format: unknown format {spec.get('format')!r}; known: {', '.join(FORMATS)}")
-    spec.setdefault("format", "dense")
-    if spec["format"] == "dense" and set(spec) - {"format"}:
-        raise ConfigError(f"conv: {sorted(set(spec) - {'format'})} apply to compressed formats, not dense")
-    for key in ("channels_last", "recompute"):
-        if key in spec and not isinstance(spec[key], bool):
-            raise ConfigError(f"conv.{key}: must be true or false, got {spec[key]!r}")
-    if spec["format"] != "dense" and "rank" not in spec and "layer_params" not in spec:
-        raise ConfigError(f"conv.rank: format {spec['format']!r} needs a rank (or, cp, layer_params)")
-    if "rank" in spec and "layer_params" in spec:
-        raise ConfigError("conv: give either rank or layer_params, not both")
-    return spec
-
-
-def make_conv(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | Sequence[int],
-    conv: dict[str, Any] | None = None,
-    *,
-    dim: int = 2,
-    stride: int = 1,
-    padding: int | Sequence[int] | None = None,
-    padding_mode: str = "zeros",
-    bias: bool = True,
-) -> nn.Module:
-    """A ``dim``-D conv in format ``conv`` (dense -> nn.ConvNd); padding None keeps the size (odd k)."""
-    spec = conv_spec(conv)
-    if dim not in (2, 3):
-        raise ConfigError(f"conv: dim must be 2 or 3, got {dim}")
-    k = (kernel_size,) * dim if isinstance(kernel_size, int) else tuple(kernel_size)
-    if padding is None:
-        padding = tuple(kd // 2 for kd in k)
-    if spec["format"] == "dense":
-        cls_dense = nn.Conv2d if dim == 2 else nn.Conv3d
-        return cls_dense(
-            in_channels, out_channels, k, stride=stride, padding=padding, bias=bias, padding_mode=padding_mode
-        )
-    cls = TensorizedConv2d if dim == 2 else TensorizedConv3d
-    return cls(
-        in_channels,
-        out_channels,
-        k,
-        stride=stride,
-        padding=padding,
-        bias=bias,
-        padding_mode=padding_mode,
-        **spec,
-    )
-
-
-def _activation(name: str) -> nn.Module:
-    """The activation module named ``name``."""
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"model.activation: unknown {name!r}; known: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
-
-
-def _norm(kind: str, channels: int, dim: int) -> nn.Module:
-    """Normalisation after a conv: none, GroupNorm (up to 8 groups dividing channels) or BatchNorm."""
-    if kind == "none":
-        return nn.Identity()
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(8, channels), channels)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm3d(channels)
-    raise ConfigError(f"model.norm: unknown {kind!r}; known: {', '.join(NORMS)}")
+__all__ = ["CNN2d", "CNN3d", "UNet2d"]
 
 
 class ConvBlock(nn.Module):
     """Two ``k``-convs with norm and activation; a residual connection when in == out."""
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        k: int,
-        conv: dict[str, Any],
-        dim: int,
-        padding_mode: str,
-        activation: str,
-        norm: str,
-    ) -> None:
+        self, cin: int, cout: int, k: int, conv: dict[str, Any], dim: int, padding_mode: str,
+        activation: str, norm: str,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.body = nn.Sequential(
             make_conv(cin, cout, k, conv, dim=dim, padding_mode=padding_mode),
-            _norm(norm, cout, dim),
-            _activation(activation),
+            make_norm(norm, cout, dim),
+            Activation(activation),
             make_conv(cout, cout, k, conv, dim=dim, padding_mode=padding_mode),
-            _norm(norm, cout, dim),
+            make_norm(norm, cout, dim),
         )
-        self.act = _activation(activation)
+        self.act = Activation(activation)
         self.skip = cin == cout
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,8 +58,8 @@ def _check_common(n_in: int, n_out: int, width: int, depth: int, kernel_size: in
         raise ConfigError(f"model.kernel_size: must be odd and >= 1, got {kernel_size}")
 
 
-class _Forecast2d(nn.Module):
-    """Shared input checks, residual on the last frame and the dense 1x1 head of the 2-D forecast CNNs."""
+class _Frames2d(nn.Module):
+    """Shared input checks, residual on the last frame and the dense 1x1 head of the CNNs."""
 
     n_in: int
     n_out: int
@@ -168,30 +77,22 @@ class _Forecast2d(nn.Module):
         return y.contiguous()
 
 
-@register("cnn2d", task="forecast")
-class CNN2d(_Forecast2d):
+@register("cnn2d", interface=FRAMES)
+class CNN2d(_Frames2d):
     """2-D encoder-decoder CNN (no skips): lift, ``depth`` stride-2 levels (width doubling), back up, head."""
 
     def __init__(
-        self,
-        n_in: int = 4,
-        n_out: int = 1,
-        width: int = 32,
-        depth: int = 2,
-        kernel_size: int = 3,
-        conv: dict[str, Any] | None = None,
-        padding_mode: str = "zeros",
-        activation: str = "gelu",
-        norm: str = "none",
-        residual: bool = True,
-    ) -> None:
+        self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
+        conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
+        norm: str = "none", residual: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
         spec, k, pm = conv_spec(conv), kernel_size, padding_mode
         widths = [width * 2**level for level in range(depth + 1)]
         self.lift = nn.Sequential(
-            make_conv(n_in + 1, width, k, spec, padding_mode=pm), _activation(activation)
+            make_conv(n_in + 1, width, k, spec, padding_mode=pm), Activation(activation)
         )
         self.down = nn.ModuleList()
         self.up = nn.ModuleList()
@@ -199,13 +100,13 @@ class CNN2d(_Forecast2d):
         for level in range(depth):
             a, b = widths[level], widths[level + 1]
             self.down.append(
-                nn.Sequential(make_conv(a, b, k, spec, stride=2, padding_mode=pm), _activation(activation))
+                nn.Sequential(make_conv(a, b, k, spec, stride=2, padding_mode=pm), Activation(activation))
             )
             self.enc.append(ConvBlock(b, b, k, spec, 2, pm, activation, norm))
         self.dec = nn.ModuleList()
         for level in reversed(range(depth)):
             a, b = widths[level + 1], widths[level]
-            self.up.append(nn.Sequential(make_conv(a, b, k, spec, padding_mode=pm), _activation(activation)))
+            self.up.append(nn.Sequential(make_conv(a, b, k, spec, padding_mode=pm), Activation(activation)))
             self.dec.append(ConvBlock(b, b, k, spec, 2, pm, activation, norm))
         self.head = nn.Conv2d(width, n_out, 1)
 
@@ -222,23 +123,15 @@ class CNN2d(_Forecast2d):
         return self._finish(x, self.head(h))
 
 
-@register("unet2d", task="forecast")
-class UNet2d(_Forecast2d):
+@register("unet2d", interface=FRAMES)
+class UNet2d(_Frames2d):
     """2-D U-Net, frames as channels: ``depth`` levels, width doubling, skip connections by concatenation."""
 
     def __init__(
-        self,
-        n_in: int = 4,
-        n_out: int = 1,
-        width: int = 32,
-        depth: int = 2,
-        kernel_size: int = 3,
-        conv: dict[str, Any] | None = None,
-        padding_mode: str = "zeros",
-        activation: str = "gelu",
-        norm: str = "none",
-        residual: bool = True,
-    ) -> None:
+        self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
+        conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
+        norm: str = "none", residual: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
@@ -268,30 +161,22 @@ class UNet2d(_Forecast2d):
         return self._finish(x, self.head(h))
 
 
-@register("cnn3d", task="forecast")
-class CNN3d(_Forecast2d):
+@register("cnn3d", interface=FRAMES)
+class CNN3d(_Frames2d):
     """Space-time CNN: the n_in frames form a time axis (channels: field, velocity), ``depth`` 3-D blocks,
     then a dense 1x1 head mapping (width x n_in) to the n_out next frames."""
 
     def __init__(
-        self,
-        n_in: int = 4,
-        n_out: int = 1,
-        width: int = 16,
-        depth: int = 2,
-        kernel_size: int = 3,
-        conv: dict[str, Any] | None = None,
-        padding_mode: str = "zeros",
-        activation: str = "gelu",
-        norm: str = "none",
-        residual: bool = True,
-    ) -> None:
+        self, n_in: int = 4, n_out: int = 1, width: int = 16, depth: int = 2, kernel_size: int = 3,
+        conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
+        norm: str = "none", residual: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         _check_common(n_in, n_out, width, depth, kernel_size)
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
         spec, k, pm = conv_spec(conv), kernel_size, padding_mode
         self.lift = nn.Sequential(
-            make_conv(2, width, k, spec, dim=3, padding_mode=pm), _activation(activation)
+            make_conv(2, width, k, spec, dim=3, padding_mode=pm), Activation(activation)
         )
         self.blocks = nn.Sequential(
             *[ConvBlock(width, width, k, spec, 3, pm, activation, norm) for _ in range(depth)]

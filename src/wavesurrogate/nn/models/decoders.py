@@ -1,16 +1,12 @@
-"""A compressed-CNN answer to the source-to-field task, for the peer comparison in benchmarks/operators.py.
+"""Field decoder: case parameters -> the whole field by a (CP-compressed) CNN, sampled at query points.
 
-``field_decoder`` (task "source_to_field"): the case parameters go through one linear layer to a small
-``latent x latent`` feature map, ``n_up`` stages each upsample by 2 (bilinear) and apply two k×k convolutions
-built by ``wavesurrogate.nn.cnn.make_conv`` (so ``conv={"format": "cp", "rank": R}`` gives CP-factorised
-kernels), with the two normalised coordinate maps (x, y) appended to each stage's input (CoordConv), then a
-dense 1×1 head writes one channel per stored frame: the whole field ``[B, n_frames, ny, nx]`` in one pass.
+``field_decoder`` (interface ``POINTS``): the parameters go through one linear layer to a small ``latent x
+latent`` feature map, ``n_up`` stages each upsample by 2 (bilinear) and apply two k×k convolutions built by
+``make_conv`` (so ``conv={"format": "cp", "rank": R}`` gives CP-factorised kernels), with the two normalised
+coordinate maps (x, y) appended to each stage's input (CoordConv), then a dense 1×1 head writes one channel
+per stored frame: ``field(params)`` is the whole field ``[B, n_frames, ny, nx]`` in one pass.
 ``forward(params, coords)`` samples it at (x, y, t) in [-1, 1] by trilinear interpolation, which returns the
-grid values exactly at grid nodes (the loop's training points are grid nodes).
-
-It lives here, not in ``wavesurrogate.nn``, because its author owns only benchmark files: importing
-this module registers it, and ``load_run`` then rebuilds it from a run directory (proposed home:
-``wavesurrogate.nn``).
+grid values exactly at grid nodes.
 """
 
 from __future__ import annotations
@@ -22,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.cnn import conv_spec, make_conv
-from wavesurrogate.nn.registry import _REGISTRY, register
+from wavesurrogate.nn.layers.blocks import conv_spec, make_conv
+from wavesurrogate.nn.registry import POINTS, register
 
 __all__ = ["FieldDecoder"]
 
@@ -36,8 +32,11 @@ def _coord_maps(n: int, ny: int, nx: int, like: Tensor) -> Tensor:
     return torch.stack([xx, yy])[None].expand(n, -1, -1, -1)
 
 
+@register("field_decoder", interface=POINTS)
 class FieldDecoder(nn.Module):
     """Parameters ``[B, P]`` → field ``[B, n_frames, ny, nx]`` by a CNN decoder; ``forward`` samples it."""
+
+    capabilities = {"onnx": False}  # torch's ONNX exporter has no 5-D (volumetric) GridSample
 
     def __init__(self, n_params: int, n_frames: int, ny: int, nx: int, width: int = 32, latent: int = 4,
                  n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None) -> None:
@@ -81,7 +80,3 @@ class FieldDecoder(nn.Module):
         tt, yy, xx = torch.meshgrid(t, y, x, indexing="ij")
         pts = torch.stack([xx, yy, tt], dim=-1).reshape(-1, 3)
         return self(params, pts).reshape(params.shape[0], t.numel(), y.numel(), x.numel())
-
-
-if "field_decoder" not in _REGISTRY:
-    register("field_decoder", task="source_to_field")(FieldDecoder)

@@ -1,6 +1,6 @@
 """Boundary-trace networks: source and medium parameters → the field on the ZOI boundary over time.
 
-``TraceCNN`` (registry name ``trace_cnn``, task ``boundary_trace``): an MLP maps the normalised parameters
+``TraceCNN`` (registry name ``trace_cnn``, interface ``TRACE``): an MLP maps the normalised parameters
 to a small latent map over (boundary position × time); a 2-D CNN decoder upsamples it, each conv built by
 ``make_conv`` in any kernel format (dense, cp, tucker, separable), with circular padding along the closed
 boundary; optionally decoded every ``boundary_stride`` nodes and interpolated linearly along the boundary;
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.cnn import _activation, make_conv
-from wavesurrogate.nn.registry import register
+from wavesurrogate.nn.layers.blocks import Activation, make_conv
+from wavesurrogate.nn.registry import TRACE, register
 
 __all__ = ["TraceCNN", "catmull_rom", "perimeter_xy", "periodic_upsample"]
 
@@ -80,7 +80,7 @@ def _stage_sizes(h: int, w: int, n_stages: int) -> list[tuple[int, int]]:
             for k in range(n_stages)]
 
 
-@register("trace_cnn", task="boundary_trace")
+@register("trace_cnn", interface=TRACE)
 class TraceCNN(nn.Module):
     """MLP → latent (boundary × time) map → (tensorized) CNN decoder → optional arrival-time warp."""
 
@@ -141,7 +141,7 @@ class TraceCNN(nn.Module):
         layers: list[nn.Module] = []
         d_in = n_params
         for _ in range(depth):
-            layers += [nn.Linear(d_in, hidden), _activation(activation)]
+            layers += [nn.Linear(d_in, hidden), Activation(activation)]
             d_in = hidden
         layers.append(nn.Linear(d_in, self.latent_channels * self.latent_shape[0] * self.latent_shape[1]))
         self.mlp = nn.Sequential(*layers)
@@ -152,7 +152,7 @@ class TraceCNN(nn.Module):
             convs.append(make_conv(c_in, int(c_out), 3, conv, padding=0))
             c_in = int(c_out)
         self.convs = nn.ModuleList(convs)
-        self.act = _activation(activation)
+        self.act = Activation(activation)
         self.head = nn.Conv2d(c_in, 1, 1)
         # learnt arrival correction (in periods) at shift_knots points around the boundary, zero at the start
         self.shift = None
@@ -220,8 +220,3 @@ class TraceCNN(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_boundary={self.n_boundary}, n_times={self.n_times}, warp={self.warp is not None}, "
                 f"sizes={self.sizes}")
-
-
-def n_weights(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
