@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_models  # noqa: E402,F401,I001  (registers field_decoder)
 from wavesurrogate.data.windows import ForecastWindows, scale_axis  # noqa: E402
 from wavesurrogate.eval import bench as B  # noqa: E402
-from wavesurrogate.eval import metrics as M  # noqa: E402
+from wavesurrogate import metrics as M  # noqa: E402
 from wavesurrogate.nn import registry  # noqa: E402
 from wavesurrogate.nn.operators import params_for_budget  # noqa: E402
 from wavesurrogate.nn.rollout import rollout  # noqa: E402

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from wavesurrogate import metrics as M
 from wavesurrogate.data.windows import ForecastWindows, param_matrix, scale_axis
 from wavesurrogate.errors import ConfigError, DataFileError
-from wavesurrogate.eval import metrics as M
 from wavesurrogate.io import atomic_write_text
 from wavesurrogate.train.checkpoint import RunInfo, load_run
 
@@ -58,31 +58,6 @@ def _cases(f: Any) -> tuple[np.ndarray, str]:
     return cases, "all"
 
 
-def _summary(pred: list[Tensor], true: list[Tensor]) -> dict[str, Any]:
-    """Pooled spatial and spectral metrics over batches of samples (field units)."""
-    rel, e2, t2, ms, mx, bands = [], 0.0, 0.0, [], 0.0, []
-    for p, t in zip(pred, true, strict=True):
-        rel.append(M.rel_l2(p, t))
-        d = (p.double() - t.double())
-        e2 += float(d.pow(2).sum())
-        t2 += float(t.double().pow(2).sum())
-        ms.append(M.rmse(p, t).pow(2))
-        mx = max(mx, float(M.max_error(p, t).max()))
-        bands.append(M.frmse(p, t).pow(2))
-    r = torch.cat(rel)
-    finite = r[~torch.isnan(r)]
-    band = torch.cat(bands).mean(dim=0).sqrt()
-    return {
-        "n_samples": int(r.numel()),
-        "rel_l2": float(finite.mean()) if finite.numel() else None,
-        "rel_l2_pooled": math.sqrt(e2 / t2) if t2 > 0 else None,
-        "rmse": float(torch.cat(ms).mean().sqrt()),
-        "max_error": mx,
-        "frmse": {name: float(v) for name, v in zip(M.BANDS, band, strict=True)},
-        "n_zero_truth": int(torch.isnan(r).sum()),
-    }
-
-
 @torch.no_grad()
 def _forecast(model: nn.Module, info: RunInfo, fields: np.ndarray, velocity: np.ndarray, frame_dt: float,
               batch_size: int, rollout_start: int = 0) -> dict[str, Any]:
@@ -99,7 +74,7 @@ def _forecast(model: nn.Module, info: RunInfo, fields: np.ndarray, velocity: np.
             xs, ys = zip(*(ds[i] for i in range(start, min(start + batch_size, len(ds)))), strict=True)
             preds.append(model(torch.stack(xs)).double() * fs + fm)
             trues.append(torch.stack(ys).double() * fs + fm)
-        out["one_step"] = _summary(preds, trues)
+        out["one_step"] = M.summarise(preds, trues, n_spatial_dims=2)
     norm_f = ForecastWindows(fields, velocity, n_in, 1, s)  # reuse its normalisation of whole cases
     last = fields.shape[1] - n_in - 1
     if not 0 <= rollout_start <= last:
@@ -140,7 +115,7 @@ def _source_to_field(model: nn.Module, info: RunInfo, f: Any, cases: np.ndarray,
         v = torch.cat([model(pi, coords[None, q : q + chunk])[0] for q in range(0, len(coords), chunk)])
         preds.append(v.reshape(fields.shape[1:]).double() * fs + fm)
     pred = torch.stack(preds)
-    one = _summary([pred], [torch.from_numpy(fields.astype(np.float64))])
+    one = M.summarise([pred], [torch.from_numpy(fields.astype(np.float64))], n_spatial_dims=2)
     bad = not math.isfinite(one["rmse"])
     return {"one_step": one, "rollout": None, "diverged": bad}
 
