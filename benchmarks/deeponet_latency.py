@@ -14,23 +14,16 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import torch
 
+from wavesurrogate.eval.timing import time_calls
 from wavesurrogate.nn.operators import DeepONet, count_params
 
 
 def timed_ms(fn, runs: int, warmup: int) -> dict[str, float]:
     """Median and 10th/90th percentiles (ms) of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    samples.sort()
+    samples = sorted(s * 1e3 for s in time_calls(fn, warmup=warmup, repeats=runs))
     return {
         "median_ms": round(statistics.median(samples), 4),
         "p10_ms": round(samples[len(samples) // 10], 4),

@@ -16,27 +16,20 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from wavesurrogate.eval.timing import round_robin
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.tensorized import TensorizedConv2d
 
 
 def _round_robin(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict[str, float]:
     """Median wall time (ms) of each callable, timed one call of each per repetition."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                times[name].append(dt * 1e3)
-    return {k: round(statistics.median(v), 3) for k, v in times.items()}
+    walls = round_robin(fns, reps, warmup)
+    return {k: round(statistics.median(w) * 1e3, 3) for k, (w, _) in walls.items()}
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from wavesurrogate.eval.timing import round_robin
 from wavesurrogate.physics import media
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
@@ -45,14 +46,7 @@ def make_problem(n: int, space_order: int, n_steps: int, stride: int = 10) -> Pr
 
 def interleaved(fns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float]]:
     """Best (wall, CPU) seconds of each function, calls interleaved so that all see the same load."""
-    best = {k: (np.inf, np.inf) for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
-    return best
+    return {k: (min(w), min(c)) for k, (w, c) in round_robin(fns, repeat).items()}
 
 
 def prepare_ours(p: Problem, backend: str) -> tuple[dict[str, Any], float]:
