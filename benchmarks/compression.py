@@ -1,8 +1,8 @@
 """A priori against a posteriori compression of the forecast CNN (issue 3); prints JSON.
 
-    .venv/bin/python benchmarks/compression.py [--data FILE] [--epochs 8] [--max-cases 120]
+    .venv/bin/python -m benchmarks.compression [--data FILE] [--epochs 8] [--max-cases 120]
                                                [--lrs 3e-4,...,2e-2] [--out benchmarks/out/compression.json]
-    .venv/bin/python benchmarks/compression.py --small          # minutes: the demo campaign, 3 epochs
+    .venv/bin/python -m benchmarks.compression --small          # minutes: the demo campaign, 3 epochs
 
 What it does, in order:
 1. Data: ``--data`` or the standard campaign configs/forecast64.yaml simulated into

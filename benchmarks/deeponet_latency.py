@@ -5,7 +5,7 @@ Two paths are timed (median of many runs after a warm-up):
 - ``cached_trunk``: the trunk basis at a fixed query set is computed once (it does not depend on the source),
   so a new source costs one branch pass and one [1, p] x [p, Q] product.
 
-Usage: .venv/bin/python benchmarks/deeponet_latency.py [--width 128] [--threads 1] ...
+Usage: .venv/bin/python -m benchmarks.deeponet_latency [--width 128] [--threads 1] ...
 """
 
 from __future__ import annotations

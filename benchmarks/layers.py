@@ -6,7 +6,7 @@ default activation recomputation (memory as low as a dense conv's) and without i
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
 per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
 
-    .venv/bin/python benchmarks/layers.py [--threads 1] [--reps 7] [--quick]
+    .venv/bin/python -m benchmarks.layers [--threads 1] [--reps 7] [--quick]
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Peers at matched parameter budgets, trained and measured by one harness; prints JSON.
 
-    .venv/bin/python benchmarks/operators.py [--jobs 2] [--out benchmarks/out/operators.json]
-    .venv/bin/python benchmarks/operators.py --write-configs     # regenerate configs/peers/{forecast,field}/
-    .venv/bin/python benchmarks/operators.py --smoke             # minutes: one budget, one epoch, few cases
+    .venv/bin/python -m benchmarks.operators [--jobs 2] [--out benchmarks/out/operators.json]
+    .venv/bin/python -m benchmarks.operators --write-configs     # regenerate configs/peers/{forecast,field}/
+    .venv/bin/python -m benchmarks.operators --smoke             # minutes: one budget, one epoch, few cases
 
 What it does, in order:
 1. Data: runs the campaigns configs/peers/forecast64_small.yaml (forecast task) and
@@ -41,19 +41,18 @@ import numpy as np
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peer_models  # noqa: E402,F401,I001  (registers field_decoder)
-from wavesurrogate.data.windows import ForecastWindows, scale_axis  # noqa: E402
-from wavesurrogate.eval import memory as Mem  # noqa: E402
-from wavesurrogate.eval import timing as T  # noqa: E402
-from wavesurrogate.eval.bench import time_solver  # noqa: E402
-from wavesurrogate import metrics as M  # noqa: E402
-from wavesurrogate.nn import registry  # noqa: E402
-from wavesurrogate.nn.operators import params_for_budget  # noqa: E402
-from wavesurrogate.nn.rollout import rollout  # noqa: E402
-from wavesurrogate.train.checkpoint import load_run, read_json  # noqa: E402
-from wavesurrogate.config.train import TrainConfig, load_train_config  # noqa: E402
-from wavesurrogate.train.loop import config_from_dict, train  # noqa: E402
+from benchmarks import peer_models  # noqa: F401  (registers field_decoder)
+from wavesurrogate import metrics as M
+from wavesurrogate.config.train import TrainConfig, load_train_config
+from wavesurrogate.data.windows import ForecastWindows, scale_axis
+from wavesurrogate.eval import memory as Mem
+from wavesurrogate.eval import timing as T
+from wavesurrogate.eval.bench import time_solver
+from wavesurrogate.nn import registry
+from wavesurrogate.nn.operators import params_for_budget
+from wavesurrogate.nn.rollout import rollout
+from wavesurrogate.train.checkpoint import load_run, read_json
+from wavesurrogate.train.loop import config_from_dict, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "peers"
@@ -451,7 +450,7 @@ def main() -> None:
     solver = time_solvers(data, 40, repeats=7)
     result: dict[str, Any] = {
         "benchmark": "operators", "smoke": args.smoke,
-        "command": "benchmarks/operators.py " + " ".join(sys.argv[1:]),
+        "command": "-m benchmarks.operators " + " ".join(sys.argv[1:]),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "python": platform.python_version(),

@@ -1,6 +1,6 @@
 """FD solver throughput against a textbook devito acoustic operator, the NumPy backend and the FE solver.
 
-    .venv/bin/python benchmarks/solver.py [--sizes 128 256 512] [--orders 2 4] [--repeat 3]
+    .venv/bin/python -m benchmarks.solver [--sizes 128 256 512] [--orders 2 4] [--repeat 3]
 
 Prints JSON. Throughput counts the points updated per step, absorbing layer included (ghosts excluded),
 times steps over warm wall (and CPU) time; the first run's extra time (Operator build, cached JIT) is
@@ -199,7 +199,7 @@ def main() -> None:
 
     out = {
         "benchmark": "solver",
-        "command": "python benchmarks/solver.py " + " ".join(
+        "command": "python -m benchmarks.solver " + " ".join(
             f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
             for k, v in vars(args).items()),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),

@@ -184,11 +184,7 @@ def test_deeponet_harness_evaluation_equals_predict_grid(runs: dict[str, Path], 
 
 def test_cp_decoder_of_the_benchmark_samples_its_grid_exactly() -> None:
     """benchmarks/peer_models.py (source-to-field CP CNN): pointwise queries at nodes == the decoded grid."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    try:
-        import peer_models
-    finally:
-        sys.path.pop(0)
+    from benchmarks import peer_models
     from wavesurrogate.nn import registry
 
     kw = {"n_params": 2, "n_frames": 5, "ny": 12, "nx": 20, "width": 6, "latent": 3, "n_up": 2,

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from wavesurrogate.eval import memory
+from wavesurrogate.nn.registry import build
 
 
 def test_count_trainable_closed_form() -> None:
@@ -63,7 +64,7 @@ def test_tensor_peak_is_the_closed_form_of_live_tensors() -> None:
     assert 3 * 4 * n <= peak <= 4 * 4 * n + 4096
     # a linear layer's training step: weights, grads, two Adam moments and the batch are all alive at once
     peak = memory.train_step_tensor_peak_bytes("cnn2d", {"width": 4, "depth": 0}, (2, 5, 8, 8), (2, 1, 8, 8))
-    model = memory._build("cnn2d", {"width": 4, "depth": 0})
+    model = build("cnn2d", {"width": 4, "depth": 0})
     assert peak >= 4 * memory.weight_bytes(model) + 4 * (2 * 5 * 64 + 2 * 64)
 
 

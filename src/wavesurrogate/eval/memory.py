@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wavesurrogate.nn.registry import count_trainable
+from wavesurrogate.nn.registry import build, count_trainable
 
 __all__ = [
     "count_trainable", "weight_bytes", "peak_memory_bytes", "inference_peak_bytes", "train_step_peak_bytes",
@@ -136,12 +136,6 @@ def peak_memory_bytes(fn: Callable[..., Any], *args: Any, timeout_s: float = 600
     return res["peak"]
 
 
-def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    from wavesurrogate.nn.registry import build
-
-    return build(name, kwargs)
-
-
 def fill_bytes(n_bytes: int) -> float:
     """Allocate and touch ``n_bytes`` of float32 (a reference load for testing :func:`peak_memory_bytes`)."""
     x = torch.ones(n_bytes // 4, dtype=torch.float32)
@@ -151,7 +145,7 @@ def fill_bytes(n_bytes: int) -> float:
 def run_inference(name: str, kwargs: dict[str, Any], input_shape: tuple[int, ...], seed: int = 0) -> None:
     """Build registered model ``name`` and run one forward pass on a random input (inference mode)."""
     g = torch.Generator().manual_seed(seed)
-    model = _build(name, kwargs).eval()
+    model = build(name, kwargs).eval()
     x = torch.randn(*input_shape, generator=g)
     with torch.inference_mode():
         model(x)
@@ -161,7 +155,7 @@ def run_train_step(name: str, kwargs: dict[str, Any], input_shape: tuple[int, ..
                    target_shape: tuple[int, ...], optim: str = "adam", seed: int = 0) -> None:
     """Build ``name``, then two optimiser steps on an MSE loss (the second has all optimiser state)."""
     g = torch.Generator().manual_seed(seed)
-    model = _build(name, kwargs).train()
+    model = build(name, kwargs).train()
     if optim == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     else:  # adam and adamw keep the same state (two moments a parameter)

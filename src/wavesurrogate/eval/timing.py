@@ -8,9 +8,8 @@ Methods (the numbers in ``bench.md`` mean exactly this):
   and minimum of ``repeats`` timed calls; torch's intra-op thread count is recorded.
 - ``solver_seconds``: one untimed call (the first compiles and warms), then the median of ``repeats`` calls.
 
-``torch.utils.benchmark.Timer`` is not used: its ``timeit`` adds hidden warm-up calls to every measurement,
-``blocked_autorange`` reports means of blocks (no per-call minimum or quartiles) and it runs with one thread
-unless told otherwise, so the table's per-call minimum and quartiles could not be kept.
+Not ``torch.utils.benchmark.Timer``: it adds hidden warm-up calls, reports means of blocks (no per-call
+minimum or quartiles, which the table shows) and runs with one thread unless told otherwise.
 """
 
 from __future__ import annotations

@@ -8,21 +8,6 @@ from wavesurrogate.metrics.spectral import BAND_EDGES, BANDS, frmse, radial_wave
 from wavesurrogate.metrics.suite import METRICS, TEMPORAL, Metric, summarise
 from wavesurrogate.metrics.temporal import DIVERGENCE_THRESHOLD, diverged_at, rollout_errors
 
-__all__ = [
-    "BAND_EDGES",
-    "BANDS",
-    "DIVERGENCE_THRESHOLD",
-    "METRICS",
-    "TEMPORAL",
-    "Metric",
-    "rel_l2",
-    "pooled_rel_l2",
-    "rmse",
-    "max_error",
-    "squared_norms",
-    "radial_wavenumber",
-    "frmse",
-    "rollout_errors",
-    "diverged_at",
-    "summarise",
-]
+__all__ = ["BAND_EDGES", "BANDS", "DIVERGENCE_THRESHOLD", "METRICS", "TEMPORAL", "Metric", "rel_l2",
+           "pooled_rel_l2", "rmse", "max_error", "squared_norms", "radial_wavenumber", "frmse",
+           "rollout_errors", "diverged_at", "summarise"]

@@ -26,11 +26,8 @@ def radial_wavenumber(*shape: int) -> Tensor:
     """Integer radial wavenumber ``floor(sqrt(Σ k_d²))`` of each FFT mode of a grid ``shape``, int64."""
     if not shape:
         raise ValueError("radial_wavenumber needs at least one axis length")
-    ks = [torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) for n in shape]
-    k2 = torch.zeros(shape, dtype=torch.float64)
-    for d, kd in enumerate(ks):
-        k2 = k2 + (kd**2).reshape([-1 if i == d else 1 for i in range(len(shape))])
-    return torch.floor(torch.sqrt(k2) + 1e-9).to(torch.int64)
+    ks = torch.meshgrid(*[torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) for n in shape], indexing="ij")
+    return torch.floor(torch.sqrt(sum(k**2 for k in ks)) + 1e-9).to(torch.int64)
 
 
 def frmse(pred: Tensor, true: Tensor, edges: tuple[int, int] = BAND_EDGES, n_spatial_dims: int = 2) -> Tensor:

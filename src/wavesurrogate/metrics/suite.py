@@ -47,41 +47,24 @@ def _ratio(v: Tensor) -> float | None:
     return math.sqrt(e2 / t2) if t2 > 0 else None
 
 
-def _rms(v: Tensor) -> float:
-    """Root of the mean square over samples."""
-    return float(v.pow(2).mean().sqrt())
-
-
 def _rms_bands(v: Tensor) -> dict[str, float]:
     """Root of the mean square over samples, per band, by band name."""
     return {name: float(x) for name, x in zip(BANDS, v.pow(2).mean(dim=0).sqrt(), strict=True)}
 
 
-def _count_nan(v: Tensor) -> int:
-    """How many values are NaN (relative L2 of an all-zero true sample)."""
-    return int(torch.isnan(v).sum())
-
-
 METRICS: tuple[Metric, ...] = (
     Metric("rel_l2", "spatial", rel_l2, _nanmean),
     Metric("rel_l2_pooled", "spatial", squared_norms, _ratio),
-    Metric("rmse", "spatial", rmse, _rms),
+    Metric("rmse", "spatial", rmse, lambda v: float(v.pow(2).mean().sqrt())),  # root of the mean square
     Metric("max_error", "spatial", max_error, lambda v: float(v.max())),
     Metric("frmse", "spectral", frmse, _rms_bands),
-    Metric("n_zero_truth", "spatial", rel_l2, _count_nan),
+    Metric("n_zero_truth", "spatial", rel_l2, lambda v: int(torch.isnan(v).sum())),  # NaN: all-zero truth
 )
 
 TEMPORAL: tuple[Metric, ...] = (
     Metric("rollout_errors", "temporal", rollout_errors),
     Metric("diverged_at", "temporal", diverged_at),
 )
-
-
-def _per_sample(m: Metric, pred: Tensor, true: Tensor, n_spatial_dims: int) -> Tensor:
-    """``m``'s per-sample values on one batch."""
-    if m.kind == "spectral":
-        return m.fn(pred, true, n_spatial_dims=n_spatial_dims)
-    return m.fn(pred, true)
 
 
 def summarise(pred_batches: Iterable[Tensor], true_batches: Iterable[Tensor], n_spatial_dims: int = 2,
@@ -96,8 +79,8 @@ def summarise(pred_batches: Iterable[Tensor], true_batches: Iterable[Tensor], n_
         cache: dict[tuple[Callable[..., Any], str], Tensor] = {}
         for m in metrics:
             key = (m.fn, m.kind)
-            if key not in cache:
-                cache[key] = _per_sample(m, p, t, n_spatial_dims)
+            if key not in cache:  # spectral metrics also get the number of spatial axes
+                cache[key] = m.fn(p, t, n_spatial_dims=n_spatial_dims) if m.kind == "spectral" else m.fn(p, t)
             values[m.name].append(cache[key])
         n += int(p.shape[0])
     if n == 0:
