@@ -1,6 +1,6 @@
 """Campaign throughput: 200 cases, 64 × 64, 200 frames, 2 worker processes → JSON on stdout.
 
-    .venv/bin/python benchmarks/campaign.py [--cases 200] [--frames 200] [--workers 2] [--backend devito]
+    .venv/bin/python -m benchmarks.campaign [--cases 200] [--frames 200] [--workers 2] [--backend devito]
 
 The physics is that of configs/forecast64.yaml (GRF media, Ricker point sources, absorbing sponge,
 4th-order FD, dt = 1.5 ms, one frame every 5 steps). Wall time covers everything `wavesurrogate

@@ -1,8 +1,8 @@
 """A priori against a posteriori compression of the forecast CNN (issue 3); prints JSON.
 
-    .venv/bin/python benchmarks/compression.py [--data FILE] [--epochs 8] [--max-cases 120]
+    .venv/bin/python -m benchmarks.compression [--data FILE] [--epochs 8] [--max-cases 120]
                                                [--lrs 3e-4,...,2e-2] [--out benchmarks/out/compression.json]
-    .venv/bin/python benchmarks/compression.py --small          # minutes: the demo campaign, 3 epochs
+    .venv/bin/python -m benchmarks.compression --small          # minutes: the demo campaign, 3 epochs
 
 What it does, in order:
 1. Data: ``--data`` or the standard campaign configs/forecast64.yaml simulated into
@@ -48,8 +48,11 @@ from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
 from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import TrainingDiverged
-from wavesurrogate.eval import bench as B
+from wavesurrogate.eval import memory as Mem
+from wavesurrogate.eval import timing as T
+from wavesurrogate.eval.bench import machine_info
 from wavesurrogate.eval.evaluate import evaluate_model
+from wavesurrogate.io import to_json
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.layers.tensorized import TensorizedConvNd, from_dense
 from wavesurrogate.nn.rollout import rollout
@@ -79,7 +82,7 @@ def make_data(args: argparse.Namespace) -> Path:
 
 def count(kwargs: dict[str, Any]) -> int:
     """Trainable parameters of cnn2d(**kwargs)."""
-    return B.count_trainable(registry.build("cnn2d", kwargs))
+    return Mem.count_trainable(registry.build("cnn2d", kwargs))
 
 
 def choose_ranks(dense_params: int) -> dict[str, int]:
@@ -252,18 +255,18 @@ def measure(label: str, model: nn.Module, info: RunInfo, data: Path, train_s: fl
     c = BASE["n_in"] + 1
     ev = evaluate_model(model, info, data)
     roll = ev["rollout"]["rel_l2"] if ev.get("rollout") else []
-    lat1 = B.latency_ms(model, (1, c, ny, nx), repeats=repeats)
-    lat32 = B.latency_ms(model, (32, c, ny, nx), repeats=max(3, repeats // 3))
+    lat1 = T.latency_ms(model, (1, c, ny, nx), repeats=repeats)
+    lat32 = T.latency_ms(model, (32, c, ny, nx), repeats=max(3, repeats // 3))
     kwargs = info.model_kwargs
     late = late_rollout(model, info.stats, data)
     return {
-        "label": label, "kwargs": kwargs, "params": B.count_trainable(model),
-        "weight_bytes": B.weight_bytes(model),
-        "peak_infer_bytes": B.inference_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
-        "peak_train_bytes": B.train_step_peak_bytes("cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
+        "label": label, "kwargs": kwargs, "params": Mem.count_trainable(model),
+        "weight_bytes": Mem.weight_bytes(model),
+        "peak_infer_bytes": Mem.inference_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
+        "peak_train_bytes": Mem.train_step_peak_bytes("cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
                                                     (info.config.batch_size, BASE["n_out"], ny, nx)),
-        "tensor_peak_infer_bytes": B.inference_tensor_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
-        "tensor_peak_train_bytes": B.train_step_tensor_peak_bytes(
+        "tensor_peak_infer_bytes": Mem.inference_tensor_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
+        "tensor_peak_train_bytes": Mem.train_step_tensor_peak_bytes(
             "cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
             (info.config.batch_size, BASE["n_out"], ny, nx)),
         "test_rel_l2": ev["one_step"]["rel_l2_pooled"],
@@ -408,7 +411,7 @@ def main() -> None:
         res["ratio_to_dense"] = {k: (res[k] / dense[k] if res.get(k) and dense.get(k) else None)
                                  for k in RATIO_KEYS}
     out = {
-        "benchmark": "compression", "data": str(Path(data).resolve()), "machine": B.machine_info(),
+        "benchmark": "compression", "data": str(Path(data).resolve()), "machine": machine_info(),
         "settings": {"epochs": args.epochs, "batch": args.batch, "window_stride": args.window_stride,
                      "max_cases": args.max_cases, "learning_rates": lrs,
                      "optimiser": "adam, cosine to 1e-5; per model the learning rate with the lowest "
@@ -420,7 +423,7 @@ def main() -> None:
         "goals": goals(results, budgets, ranks),
         "results": list(results.values()), "seconds": time.perf_counter() - t_all,
     }
-    text = json.dumps(B._finite(out), indent=2)
+    text = to_json(out)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n", encoding="utf-8")

@@ -5,7 +5,7 @@ Two paths are timed (median of many runs after a warm-up):
 - ``cached_trunk``: the trunk basis at a fixed query set is computed once (it does not depend on the source),
   so a new source costs one branch pass and one [1, p] x [p, Q] product.
 
-Usage: .venv/bin/python benchmarks/deeponet_latency.py [--width 128] [--threads 1] ...
+Usage: .venv/bin/python -m benchmarks.deeponet_latency [--width 128] [--threads 1] ...
 """
 
 from __future__ import annotations
@@ -14,24 +14,17 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import torch
 
+from wavesurrogate.eval.timing import time_calls
 from wavesurrogate.nn.models.deeponet import DeepONet
 from wavesurrogate.nn.registry import count_trainable as count_params
 
 
 def timed_ms(fn, runs: int, warmup: int) -> dict[str, float]:
     """Median and 10th/90th percentiles (ms) of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    samples.sort()
+    samples = sorted(s * 1e3 for s in time_calls(fn, warmup=warmup, repeats=runs))
     return {
         "median_ms": round(statistics.median(samples), 4),
         "p10_ms": round(samples[len(samples) // 10], 4),

@@ -1,6 +1,6 @@
 """Fuzz the public loaders and the CLI with random configs, mutated HDF5 files and damaged run directories.
 
-    .venv/bin/python benchmarks/fuzz.py [--configs 1000] [--hdf5 200] [--checkpoints 100] [--seed 0]
+    .venv/bin/python -m benchmarks.fuzz [--configs 1000] [--hdf5 200] [--checkpoints 100] [--seed 0]
                                         [--out FILE.json]
 
 Every case goes through the library loader (``load_campaign_config``/``load_train_config``,
@@ -40,12 +40,10 @@ import h5py
 import numpy as np
 import yaml
 
+from tests.bad_inputs import make_corpus as mc
+from wavesurrogate.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "bad_inputs"))
-
-import make_corpus as mc  # noqa: E402
-
-from wavesurrogate.errors import UserError  # noqa: E402
 
 MAX_TRACEBACKS = 5
 TRACE = False

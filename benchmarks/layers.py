@@ -6,7 +6,7 @@ default activation recomputation (memory as low as a dense conv's) and without i
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
 per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
 
-    .venv/bin/python benchmarks/layers.py [--threads 1] [--reps 7] [--quick]
+    .venv/bin/python -m benchmarks.layers [--threads 1] [--reps 7] [--quick]
 """
 
 from __future__ import annotations
@@ -16,27 +16,20 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from wavesurrogate.eval.timing import round_robin
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.layers.tensorized import TensorizedConv2d
 
 
 def _round_robin(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict[str, float]:
     """Median wall time (ms) of each callable, timed one call of each per repetition."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                times[name].append(dt * 1e3)
-    return {k: round(statistics.median(v), 3) for k, v in times.items()}
+    walls = round_robin(fns, reps, warmup)
+    return {k: round(statistics.median(w) * 1e3, 3) for k, (w, _) in walls.items()}
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:

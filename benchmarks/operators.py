@@ -1,8 +1,8 @@
 """Peers at matched parameter budgets, trained and measured by one harness; prints JSON.
 
-    .venv/bin/python benchmarks/operators.py [--jobs 2] [--out benchmarks/out/operators.json]
-    .venv/bin/python benchmarks/operators.py --write-configs     # regenerate configs/peers/{forecast,field}/
-    .venv/bin/python benchmarks/operators.py --smoke             # minutes: one budget, one epoch, few cases
+    .venv/bin/python -m benchmarks.operators [--jobs 2] [--out benchmarks/out/operators.json]
+    .venv/bin/python -m benchmarks.operators --write-configs     # regenerate configs/peers/{forecast,field}/
+    .venv/bin/python -m benchmarks.operators --smoke             # minutes: one budget, one epoch, few cases
 
 What it does, in order:
 1. Data: runs the campaigns configs/peers/forecast64_small.yaml (forecast task) and
@@ -14,7 +14,7 @@ What it does, in order:
    from its run directory (best weights) and
    - forecast: one-step error on the test cases' windows, a rollout from frame ``--rollout-start`` (after the
      source has stopped injecting) with errors at horizons 10 and 40, latency at batch 1 and 32
-     (``eval.bench.latency_ms``), the 40-step rollout at batch 1, and the speed-up over the FD solver
+     (``eval.timing.latency_ms``), the 40-step rollout at batch 1, and the speed-up over the FD solver
      (``eval.bench.time_solver``: devito, one thread, advancing the same frames of a test case);
    - source-to-field: the whole test field (predict_grid on the file's grid), and for one new source position
      at the 4,096 points of the last frame: the latency (DeepONet: trunk precomputed for the fixed query grid,
@@ -41,10 +41,12 @@ import numpy as np
 import torch
 import yaml
 
+from wavesurrogate import metrics as M
 from wavesurrogate.config.train import TrainConfig, load_train_config
 from wavesurrogate.data.windows import scale_axis
-from wavesurrogate.eval import bench as B
-from wavesurrogate.eval import metrics as M
+from wavesurrogate.eval import memory as Mem
+from wavesurrogate.eval import timing as T
+from wavesurrogate.eval.bench import time_solver
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.budget import params_for_budget
 from wavesurrogate.nn.rollout import rollout
@@ -82,7 +84,7 @@ SUBDIR = {"forecast": "forecast", "source_to_field": "field"}
 
 
 def _count(name: str, kwargs: dict[str, Any]) -> int:
-    return B.count_trainable(registry.build(name, kwargs))
+    return Mem.count_trainable(registry.build(name, kwargs))
 
 
 def width_for_budget(name: str, kwargs_of: Any, target: int, lo: int = 1, hi: int = 1024) -> dict[str, Any]:
@@ -282,21 +284,21 @@ def measure_forecast(run: Path, data: Path, solver: dict[str, Any], args: argpar
     with open_data(data) as f:
         fields, velocity = f.load_all(_test_cases(f))
     rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
-                           "params": B.count_trainable(model), "weight_bytes": B.weight_bytes(model),
+                           "params": Mem.count_trainable(model), "weight_bytes": Mem.weight_bytes(model),
                            "best_epoch": info.best_epoch, **_history(run)}
     rec.update(forecast_errors(model, info.stats, fields, velocity, args.window_stride, args.rollout_start,
                                (10, 40)))
     shape = (N_IN + 1, *fields.shape[-2:])
-    b1 = B.latency_ms(model, (1, *shape), warmup=3, repeats=args.repeats)
-    b32 = B.latency_ms(model, (32, *shape), warmup=1, repeats=max(3, args.repeats // 4))
+    b1 = T.latency_ms(model, (1, *shape), warmup=3, repeats=args.repeats)
+    b32 = T.latency_ms(model, (32, *shape), warmup=1, repeats=max(3, args.repeats // 4))
     x0 = torch.randn(1, N_IN, *fields.shape[-2:])
     v0 = torch.randn(1, *fields.shape[-2:])
     steps = rec["rollout"]["steps"]
-    roll_s = B.solver_seconds(lambda: rollout(model, x0, v0, steps), repeats=3)
+    roll_s = T.solver_seconds(lambda: rollout(model, x0, v0, steps), repeats=3)
     rec.update(latency_b1=b1.to_dict(), latency_b32=b32.to_dict(), rollout_b1_seconds=roll_s)
     one, many = solver["one_frame"]["seconds"], solver["rollout"]["seconds"]
-    rec.update(speedup_b1=B.speedup(one, b1.per_sample_ms / 1e3),
-               speedup_b32=B.speedup(one, b32.per_sample_ms / 1e3), speedup_rollout=B.speedup(many, roll_s))
+    rec.update(speedup_b1=T.speedup(one, b1.per_sample_ms / 1e3),
+               speedup_b32=T.speedup(one, b32.per_sample_ms / 1e3), speedup_rollout=T.speedup(many, roll_s))
     return rec
 
 
@@ -340,7 +342,7 @@ def measure_field(run: Path, data: Path, solver: dict[str, Any], args: argparse.
         pred = torch.cat([model.predict_grid(params[i : i + 8], ax_x, ax_y, ax_t).double() * fs + fm
                           for i in range(0, len(cases), 8)])
     rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
-                           "params": B.count_trainable(model), "weight_bytes": B.weight_bytes(model),
+                           "params": Mem.count_trainable(model), "weight_bytes": Mem.weight_bytes(model),
                            "best_epoch": info.best_epoch, **_history(run), "test_cases": int(len(cases)),
                            "test_whole_field": _field_summary(pred, true),
                            "test_last_frame": _field_summary(pred[:, -1:], true[:, -1:])}
@@ -353,18 +355,18 @@ def measure_field(run: Path, data: Path, solver: dict[str, Any], args: argparse.
     with torch.inference_mode():
         if hasattr(model, "trunk_basis"):
             basis = model.trunk_basis(q)
-            cached = B.time_calls(lambda: model.combine(model.branch_coeffs(p1), basis),
+            cached = T.time_calls(lambda: model.combine(model.branch_coeffs(p1), basis),
                                   warmup=20, repeats=200)
             lat["cached_trunk_ms"] = 1e3 * float(np.median(cached))
             same = torch.allclose(model.combine(model.branch_coeffs(p1), basis), model(p1, q), atol=1e-5)
             lat["cached_equals_full"] = bool(same)
-        full = B.time_calls(lambda: model(p1, q), warmup=3, repeats=args.repeats)
+        full = T.time_calls(lambda: model(p1, q), warmup=3, repeats=args.repeats)
         lat["all_new_points_ms"] = 1e3 * float(np.median(full))
     best_ms = lat.get("cached_trunk_ms", lat["all_new_points_ms"])
     lat["meets_5ms"] = best_ms <= TARGET_MS
     solve = solver["to_last_frame"]["seconds"]
-    lat["speedup_fixed_query"] = B.speedup(solve, best_ms / 1e3)
-    lat["speedup_all_new_points"] = B.speedup(solve, lat["all_new_points_ms"] / 1e3)
+    lat["speedup_fixed_query"] = T.speedup(solve, best_ms / 1e3)
+    lat["speedup_all_new_points"] = T.speedup(solve, lat["all_new_points_ms"] / 1e3)
     rec["new_source_latency"] = lat
     return rec
 
@@ -385,12 +387,12 @@ def time_solvers(data: dict[str, Path], rollout_steps: int, repeats: int) -> dic
         if task == "forecast":
             out["forecast"] = {
                 "case": c,
-                "one_frame": B.time_solver(cfg_yaml, dt, params, 1, 1, repeats=repeats),
-                "rollout": B.time_solver(cfg_yaml, dt, params, 1, rollout_steps, repeats=repeats)}
+                "one_frame": time_solver(cfg_yaml, dt, params, 1, 1, repeats=repeats),
+                "rollout": time_solver(cfg_yaml, dt, params, 1, rollout_steps, repeats=repeats)}
         else:
             out["source_to_field"] = {
                 "case": c,
-                "to_last_frame": B.time_solver(cfg_yaml, dt, params, 1, n_frames - 1, repeats=repeats)}
+                "to_last_frame": time_solver(cfg_yaml, dt, params, 1, n_frames - 1, repeats=repeats)}
     return out
 
 
@@ -448,7 +450,7 @@ def main() -> None:
     solver = time_solvers(data, 40, repeats=7)
     result: dict[str, Any] = {
         "benchmark": "operators", "smoke": args.smoke,
-        "command": "benchmarks/operators.py " + " ".join(sys.argv[1:]),
+        "command": "-m benchmarks.operators " + " ".join(sys.argv[1:]),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "python": platform.python_version(),

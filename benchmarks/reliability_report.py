@@ -1,8 +1,8 @@
 """Write docs/reliability.md: the bad-input corpus run now, the kill/resume/determinism tests run now, the
 write audit, and the fuzz results read from the JSON of benchmarks/fuzz.py. Markdown on stdout.
 
-    .venv/bin/python benchmarks/fuzz.py --out benchmarks/fuzz.json          # the long run (minutes)
-    .venv/bin/python benchmarks/reliability_report.py --fuzz benchmarks/fuzz.json > docs/reliability.md
+    .venv/bin/python -m benchmarks.fuzz --out benchmarks/fuzz.json          # the long run (minutes)
+    .venv/bin/python -m benchmarks.reliability_report --fuzz benchmarks/fuzz.json > docs/reliability.md
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from tests.bad_inputs import make_corpus as mc
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "bad_inputs"))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import make_corpus as mc  # noqa: E402
-
-COMMAND = (".venv/bin/python benchmarks/reliability_report.py --fuzz benchmarks/fuzz.json "
+COMMAND = (".venv/bin/python -m benchmarks.reliability_report --fuzz benchmarks/fuzz.json "
            "> docs/reliability.md")
-FUZZ_COMMAND = ".venv/bin/python benchmarks/fuzz.py --out benchmarks/fuzz.json"
+FUZZ_COMMAND = ".venv/bin/python -m benchmarks.fuzz --out benchmarks/fuzz.json"
 
 # (pytest node id, what it proves); run in one pytest process, results read from its JUnit XML
 KILL_TESTS = [
@@ -175,7 +173,7 @@ def fuzz_section(fuzz: dict[str, Any] | None) -> list[str]:
 
 
 def audit_section() -> list[str]:
-    from test_kills import write_sites
+    from tests.test_kills import write_sites
 
     sites = write_sites(ROOT / "src" / "wavesurrogate")
     bad = [s for s in sites if not s["atomic"]]
@@ -196,7 +194,7 @@ def summary(rows: list[dict[str, Any]], tests: dict[str, list[dict[str, Any]]],
     kills = [t for n, ts in tests.items() if is_kill[n] for t in ts]
     survived = sum(t["status"] == "passed" for t in kills)
     flat = [t for ts in tests.values() for t in ts]
-    from test_kills import write_sites
+    from tests.test_kills import write_sites
 
     sites = write_sites(ROOT / "src" / "wavesurrogate")
     n_atomic = sum(s["atomic"] for s in sites)

@@ -1,6 +1,6 @@
 """Regenerate docs/results.md from the benchmark JSON files in benchmarks/out/ (never edit it by hand).
 
-    .venv/bin/python benchmarks/results_md.py [--out docs/results.md] [--json-dir benchmarks/out]
+    .venv/bin/python -m benchmarks.results_md [--out docs/results.md] [--json-dir benchmarks/out]
 
 ``operators.json`` (benchmarks/operators.py) gets dedicated tables; any other ``*.json`` there (compression,
 solver, submodel, ...) is summarised generically (its scalar fields and tables of its record lists). Winners
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = ".venv/bin/python benchmarks/results_md.py"
+COMMAND = ".venv/bin/python -m benchmarks.results_md"
 BUDGET_TAGS = ("10k", "50k", "250k")
 FORECAST_LABELS = {"cnn_dense": "dense CNN", "cnn_cp": "CP CNN", "fno": "FNO", "tfno": "TFNO"}
 FIELD_LABELS = {"deeponet": "DeepONet", "decoder_cp": "CP CNN decoder"}
@@ -291,7 +291,7 @@ def operators_section(res: dict[str, Any]) -> list[str]:
     if res.get("smoke"):
         lines += ["**This file is from a `--smoke` run: not a result.**", ""]
     return lines + _setup(res) + _forecast(res) + _field(res) + _caveats(res) + [
-        "Reproduce: `.venv/bin/python benchmarks/operators.py --jobs 2` (makes the data, trains the "
+        "Reproduce: `.venv/bin/python -m benchmarks.operators --jobs 2` (makes the data, trains the "
         f"{len(res['forecast']) + len(res['source_to_field'])} configs of `configs/peers/`, measures, writes "
         "`benchmarks/out/operators.json`), then "
         f"`{COMMAND}`. Run directories that already finished the same config are reused, so a rerun only "
@@ -375,7 +375,7 @@ def compression_section(res: dict[str, Any]) -> list[str]:
                           f"{yes(inf[0])}, {yes(inf[1])}"])
         lines += table(["model", "error ratio ≤ 1.10", "rollout ratio ≤ 1.2",
                         "memory lower (weights, train, inference)", "not slower (batch 1, 32)"], grows) + [""]
-    lines += ["Reproduce: `.venv/bin/python benchmarks/compression.py --out benchmarks/out/compression.json` "
+    lines += ["Reproduce: `.venv/bin/python -m benchmarks.compression --out benchmarks/out/compression.json` "
               "(defaults: 8 epochs, 120 cases, the rate grid above; simulates configs/forecast64.yaml once; "
               f"finished runs are reused), then `{COMMAND}`.", ""]
     return lines

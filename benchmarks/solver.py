@@ -1,6 +1,6 @@
 """FD solver throughput against a textbook devito acoustic operator, the NumPy backend and the FE solver.
 
-    .venv/bin/python benchmarks/solver.py [--sizes 128 256 512] [--orders 2 4] [--repeat 3]
+    .venv/bin/python -m benchmarks.solver [--sizes 128 256 512] [--orders 2 4] [--repeat 3]
 
 Prints JSON. Throughput counts the points updated per step, absorbing layer included (ghosts excluded),
 times steps over warm wall (and CPU) time; the first run's extra time (Operator build, cached JIT) is
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from wavesurrogate.eval.timing import round_robin
 from wavesurrogate.physics import media
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
@@ -45,14 +46,7 @@ def make_problem(n: int, space_order: int, n_steps: int, stride: int = 10) -> Pr
 
 def interleaved(fns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float]]:
     """Best (wall, CPU) seconds of each function, calls interleaved so that all see the same load."""
-    best = {k: (np.inf, np.inf) for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
-    return best
+    return {k: (min(w), min(c)) for k, (w, c) in round_robin(fns, repeat).items()}
 
 
 def prepare_ours(p: Problem, backend: str) -> tuple[dict[str, Any], float]:
@@ -205,7 +199,7 @@ def main() -> None:
 
     out = {
         "benchmark": "solver",
-        "command": "python benchmarks/solver.py " + " ".join(
+        "command": "python -m benchmarks.solver " + " ".join(
             f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
             for k, v in vars(args).items()),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),

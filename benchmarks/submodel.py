@@ -1,6 +1,6 @@
 """ZOI submodel driven by a trained boundary network vs the full FE solve (and FD), held-out cases → JSON.
 
-    .venv/bin/python benchmarks/submodel.py --run runs/trace256 [--compare runs/A runs/B] \\
+    .venv/bin/python -m benchmarks.submodel --run runs/trace256 [--compare runs/A runs/B] \\
         [--data data/traces256.h5] [--timed-cases 3] > benchmarks/out/submodel.json
 
 Data: ``configs/submodel.yaml`` (256 × 256 nodes, dx = 5 m, 20-cell absorbing layer, central 64 × 64 ZOI,
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from wavesurrogate.apps.submodel import check_geometry, evaluate_case, load_trace_run, predict_trace, rel_l2
+from wavesurrogate.eval.timing import time_calls
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Problem, TimeAxis
@@ -93,10 +94,8 @@ def fd_seconds(problem: Problem, space_order: int, c_max: float) -> dict[str, fl
     time_axis = TimeAxis(t_end / n_steps, n_steps // stride + 1, stride)
     solver = FDSolver(problem.grid, problem.boundary, time_axis, space_order, backend="devito",
                       dtype=np.float32)
-    solver.run(problem.velocity, problem.source)  # compile (cached by devito) and warm up
-    t0 = time.perf_counter()
-    solver.run(problem.velocity, problem.source)
-    return {"fd_s": time.perf_counter() - t0, "dt_s": time_axis.dt_s, "n_steps": n_steps}
+    fd_s = time_calls(lambda: solver.run(problem.velocity, problem.source), warmup=1, repeats=1)[0]
+    return {"fd_s": fd_s, "dt_s": time_axis.dt_s, "n_steps": n_steps}
 
 
 def timing_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """ZOI submodel core: full FE solve vs ZOI-only FE solve driven by the exact trace → JSON on stdout.
 
-    .venv/bin/python benchmarks/submodel_core.py [--elements p1 q1] [--n 256] [--zoi 64] [--steps 600]
+    .venv/bin/python -m benchmarks.submodel_core [--elements p1 q1] [--n 256] [--zoi 64] [--steps 600]
 
 256 × 256 nodes (dx = 5 m) with a 20-cell absorbing layer, Gaussian-random-field medium (mean 2000 m/s,
 contrast 0.1, correlation 50 m, seed 0), 15 Hz Ricker point source at (300, 300) m, outside the central

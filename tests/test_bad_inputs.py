@@ -4,15 +4,12 @@ exactly one line on stderr naming the problem, no traceback, and its workspace l
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "bad_inputs"))
-
-import make_corpus as mc  # noqa: E402
+from tests.bad_inputs import make_corpus as mc
 
 CASES = mc.load_manifest()
 

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-compression = pytest.importorskip("compression")
-results_md = pytest.importorskip("results_md")
+from benchmarks import compression, results_md
 
 KEYS = compression.RATIO_KEYS
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from wavesurrogate.apps.demo import LABELS, find_config, plan, run_demo
-from wavesurrogate.eval.bench import TABLE_COLUMNS
+from wavesurrogate.eval.table import TABLE_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -22,10 +22,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "bad_inputs"))
+from tests.bad_inputs import make_corpus as mc
 
-import make_corpus as mc  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 # Training: 3 training cases → 3 windows of 6 per case = 18 windows, batch 4 → 5 steps per epoch, 3 epochs.
 TRAIN_MOMENTS = {
@@ -119,7 +118,9 @@ def _worker(argv: list[str]) -> int:
 
 
 def _spawn(spec: str, *cli_args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the worker is this file run as a script: the repository root on its path finds tests.bad_inputs
+    path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.Popen([sys.executable, __file__, spec, *cli_args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 

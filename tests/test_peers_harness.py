@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
+from wavesurrogate import metrics as M
 from wavesurrogate.data.windows import scale_axis
-from wavesurrogate.eval import metrics as M
 from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.runs import load_run
 from wavesurrogate.train.loop import config_from_dict, train

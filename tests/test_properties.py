@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "bad_inputs"))
-
-import make_corpus as mc  # noqa: E402
-
-from wavesurrogate.config.campaign import load_campaign_config  # noqa: E402
-from wavesurrogate.config.train import load_train_config  # noqa: E402
-from wavesurrogate.data.store import DataFile, describe, open_data  # noqa: E402
-from wavesurrogate.errors import ConfigError, DataFileError  # noqa: E402
+from tests.bad_inputs import make_corpus as mc
+from wavesurrogate.config.campaign import load_campaign_config
+from wavesurrogate.config.train import load_train_config
+from wavesurrogate.data.store import DataFile, describe, open_data
+from wavesurrogate.errors import ConfigError, DataFileError
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wavesurrogate.eval.bench import format_table, speedup_cell
 from wavesurrogate.eval.report import render_report, verdicts
+from wavesurrogate.eval.table import format_table, speedup_cell
 
 
 def _run(name: str, params: int, err: float, s1: float, s32: float, sr: float = 0.5) -> dict[str, Any]:

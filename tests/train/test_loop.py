@@ -204,7 +204,8 @@ def test_cli_train_and_evaluate_end_to_end(data, tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == sorted(ck.RUN_FILES)
     meta = json.loads((run / ck.MODEL_JSON).read_text())
     assert meta["name"] == tt.FORECAST and meta["model_version"] == 1
-    assert meta["kwargs"] == {"n_in": 2, "n_out": 1, "width": 4, "nan_after": 0, "sleep_s": 0.0, "dropout": 0.0}
+    assert meta["kwargs"] == {"n_in": 2, "n_out": 1, "width": 4, "nan_after": 0, "sleep_s": 0.0,
+                              "dropout": 0.0}
     w = _weights(run)
     assert {k.split(".", 1)[0] for k in w} == {"best", "last"}
     capsys.readouterr()

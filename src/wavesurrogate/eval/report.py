@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wavesurrogate.eval.bench import format_table
+from wavesurrogate.eval.table import format_table
 from wavesurrogate.io import atomic_write_text
 
 __all__ = ["verdicts", "render_report", "write_report"]

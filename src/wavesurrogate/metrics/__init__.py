@@ -1,1 +1,13 @@
-"""TEMPORARY (replaced at merge by the metrics package of branch wt-c)."""
+"""Error metrics, split by kind (as the_well does) and dimension-generic: spatial, spectral, temporal, suite.
+
+All computed in float64 on ``[N, ...]`` tensors (a sample is one index of the first axis).
+"""
+
+from wavesurrogate.metrics.spatial import max_error, pooled_rel_l2, rel_l2, rmse, squared_norms
+from wavesurrogate.metrics.spectral import BAND_EDGES, BANDS, frmse, radial_wavenumber
+from wavesurrogate.metrics.suite import METRICS, TEMPORAL, Metric, summarise
+from wavesurrogate.metrics.temporal import DIVERGENCE_THRESHOLD, diverged_at, rollout_errors
+
+__all__ = ["BAND_EDGES", "BANDS", "DIVERGENCE_THRESHOLD", "METRICS", "TEMPORAL", "Metric", "rel_l2",
+           "pooled_rel_l2", "rmse", "max_error", "squared_norms", "radial_wavenumber", "frmse",
+           "rollout_errors", "diverged_at", "summarise"]

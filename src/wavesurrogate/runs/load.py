@@ -137,7 +137,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         model = registry.build(name, kwargs)
         entry = registry.entry(name)
         task = tasks.get(str(meta.get("task", cfg.data.task)))
-        task.check_model(entry, source=f"{where}: task {task.name!r} but model")
+        tasks.check_model(task, entry, source=f"{where}: task {task.name!r} but model")
     except CheckpointError:
         raise
     except UserError as exc:

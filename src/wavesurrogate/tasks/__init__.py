@@ -13,7 +13,7 @@ import pkgutil
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.tasks.base import Task
 
-__all__ = ["Task", "get", "names", "solving"]
+__all__ = ["Task", "get", "names", "solving", "check_model"]
 
 
 @functools.cache
@@ -45,3 +45,11 @@ def names() -> list[str]:
 def solving(interface: str) -> list[str]:
     """Names of the tasks that accept models of ``interface``."""
     return [n for n, t in sorted(_tasks().items()) if interface in t.interfaces]
+
+
+def check_model(task: Task, entry: object, source: str = "model:") -> None:
+    """ConfigError unless the registry ``entry`` has an interface ``task`` accepts (naming what it solves)."""
+    interface = getattr(entry, "interface", None)
+    if interface not in task.interfaces:
+        solves = ", ".join(solving(str(interface))) or "no known task"
+        raise ConfigError(f"{source} {getattr(entry, 'name', '?')!r} solves {solves}, not {task.name!r}")

@@ -117,14 +117,6 @@ class Task:
     name: ClassVar[str]
     interfaces: ClassVar[tuple[str, ...]]
 
-    def check_model(self, entry: Any, source: str = "model:") -> None:
-        """ConfigError unless the registry ``entry`` has an interface this task accepts."""
-        if entry.interface not in self.interfaces:
-            from wavesurrogate.tasks import solving
-
-            solves = ", ".join(solving(entry.interface)) or "no known task"
-            raise ConfigError(f"{source} {entry.name!r} solves {solves}, not {self.name!r}")
-
     def check_config(self, cfg: Any) -> None:
         """Task-specific consistency of a TrainConfig (ConfigError, one line); none by default."""
 

@@ -60,7 +60,7 @@ def build_model(cfg: TrainConfig, stats: dict[str, Any] | None = None) -> nn.Mod
     from wavesurrogate.nn import registry
 
     task = tasks.get(cfg.data.task)
-    task.check_model(registry.entry(cfg.model.name))
+    tasks.check_model(task, registry.entry(cfg.model.name))
     task.check_config(cfg)
     kwargs = task.model_kwargs(cfg, stats or {})
     with torch.random.fork_rng(devices=[]):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from wavesurrogate.eval import metrics as M
+from wavesurrogate import metrics as M
 
 
 def _grid(n: int) -> tuple[torch.Tensor, torch.Tensor]:
