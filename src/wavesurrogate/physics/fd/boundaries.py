@@ -1,4 +1,4 @@
-"""Boundary treatment for the FD solver: ghost extensions, the absorbing sponge, and its measured reflection.
+"""FD boundary treatment: ghost extensions and the absorbing sponge (measured in physics.checks).
 
 The absorbing layer is a sponge u_tt + η(x)·u_t = ∇·(c²∇u) of ``width`` cells outside the physical grid,
 velocity extended by edge replication, with a profile η(d) = A·c/L·(d/L)^p (d the distance into the
@@ -69,33 +69,3 @@ def damping_field(c_padded: np.ndarray, widths: tuple[int, int], spacing: tuple[
         prof = strength / thickness * (depth * h / thickness) ** power
         eta += c_padded * (prof[:, None] if axis == 0 else prof[None, :])
     return eta
-
-
-def reflection_coefficient(width: int = 20, space_order: int = 2, sigma_cells: float = 3.0,
-                           backend: str = "numpy", strength: float = SPONGE_STRENGTH,
-                           power: float = SPONGE_POWER, n_cells: int = 160) -> float:
-    """Reflected fraction of the energy of a normally incident pulse on the absorbing layer (dimensionless).
-
-    A plane Gaussian pulse exp(-x²/2σ²) (σ = ``sigma_cells`` cells, energy peaked at wavelength 2πσ) starts
-    at rest in the middle of a channel of ``n_cells`` cells with absorbing x edges and mirror y edges; it
-    splits into two halves that run into the layers. When any reflection would be back in the middle of
-    the channel, the energy left in the physical region, divided by the initial energy, is returned.
-    """
-    from wavesurrogate.physics.fd import FDSolver, cfl_dt_max, discrete_energy
-    from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
-
-    h, c = 1.0, 1.0
-    grid = Grid(nx=n_cells + 1, ny=5, dx=h, dy=h)
-    dt = 0.5 * cfl_dt_max(grid, c, space_order)
-    # reflected pulse centre back in the middle: lx/2 out, 2·width through the layer and back, lx/2 in
-    n_steps = int(np.ceil((grid.lx + 2 * width * h) / c / dt))
-    time = TimeAxis(dt_s=dt, n_frames=n_steps + 1, frame_stride=1)
-    boundary = (Boundary("neumann", 0), Boundary("absorbing", width))
-    solver = FDSolver(grid, boundary, time, space_order=space_order, backend=backend, dtype=np.float64,
-                      sponge=(strength, power))
-    vel = np.full(grid.shape, c)
-    pulse = np.exp(-((grid.x - grid.lx / 2) ** 2) / (2 * (sigma_cells * h) ** 2))
-    frames = solver.run(vel, initial_field=np.repeat(pulse[None, :], grid.ny, axis=0))
-    e0 = discrete_energy(solver, vel, frames[1], frames[0])
-    e1 = discrete_energy(solver, vel, frames[-1], frames[-2])
-    return float(e1 / e0)
