@@ -93,7 +93,7 @@ def test_simulate_info_show_and_no_overwrite(tmp_path: Path, capsys) -> None:
 
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "wavesurrogate/1" in text and "3 (2 train, 1 test; 3 done)" in text and "[3, 10, 16, 16]" in text
+    assert "wavesurrogate/2" in text and "3 (2 train, 1 test; 3 done)" in text and "[3, 10, 16, 16]" in text
 
     assert main(["show", str(out), "--case", "2", "--out", str(tmp_path / "fig")]) == 0
     png, gif = (Path(p) for p in capsys.readouterr().out.split())
