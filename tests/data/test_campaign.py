@@ -19,7 +19,8 @@ from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data import campaign
 from wavesurrogate.data.campaign import read_shard, run_campaign, simulate
 from wavesurrogate.data.cases import load_campaign, resolve, run_case, sample_cases
-from wavesurrogate.data.store import case_checksum, decode_chunk, encode_chunk, open_data
+from wavesurrogate.data.schema import case_checksum, decode_chunk, encode_chunk
+from wavesurrogate.data.store import open_data
 from wavesurrogate.errors import CFLError, ConfigError, DataFileError, UserError
 
 

@@ -11,15 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from wavesurrogate.data.store import (
-    SCHEMA,
-    DataWriter,
-    case_checksum,
-    decode_chunk,
-    describe,
-    encode_chunk,
-    open_data,
-)
+from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
+from wavesurrogate.data.store import DataWriter, describe, open_data
 from wavesurrogate.errors import DataFileError
 
 N, NT, NY, NX = 3, 4, 5, 6

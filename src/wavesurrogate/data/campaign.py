@@ -24,14 +24,8 @@ import numpy as np
 from wavesurrogate.config.base import dump_yaml
 from wavesurrogate.config.campaign import CampaignConfig
 from wavesurrogate.data.cases import CaseSpec, load_campaign, resolve, run_case, sample_cases
-from wavesurrogate.data.store import (
-    SCHEMA,
-    DataWriter,
-    case_checksum,
-    decode_chunk,
-    encode_chunk,
-    open_data,
-)
+from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
+from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.io import atomic_path
 

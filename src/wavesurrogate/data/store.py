@@ -1,11 +1,5 @@
-"""HDF5 data files (data/schema.py, docs/data-format.md): atomic writer, distrustful reader, summary.
-
-Layout: root attributes describing the solver and campaign; ``fields`` float32 [case, frame, (z,) y, x]
-(one case per chunk, gzip); ``velocity`` float32 [case, (z,) y, x]; ``params/<name>`` [case]; one
-coordinate dataset per spatial axis (``x``, ``y``, ``z`` in m) and ``t`` (s); ``split`` uint8 [case]
-(0 train, 1 test); ``done`` bool [case]; ``checksum`` [case] (sha256 hex of the case's float32 field
-bytes then velocity bytes). Files of schema ``wavesurrogate/1`` open as 2-D files of the same layout.
-"""
+"""HDF5 data files (layout and validation in data/schema.py, docs/data-format.md): atomic writer,
+distrustful reader, summary. Files of schema ``wavesurrogate/1`` open as 2-D files."""
 
 from __future__ import annotations
 
@@ -29,16 +23,12 @@ from wavesurrogate.data.schema import (
     bad,
     case_checksum,
     decode_chunk,
-    encode_chunk,
     required_attrs,
     set_attr,
     validate,
 )
 from wavesurrogate.errors import DataFileError
 from wavesurrogate.io import atomic_path
-
-__all__ = ["SCHEMA", "SPLITS", "DataFile", "DataWriter", "case_checksum", "decode_chunk", "describe",
-           "encode_chunk", "open_data"]
 
 
 class DataWriter:

@@ -35,23 +35,9 @@ def pad_edge(a: np.ndarray, widths: tuple[int, int]) -> np.ndarray:
     return np.pad(a, ((wy, wy), (wx, wx)), mode="edge")
 
 
-def mirror_extend(a: np.ndarray, n: int, sign: float = 1.0) -> np.ndarray:
-    """Extend an [y, x] array by n nodes on each side, mirrored about the edge nodes (times ``sign``)."""
-    out = np.pad(a, n, mode="reflect")
-    if sign != 1.0:
-        out[:n] *= sign
-        out[-n:] *= sign
-        out[:, :n] *= sign
-        out[:, -n:] *= sign
-    return out
-
-
-def damping_profile(n_cells: int, h_m: float, c_mps: float | np.ndarray,
-                    strength: float = SPONGE_STRENGTH, power: float = SPONGE_POWER) -> np.ndarray:
-    """Sponge coefficient η in 1/s at depths d = 1..n_cells cells into a layer of n_cells cells."""
-    thickness = n_cells * h_m
-    d = np.arange(1, n_cells + 1) * h_m
-    return strength * np.asarray(c_mps)[..., None] / thickness * (d / thickness) ** power
+def mirror_extend(a: np.ndarray, n: int) -> np.ndarray:
+    """Extend an [y, x] array by n nodes on each side, mirrored about the edge nodes."""
+    return np.pad(a, n, mode="reflect")
 
 
 def damping_field(c_padded: np.ndarray, widths: tuple[int, int], spacing: tuple[float, float],

@@ -8,17 +8,7 @@ from typing import Any
 import numpy as np
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.physics.fd import boundaries
-from wavesurrogate.physics.fd.core import (
-    Arrays,
-    apply_operator,
-    choose_dt,
-    edge_coefficients,
-    face_coefficients,
-    fill_ghosts,
-    make_layout,
-    operator_scale,
-)
+from wavesurrogate.physics.fd import boundaries, core
 from wavesurrogate.physics.fd.numpy import run_numpy
 from wavesurrogate.physics.problem import Boundary, Grid, Initial, Problem, Source, TimeAxis
 from wavesurrogate.physics.sources import grid_footprint, initial_field, wavelet
@@ -43,7 +33,7 @@ class FDSolver:
         self.grid, self.time, self.space_order, self.backend = grid, time, space_order, backend
         self.dtype = np.dtype(dtype)
         self.sponge = sponge
-        self.layout = make_layout(grid, boundary, space_order)
+        self.layout = core.make_layout(grid, boundary, space_order)
         self._devito: Any = None
 
     @property
@@ -53,10 +43,10 @@ class FDSolver:
 
     def dt(self, velocity: np.ndarray) -> float:
         """Time step in seconds for this velocity (time.dt_s checked against the CFL bound)."""
-        return choose_dt(self.grid, float(np.max(velocity)), self.space_order, self.time.dt_s)
+        return core.choose_dt(self.grid, float(np.max(velocity)), self.space_order, self.time.dt_s)
 
     def prepare(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None,
-                initial_field_: np.ndarray | None = None) -> Arrays:
+                initial_field_: np.ndarray | None = None) -> core.Arrays:
         """Check dt (CFLError) and build the computational arrays of one run."""
         grid, lay, so = self.grid, self.layout, self.space_order
         velocity = np.asarray(velocity, dtype=np.float64)
@@ -65,14 +55,14 @@ class FDSolver:
         if not np.all(np.isfinite(velocity)) or np.any(velocity <= 0):
             raise ConfigError("velocity: values must be finite and positive")
         dt = self.dt(velocity)
-        bx, by = face_coefficients(velocity, lay, so, operator_scale(grid, dt, so))
+        bx, by = core.face_coefficients(velocity, lay, so, core.operator_scale(grid, dt, so))
         damp = None
         if self.damped:
             c_pad = boundaries.pad_edge(velocity, lay.pad)
             damp = np.zeros(lay.shape, dtype=self.dtype)
             damp[lay.inner] = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
             damp *= 0.5 * dt
-        abc = edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx), self.dtype)
+        abc = core.edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx), self.dtype)
         source = source or Source()
         footprint = dt**2 * grid_footprint(source, grid)
         n_steps = self.time.n_steps
@@ -82,18 +72,18 @@ class FDSolver:
             u0[lay.physical] = initial_field_
         else:
             u0[lay.physical] = initial_field(initial or Initial(), grid, lay.kinds[1])
-        fill_ghosts(u0, lay)
+        core.fill_ghosts(u0, lay)
         um1 = u0.copy()  # u^{-1} = u^0 + dt²/2·(L u^0 + s^0): second-order Taylor step from rest
         if np.any(u0):
-            um1[lay.inner] += 0.5 * apply_operator(u0, by, bx, lay, so)
+            um1[lay.inner] += 0.5 * core.apply_operator(u0, by, bx, lay, so)
         um1[lay.physical] += 0.5 * footprint * wave[0]
-        fill_ghosts(um1, lay)
+        core.fill_ghosts(um1, lay)
 
         def cast(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.ascontiguousarray(a, dtype=self.dtype)
 
-        return Arrays(lay, so, cast(by), cast(bx), damp, abc, cast(u0), cast(um1), footprint, wave, n_steps,
-                      self.time.frame_stride, self.time.n_frames)
+        return core.Arrays(lay, so, cast(by), cast(bx), damp, abc, cast(u0), cast(um1), footprint, wave,
+                           n_steps, self.time.frame_stride, self.time.n_frames)
 
     def run(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None, *,
             initial_field: np.ndarray | None = None, progress: Any = None,
