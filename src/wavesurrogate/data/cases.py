@@ -26,6 +26,7 @@ from wavesurrogate.config.campaign import (
 )
 from wavesurrogate.errors import CFLError, ConfigError
 from wavesurrogate.physics import media
+from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.problem import Initial, Problem, Source, TimeAxis
 
 SPLIT_TRAIN, SPLIT_TEST = 0, 1
@@ -110,16 +111,13 @@ def velocity_bounds(cfg: CampaignConfig) -> tuple[float, float]:
 
 def file_velocity(cfg: CampaignConfig) -> np.ndarray:
     """The velocity array of a 'file' medium, checked against the grid (ConfigError naming medium.*)."""
-    from wavesurrogate.physics.media import from_file
-
     assert isinstance(cfg.medium, FileMedium)
-    return from_file(cfg.grid_obj(), cfg.medium.path, cfg.medium.dataset)
+    return media.from_file(cfg.grid_obj(), cfg.medium.path, cfg.medium.dataset)
 
 
 def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
     """FE time step: the bound of the uniform c_max medium holds for every c ≤ c_max (K grows with c²)."""
     from wavesurrogate.physics.fe import FESolver
-    from wavesurrogate.physics.problem import Problem
 
     g = cfg.grid_obj()
     problem = Problem(g, np.full(g.shape, c_max), TimeAxis(1.0, 2), boundary=cfg.boundary_obj())
@@ -135,8 +133,6 @@ def resolve(cfg: CampaignConfig) -> CampaignConfig:
 
     Reads a 'file' medium; ConfigError/CFLError with one line naming the field. Idempotent.
     """
-    from wavesurrogate.physics.fd import choose_dt
-
     _, c_max = velocity_bounds(cfg)
     try:
         dt = _fe_dt(cfg, c_max) if cfg.solver.kind == "fe" else choose_dt(
@@ -200,8 +196,6 @@ def case_initial(cfg: CampaignConfig, spec: CaseSpec) -> Initial:
 @functools.lru_cache(maxsize=4)
 def _fd_solver(grid, boundary, time_axis, space_order: int, backend: str, thread: int):
     """One compiled FD solver per (settings, process, thread): devito compiles once, not once per case."""
-    from wavesurrogate.physics.fd import FDSolver
-
     del thread  # part of the cache key only: a solver's buffers are not shared between threads
     return FDSolver(grid, boundary, time_axis, space_order, backend=backend, dtype=np.float32)
 
