@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data.campaign import simulate
+from wavesurrogate.data.cases import load_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def main() -> None:
         path.write_text(yaml.safe_dump(cfg))
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
-        c = load_campaign_config(path)
+        c = load_campaign(path)
         last = [t0]
         out = simulate(c, Path(tmp) / "bench.h5", workers=a.workers, progress=False,
                        on_shard=lambda i: last.__setitem__(0, time.perf_counter()))

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.fuzz [--configs 1000] [--hdf5 200] [--checkpoints 100] [--seed 0]
                                         [--out FILE.json]
 
-Every case goes through the library loader (``load_campaign_config``/``load_train_config``,
+Every case goes through the library loader (``load_campaign``/``load_train_config``,
 ``open_data`` + every accessor + ``load_all`` + ``describe``, ``load_run``/``load_state``) and through
 the CLI in-process (``simulate``/``train`` against an existing output, ``info``, ``show``, ``evaluate``,
 ``train --resume``). A case is *accepted* (loaded fine), *rejected* (a ``UserError``; through the CLI:
@@ -260,8 +260,8 @@ def _small(d: Any) -> bool:
 
 
 def fuzz_configs(n: int, rng: np.random.Generator, ws: Path) -> dict[str, Any]:
-    from wavesurrogate.config.campaign import load_campaign_config
     from wavesurrogate.config.train import load_train_config
+    from wavesurrogate.data.cases import load_campaign
     from wavesurrogate.train.loop import prepare_data
 
     np.save(ws / "velocity.npy", np.full((16, 16), 1800.0))
@@ -290,7 +290,7 @@ def fuzz_configs(n: int, rng: np.random.Generator, ws: Path) -> dict[str, Any]:
                 ok = library(t, label + " prepare_data", lambda h: prepare_data(h[0].resolved()), holder)
             cli(t, label, ["train", str(path), "--out", str(ws / "run")], ws, [])
         else:
-            ok = library(t, label, load_campaign_config, path)
+            ok = library(t, label, load_campaign, path)
             cli(t, label, ["simulate", str(path), "--out", str(ws / "good.h5")], ws, [])
         t.accepted += ok is True
         t.rejected += ok is False

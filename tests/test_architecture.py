@@ -10,14 +10,9 @@ from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Allow-list of the import cycles known today, being removed on another branch:
-#   physics/fd.py <-> physics/fd_devito.py and physics/boundaries.py <-> physics/fd.py (one strongly connected
-#   component of three modules). EMPTY THIS SET AFTER MERGING THAT BRANCH: from then on any cycle fails.
-# A cycle found is tolerated only if all its members lie in one allowed set.
-KNOWN_CYCLES: set[frozenset[str]] = {  # the physics cycle goes with the merge of the physics branch
-    frozenset({"wavesurrogate.physics.boundaries", "wavesurrogate.physics.fd",
-               "wavesurrogate.physics.fd_devito"}),
-}
+# Allow-list of tolerated import cycles (a cycle passes only if all its members lie in one allowed set).
+# Empty: the last ones (physics/fd <-> fd_devito <-> boundaries) went with the physics/fd package.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def strongly_connected(adj: dict[str, set[str]]) -> list[frozenset[str]]:

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.bad_inputs import make_corpus as mc
-from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.config.train import load_train_config
+from wavesurrogate.data.cases import load_campaign
 from wavesurrogate.data.store import DataFile, describe, open_data
 from wavesurrogate.errors import ConfigError, DataFileError
 
@@ -86,7 +86,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_campaign_loader_raises_only_config_error(ws: Path, cfg: dict[str, Any]) -> None:
     path = ws / "campaign.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    _load_or_config_error(load_campaign_config, path)
+    _load_or_config_error(load_campaign, path)
 
 
 @SETTINGS
@@ -105,7 +105,7 @@ def test_loaders_on_arbitrary_text(ws: Path, text: str | bytes) -> None:
         path.write_bytes(text)
     else:
         path.write_text(text, encoding="utf-8")
-    _load_or_config_error(load_campaign_config, path)
+    _load_or_config_error(load_campaign, path)
     _load_or_config_error(load_train_config, path)
 
 
@@ -113,11 +113,11 @@ def test_the_campaign_property_can_fail(ws: Path) -> None:
     """The loaders do reject: a NaN spacing and a huge grid are ConfigErrors, the base config loads."""
     path = ws / "c.yaml"
     path.write_text(yaml.safe_dump(CAMPAIGN), encoding="utf-8")
-    assert load_campaign_config(path).grid.nx == 16
+    assert load_campaign(path).grid.nx == 16
     for grid in ({"dx_m": math.nan}, {"nx": 2**40}):
         path.write_text(yaml.safe_dump({**CAMPAIGN, "grid": {**CAMPAIGN["grid"], **grid}}), encoding="utf-8")
         with pytest.raises(ConfigError, match="grid"):
-            load_campaign_config(path)
+            load_campaign(path)
 
 
 # -------------------------------------------------------------------------------------------------- HDF5

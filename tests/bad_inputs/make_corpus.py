@@ -59,7 +59,7 @@ def train_config(data: str = "good.h5", out: str = "run", **over: Any) -> dict[s
 
 
 def write_data(path: Path, n: int = 16, n_frames: int = 8, n_cases: int = 4, n_test: int = 1) -> Path:
-    """A valid schema-wavesurrogate/1 file of smooth synthetic waves (no solver needed), built atomically."""
+    """A valid schema-wavesurrogate/2 file of smooth synthetic waves (no solver needed), built atomically."""
     from wavesurrogate.data.store import DataWriter
 
     rng = np.random.default_rng(0)
@@ -162,7 +162,7 @@ def h5_foreign(ws: Path) -> None:
 
 
 H5_EDITS: dict[str, Callable[[h5py.File], None]] = {
-    "h5_schema_v2": lambda f: f.attrs.__setitem__("schema", "wavesurrogate/2"),
+    "h5_schema_future": lambda f: f.attrs.__setitem__("schema", "wavesurrogate/3"),
     "h5_missing_dataset": lambda f: f.__delitem__("velocity"),
     "h5_missing_checksum": lambda f: f.__delitem__("checksum"),
     "h5_missing_attr": lambda f: f.attrs.__delitem__("dt"),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wavesurrogate.cli import main
-from wavesurrogate.config.campaign import load_campaign_config
+from wavesurrogate.data.cases import load_campaign
 from wavesurrogate.data.store import open_data
 
 
@@ -83,7 +83,7 @@ def test_simulate_info_show_and_no_overwrite(tmp_path: Path, capsys) -> None:
         assert d.n_cases == 3 and list(d.split) == [0, 0, 1]
         # the stored resolved config reloads to the same campaign
         (tmp_path / "resolved.yaml").write_text(d.attrs["config_yaml"], encoding="utf-8")
-        assert load_campaign_config(tmp_path / "resolved.yaml") == load_campaign_config(cfg_path)
+        assert load_campaign(tmp_path / "resolved.yaml") == load_campaign(cfg_path)
     before = out.read_bytes()
     capsys.readouterr()
     assert main(["simulate", str(cfg_path), "--out", str(out)]) == 2
@@ -93,7 +93,7 @@ def test_simulate_info_show_and_no_overwrite(tmp_path: Path, capsys) -> None:
 
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "wavesurrogate/1" in text and "3 (2 train, 1 test; 3 done)" in text and "[3, 10, 16, 16]" in text
+    assert "wavesurrogate/2" in text and "3 (2 train, 1 test; 3 done)" in text and "[3, 10, 16, 16]" in text
 
     assert main(["show", str(out), "--case", "2", "--out", str(tmp_path / "fig")]) == 0
     png, gif = (Path(p) for p in capsys.readouterr().out.split())

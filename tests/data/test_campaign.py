@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,9 +17,11 @@ import yaml
 
 from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data import campaign
-from wavesurrogate.data.campaign import read_shard, run_campaign, run_case, sample_cases, simulate
-from wavesurrogate.data.store import case_checksum, decode_chunk, encode_chunk, open_data
-from wavesurrogate.errors import DataFileError, UserError
+from wavesurrogate.data.campaign import read_shard, run_campaign, simulate
+from wavesurrogate.data.cases import load_campaign, resolve, run_case, sample_cases
+from wavesurrogate.data.schema import case_checksum, decode_chunk, encode_chunk
+from wavesurrogate.data.store import open_data
+from wavesurrogate.errors import CFLError, ConfigError, DataFileError, UserError
 
 
 def tiny(**over) -> dict:
@@ -45,8 +48,8 @@ def write_cfg(path: Path, **over) -> Path:
 
 
 def test_sampling_is_per_case_and_in_range(tmp_path: Path) -> None:
-    small = load_campaign_config(write_cfg(tmp_path / "a.yaml"))
-    big = load_campaign_config(write_cfg(tmp_path / "b.yaml", cases=7, test_cases=3))
+    small = load_campaign(write_cfg(tmp_path / "a.yaml"))
+    big = load_campaign(write_cfg(tmp_path / "b.yaml", cases=7, test_cases=3))
     a, b = sample_cases(small), sample_cases(big)
     assert [s.index for s in b] == list(range(10)) and [s.split for s in b] == [0] * 7 + [1] * 3
     assert [s.params for s in a[:4]] == [s.params for s in b[:4]]  # case i depends only on (seed, i)
@@ -55,12 +58,12 @@ def test_sampling_is_per_case_and_in_range(tmp_path: Path) -> None:
     assert a[2].params["source_x_m"] == expect
     freqs = np.array([s.params["freq_hz"] for s in b])
     assert np.all((freqs >= 15.0) & (freqs <= 25.0)) and np.unique(freqs).size == 10
-    reseeded = load_campaign_config(write_cfg(tmp_path / "c.yaml", seed=4))
+    reseeded = load_campaign(write_cfg(tmp_path / "c.yaml", seed=4))
     assert sample_cases(reseeded)[0].params != a[0].params
 
 
 def test_stored_content_equals_solver_and_bytes_are_reproducible(tmp_path: Path) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     out1 = simulate(cfg, tmp_path / "one.h5", workers=1, progress=False)
     out2 = simulate(cfg, tmp_path / "two.h5", workers=2, progress=False)  # process pool, other order
     assert out1.read_bytes() == out2.read_bytes()
@@ -71,7 +74,7 @@ def test_stored_content_equals_solver_and_bytes_are_reproducible(tmp_path: Path)
         assert d.dt == cfg.time.dt_s and d.frame_stride == 3
         np.testing.assert_allclose(d.t, np.arange(12) * 3 * cfg.time.dt_s)
         np.testing.assert_array_equal(d.split, [0, 0, 0, 0, 1, 1])
-        assert load_campaign_config(write_cfg(tmp_path / "c.yaml")) == cfg
+        assert load_campaign(write_cfg(tmp_path / "c.yaml")) == cfg
         assert yaml.safe_load(d.attrs["config_yaml"])["time"]["dt_s"] == cfg.time.dt_s
         for spec in (specs[1], specs[5]):
             frames, velocity = run_case(cfg, spec)  # independent recomputation
@@ -86,7 +89,7 @@ class Crash(Exception):
 
 
 def test_resume_after_crash_gives_identical_file(tmp_path: Path, monkeypatch) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     fresh = simulate(cfg, tmp_path / "fresh.h5", workers=1, progress=False).read_bytes()
     out = tmp_path / "out.h5"
 
@@ -113,11 +116,11 @@ def test_resume_after_crash_gives_identical_file(tmp_path: Path, monkeypatch) ->
 
 
 def test_refuses_shards_of_another_config(tmp_path: Path) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     with pytest.raises(Crash):
         simulate(cfg, tmp_path / "o.h5", workers=1, progress=False,
                  on_shard=lambda i: (_ for _ in ()).throw(Crash))
-    other = load_campaign_config(write_cfg(tmp_path / "d.yaml", seed=5))
+    other = load_campaign(write_cfg(tmp_path / "d.yaml", seed=5))
     with pytest.raises(UserError, match="different config"):
         simulate(other, tmp_path / "o.h5", workers=1, progress=False)
     assert (tmp_path / "o.h5.work" / "case-000000.npz").exists() and not (tmp_path / "o.h5").exists()
@@ -127,7 +130,7 @@ def test_refuses_shards_of_another_config(tmp_path: Path) -> None:
 
 
 def test_existing_output_untouched_and_finished_cleanup(tmp_path: Path) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     out = simulate(cfg, tmp_path / "o.h5", workers=1, progress=False)
     before = out.read_bytes()
     with pytest.raises(UserError, match="already exists"):
@@ -143,7 +146,7 @@ def test_existing_output_untouched_and_finished_cleanup(tmp_path: Path) -> None:
 
 def test_dask_path_equals_local_path(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     local = simulate(cfg, tmp_path / "local.h5", workers=1, progress=False)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
                                   silence_logs=40) as cluster:
@@ -153,14 +156,14 @@ def test_dask_path_equals_local_path(tmp_path: Path) -> None:
 
 def test_unreachable_scheduler_is_a_user_error(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     with pytest.raises(UserError, match="cannot connect"):
         simulate(cfg, tmp_path / "o.h5", scheduler="tcp://127.0.0.1:9", progress=False, scheduler_timeout_s=1)
     assert not (tmp_path / "o.h5").exists()
 
 
 def test_fe_solver_campaign_case(tmp_path: Path) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml", solver={"kind": "fe", "element": "q1"},
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml", solver={"kind": "fe", "element": "q1"},
                                          grid={"nx": 12, "ny": 12}, boundary={"kind": "neumann"},
                                          source={"x_m": [40.0, 70.0], "y_m": [40.0, 70.0]}))
     spec = sample_cases(cfg)[0]
@@ -199,7 +202,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 
 def test_read_shard_detects_tampering(tmp_path: Path) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
     spec, other = sample_cases(cfg)[:2]
     case = campaign.run_case_encoded(cfg, spec)
     frames, velocity = run_case(cfg, spec)
@@ -220,7 +223,39 @@ def test_read_shard_detects_tampering(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # devito imports and generates code in three processes
 def test_devito_backend_bytes_independent_of_processes(tmp_path: Path) -> None:
-    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml", solver={"backend": "devito"}))
+    cfg = load_campaign(write_cfg(tmp_path / "c.yaml", solver={"backend": "devito"}))
     one = simulate(cfg, tmp_path / "one.h5", workers=1, progress=False)  # compiled in this process
     two = simulate(cfg, tmp_path / "two.h5", workers=2, progress=False)  # compiled in two fresh workers
     assert one.read_bytes() == two.read_bytes()
+
+
+def test_loading_builds_no_solver_and_resolve_fixes_dt(tmp_path: Path, monkeypatch) -> None:
+    from wavesurrogate.physics import fe
+
+    def no_solver(*a, **k):
+        raise AssertionError("an FE solver was built while loading")
+
+    monkeypatch.setattr(fe.FESolver, "from_problem", no_solver)
+    fe_cfg = load_campaign_config(write_cfg(tmp_path / "fe.yaml", solver={"kind": "fe", "element": "p1"}))
+    assert fe_cfg.time.dt_s is None
+    cfg = load_campaign_config(write_cfg(tmp_path / "c.yaml"))
+    assert cfg.time.dt_s is None
+    # GRF: c_max = 2200·(1 + 3·0.1) m/s; 4th order: dt ≤ 1/((7/6)·c_max·√(2/h²)), h = 10 m; safety 0.9
+    bound = 1.0 / (7.0 / 6.0 * 2200.0 * 1.3 * math.sqrt(2.0 / 100.0))
+    resolved = resolve(cfg)
+    assert resolved.time.dt_s == pytest.approx(0.9 * bound, rel=1e-12)
+    assert resolve(resolved) == resolved == load_campaign(tmp_path / "c.yaml")
+
+
+def test_resolve_refuses_what_needs_the_solver_or_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "m.yaml"
+    missing.write_text(yaml.safe_dump({**tiny(), "medium": {"kind": "file", "path": "nope.npy"}}))
+    assert load_campaign_config(missing).medium.path == str((tmp_path / "nope.npy").resolve())
+    with pytest.raises(ConfigError, match=r"m\.yaml: medium\.path"):
+        load_campaign(missing)
+    fast = yaml.safe_load(write_cfg(tmp_path / "f.yaml").read_text())
+    fast["time"]["dt_s"] = 0.01
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(fast))
+    assert load_campaign_config(tmp_path / "f.yaml").time.dt_s == 0.01
+    with pytest.raises(CFLError, match=r"f\.yaml: time\.dt_s = 0\.01 s breaks the CFL bound"):
+        load_campaign(tmp_path / "f.yaml")

@@ -11,15 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from wavesurrogate.data.store import (
-    SCHEMA,
-    DataWriter,
-    case_checksum,
-    decode_chunk,
-    describe,
-    encode_chunk,
-    open_data,
-)
+from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
+from wavesurrogate.data.store import DataWriter, describe, open_data
 from wavesurrogate.errors import DataFileError
 
 N, NT, NY, NX = 3, 4, 5, 6
@@ -145,6 +138,11 @@ def test_nan_fields_rejected_even_with_matching_checksum(tmp_path: Path) -> None
     (lambda h: (h.__delitem__("t"), h.create_dataset("t", data=np.zeros(NT + 1))), "'t' has shape"),
     (lambda h: h["params"].create_dataset("extra", data=np.zeros(N + 2)), "'params/extra' has shape"),
     (lambda h: h["done"].__setitem__(1, False), "case 1 was never written"),
+    (lambda h: h.attrs.__setitem__("n_spatial_dims", 4), "'n_spatial_dims' must be 1, 2 or 3"),
+    (lambda h: h.attrs.__setitem__("n_spatial_dims", 3), "missing attribute 'dz'"),
+    (lambda h: h.attrs.__setitem__("axes", np.array([b"case", b"frame", b"x", b"y"])), "'axes' must be"),
+    (lambda h: h.attrs.__setitem__("spacing_m", [12.0, 12.0]), "'spacing_m' .* differs from dy, dx"),
+    (lambda h: h.attrs.__delitem__("spacing_m"), "missing attribute 'spacing_m'"),
 ])
 def test_damaged_files_one_line(tmp_path: Path, damage, match: str) -> None:
     bad = _corrupt(_write(tmp_path / "d.h5"), tmp_path / "bad.h5", damage)
@@ -192,3 +190,64 @@ def test_encoded_chunk_is_what_hdf5_would_store(tmp_path: Path) -> None:
         w.write_case(0, None, _case(0)[1], {}, chunk=encode_chunk(f0[:-1]))
     w.abort()
     assert not (tmp_path / "bad.h5").exists()
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "schema1_8x8.h5"  # written by make_schema1.py at 282c7ff
+
+
+def test_schema_1_file_still_opens_and_reads_the_same_arrays() -> None:
+    with open_data(FIXTURE) as d:
+        assert d.attrs["schema"] == "wavesurrogate/1" and "n_spatial_dims" not in d.attrs
+        assert d.n_spatial_dims == 2 and d.axes == ("case", "frame", "y", "x")
+        assert d.spatial_shape == (8, 8) and d.spacing == (10.0, 10.0)
+        assert (d.ny, d.nx, d.dx, d.dy) == (8, 8, 10.0, 10.0)
+        np.testing.assert_array_equal(d.x, np.arange(8) * 10.0)
+        np.testing.assert_allclose(d.t, np.arange(4) * 2e-3)
+        np.testing.assert_array_equal(d.split, [0, 0, 1])
+        fields, velocity = d.load_all()
+        for i in range(3):  # the generator of make_schema1.py
+            rng = np.random.default_rng(i)
+            np.testing.assert_array_equal(fields[i], rng.standard_normal((4, 8, 8)).astype(np.float32))
+            np.testing.assert_array_equal(velocity[i], (1500 + 100 * rng.random((8, 8))).astype(np.float32))
+    assert "[case, frame, y, x] = [3, 4, 8, 8]" in describe(FIXTURE)
+
+
+def test_new_files_name_their_axes(tmp_path: Path) -> None:
+    with open_data(_write(tmp_path / "d.h5")) as d:
+        assert d.attrs["schema"] == SCHEMA == "wavesurrogate/2"
+        assert d.attrs["n_spatial_dims"] == 2 and d.attrs["axes"] == ["case", "frame", "y", "x"]
+        assert d.attrs["spacing_m"] == [12.0, 10.0] == list(d.spacing) and d.spatial_shape == (NY, NX)
+
+
+def test_three_dimensional_file_round_trip(tmp_path: Path) -> None:
+    nz, ny, nx = 3, 4, 5
+    z, y, x, t = np.arange(nz) * 7.0, np.arange(ny) * 12.0, np.arange(nx) * 10.0, np.arange(NT) * 3e-4
+    rng = np.random.default_rng(5)
+    cases = [(rng.standard_normal((NT, nz, ny, nx)).astype(np.float32),
+              rng.uniform(1500, 1600, (nz, ny, nx)).astype(np.float32)) for _ in range(2)]
+    with DataWriter(tmp_path / "d3.h5", n_cases=2, n_frames=NT, x=x, y=y, z=z, t=t,
+                    attrs={**_attrs(), "dz": 7.0}, param_names=["freq_hz"]) as w:
+        for i, (f, v) in enumerate(cases):
+            w.write_case(i, f if i == 0 else None, v, {"freq_hz": 1.0}, chunk=encode_chunk(f) if i else None)
+    with open_data(tmp_path / "d3.h5") as d:
+        assert d.n_spatial_dims == 3 and d.axes == ("case", "frame", "z", "y", "x")
+        assert d.spatial_shape == (nz, ny, nx) and d.spacing == (7.0, 12.0, 10.0)
+        assert (d.ny, d.nx, d.dy, d.dx) == (ny, nx, 12.0, 10.0)
+        fields, velocity = d.load_all()
+        for i, (f, v) in enumerate(cases):
+            np.testing.assert_array_equal(fields[i], f)
+            np.testing.assert_array_equal(velocity[i], v)
+    assert "[case, frame, z, y, x] = [2, 4, 3, 4, 5]" in describe(tmp_path / "d3.h5")
+
+
+def test_plain_h5py_reads_string_attributes_as_utf8_bytes(tmp_path: Path) -> None:
+    """What docs/data-format.md promises a reader without our package: fixed-length UTF-8 → bytes."""
+    p = _write(tmp_path / "d.h5")
+    with h5py.File(p, "r") as h:
+        schema = h.attrs["schema"]
+        assert isinstance(schema, bytes) and schema.decode("utf-8") == "wavesurrogate/2"
+        assert h5py.check_string_dtype(h.attrs.get_id("schema").dtype).encoding == "utf-8"
+        assert [a.decode("utf-8") for a in h.attrs["axes"]] == ["case", "frame", "y", "x"]
+        assert h.attrs["n_spatial_dims"] == 2 and list(h.attrs["spacing_m"]) == [12.0, 10.0]
+        assert h.attrs["config_yaml"].decode("utf-8") == "name: t\n"
+    assert b"GCOL" not in p.read_bytes()  # no global heap: no variable-length strings anywhere

@@ -8,8 +8,8 @@ from scipy.integrate import quad
 
 from wavesurrogate.errors import CFLError
 from wavesurrogate.physics import media, solve
-from wavesurrogate.physics.boundaries import reflection_coefficient
-from wavesurrogate.physics.fd import FDSolver, cfl_dt_max, choose_dt, discrete_energy, solve_fd
+from wavesurrogate.physics.checks import discrete_energy, reflection_coefficient
+from wavesurrogate.physics.fd import FDSolver, cfl_dt_max, choose_dt, solve_fd
 from wavesurrogate.physics.problem import Boundary, Grid, Initial, Problem, Source, TimeAxis
 from wavesurrogate.physics.sources import standing_mode, wavelet
 

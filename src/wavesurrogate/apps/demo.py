@@ -96,8 +96,8 @@ def _fresh(out: Path, *inputs: Path) -> bool:
 def _stage_data(p: DemoPlan, out: Path) -> tuple[Path, str]:
     """Simulate the campaign into ``out``/data.h5 unless a complete file of this config is there."""
     from wavesurrogate.config.base import dump_yaml
-    from wavesurrogate.config.campaign import load_campaign_config
     from wavesurrogate.data.campaign import run_campaign
+    from wavesurrogate.data.cases import load_campaign
     from wavesurrogate.data.store import open_data
     from wavesurrogate.io import atomic_write_text
 
@@ -106,7 +106,7 @@ def _stage_data(p: DemoPlan, out: Path) -> tuple[Path, str]:
     if not cfg_path.is_file() or cfg_path.read_text(encoding="utf-8") != text:
         atomic_write_text(cfg_path, text)
     data = out / "data.h5"
-    want = dump_yaml(load_campaign_config(cfg_path))
+    want = dump_yaml(load_campaign(cfg_path))
     if data.is_file():
         try:
             with open_data(data) as f:

@@ -1,8 +1,9 @@
-"""Campaign configs: what to simulate, with ranges to sample from; everything is checked at load time.
+"""Campaign configs: what to simulate, with ranges to sample from; pure schema, no solver is built here.
 
 A *range* is a scalar (fixed value) or ``[min, max]`` (uniform draw per case, min ≤ max). Loading checks
-types, signs, ranges, the medium file and the CFL bound over the whole config's velocity range, and fixes
-one time step ``time.dt_s`` for the whole campaign, before anything is written.
+types, signs, ranges, the domain and the memory one case needs. The medium file and the CFL bound, which
+fix one time step ``time.dt_s`` for the whole campaign, are checked by ``wavesurrogate.data.cases.resolve``
+before anything is written.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, PlainSerializer, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from wavesurrogate.config.base import Strict, read_yaml, validate
-from wavesurrogate.errors import CFLError, ConfigError
+from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
 
 Float = Annotated[float, Field(strict=True)]
@@ -210,40 +210,12 @@ class CampaignConfig(Strict):
     def time_obj(self) -> TimeAxis:
         """The physics TimeAxis (requires the resolved dt_s)."""
         if self.time.dt_s is None:
-            raise ValueError("time.dt_s not resolved: load the config with load_campaign_config")
+            raise ValueError("time.dt_s not resolved: use wavesurrogate.data.cases.resolve or load_campaign")
         return TimeAxis(self.time.dt_s, self.time.n_frames, self.time.frame_stride)
 
     def boundary_obj(self) -> Boundary:
         """The physics Boundary."""
         return Boundary(self.boundary.kind, self.boundary.width)
-
-
-def velocity_bounds(cfg: CampaignConfig) -> tuple[float, float]:
-    """(c_min, c_max) in m/s over every medium the config can produce (loads a medium file)."""
-    m = cfg.medium
-    if isinstance(m, ConstantMedium):
-        return bounds(m.c_mps)
-    if isinstance(m, LayeredMedium):
-        bs = [bounds(v) for v in m.velocities_mps]
-        return min(b[0] for b in bs), max(b[1] for b in bs)
-    if isinstance(m, GRFMedium):
-        (lo, hi), (_, kmax) = bounds(m.mean_mps), bounds(m.contrast)
-        return lo * (1 - 3 * kmax), hi * (1 + 3 * kmax)
-    if isinstance(m, InclusionsMedium):
-        lo, hi = bounds(m.background_mps)
-        if m.n > 0:
-            lo, hi = min(lo, m.c_mps[0]), max(hi, m.c_mps[1])
-        return lo, hi
-    c = file_velocity(cfg)
-    return float(c.min()), float(c.max())
-
-
-def file_velocity(cfg: CampaignConfig) -> np.ndarray:
-    """The velocity array of a 'file' medium, checked against the grid (ConfigError naming medium.*)."""
-    from wavesurrogate.physics.media import from_file
-
-    assert isinstance(cfg.medium, FileMedium)
-    return from_file(cfg.grid_obj(), cfg.medium.path, cfg.medium.dataset)
 
 
 def _check_inside(name: str, r: float | tuple[float, float] | None, length: float) -> None:
@@ -252,20 +224,6 @@ def _check_inside(name: str, r: float | tuple[float, float] | None, length: floa
     lo, hi = bounds(r)
     if lo < 0 or hi > length:
         raise ConfigError(f"{name}: must lie within the domain [0, {length:.6g}] m, got {r}")
-
-
-def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
-    """FE time step: the bound of the uniform c_max medium holds for every c ≤ c_max (K grows with c²)."""
-    from wavesurrogate.physics.fe import FESolver
-    from wavesurrogate.physics.problem import Problem
-
-    g = cfg.grid_obj()
-    problem = Problem(g, np.full(g.shape, c_max), TimeAxis(1.0, 2), boundary=cfg.boundary_obj())
-    solver = FESolver.from_problem(problem, cfg.solver.element)
-    if cfg.time.dt_s is None:
-        return cfg.time.cfl_safety * solver.dt_max()
-    solver.check_dt(cfg.time.dt_s, cfg.solver.element)
-    return cfg.time.dt_s
 
 
 def _memory_bytes() -> int | None:
@@ -296,16 +254,17 @@ def _check_size(cfg: CampaignConfig) -> None:
                           f"{have / 1e9:.3g} GB of memory available")
     pad = 2 * cfg.boundary.width if cfg.boundary.kind == "absorbing" else 0
     fe_need = FE_BYTES_PER_NODE * (g.nx + pad) * (g.ny + pad)
-    if cfg.solver.kind == "fe" and have is not None and fe_need > have:  # it is built at load for the CFL
+    if cfg.solver.kind == "fe" and have is not None and fe_need > have:  # built by resolve for the CFL
         raise ConfigError(f"grid: the FE solver on {g.nx} × {g.ny} nodes needs about {fe_need / 1e9:.3g} GB "
                           f"(~{FE_BYTES_PER_NODE} bytes per node), more than the "
                           f"{have / 1e9:.3g} GB of memory available")
 
 
-def resolve(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
-    """Cross-field checks (size, domain, seeds, medium file, CFL) and the one time step: the resolved cfg."""
-    from wavesurrogate.physics.fd import choose_dt
+def check_campaign(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
+    """Cross-field checks (size, domain, seeds, layers) without solvers; a medium path made absolute.
 
+    The time step is fixed later, from the solvers' CFL bound: ``wavesurrogate.data.cases.resolve``.
+    """
     _check_size(cfg)
     if isinstance(cfg.medium, FileMedium) and "\x00" in cfg.medium.path:
         raise ConfigError("medium.path: must not contain a NUL character")
@@ -327,21 +286,18 @@ def resolve(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig
         _check_inside(name, r, length)
     if cfg.source.kind == "none" and cfg.initial.kind == "zero":
         raise ConfigError("source.kind: 'none' with initial.kind 'zero' gives an all-zero wavefield")
-    _, c_max = velocity_bounds(cfg)
-    try:
-        dt = _fe_dt(cfg, c_max) if cfg.solver.kind == "fe" else choose_dt(
-            g, c_max, cfg.solver.space_order, dt_s=cfg.time.dt_s, safety=cfg.time.cfl_safety)
-    except CFLError as exc:
-        msg = str(exc)
-        raise CFLError(msg if msg.startswith("time.dt_s") else f"time.dt_s: {msg}") from None
-    return cfg.model_copy(update={"time": cfg.time.model_copy(update={"dt_s": float(dt)})})
+    return cfg
 
 
 def load_campaign_config(path: str | Path) -> CampaignConfig:
-    """Read, validate and resolve a campaign config; one-line ConfigError naming the field otherwise."""
+    """Read and check a campaign config (schema only: no solver, no medium file read, ``time.dt_s`` as given).
+
+    One-line ConfigError naming the field otherwise. ``wavesurrogate.data.cases.load_campaign`` also
+    resolves the time step.
+    """
     path = Path(path)
     cfg = validate(CampaignConfig, read_yaml(path), source=str(path))
     try:
-        return resolve(cfg, base_dir=path.parent)
+        return check_campaign(cfg, base_dir=path.parent)
     except ConfigError as exc:
         raise type(exc)(f"{path}: {exc}") from None

@@ -9,178 +9,25 @@ order, interruptions or the number of workers.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wavesurrogate.config.base import dump_yaml
-from wavesurrogate.config.campaign import (
-    CampaignConfig,
-    ConstantMedium,
-    FileMedium,
-    GRFMedium,
-    InclusionsMedium,
-    LayeredMedium,
-    bounds,
-    file_velocity,
-    load_campaign_config,
-)
-from wavesurrogate.data.store import (
-    SCHEMA,
-    DataWriter,
-    case_checksum,
-    decode_chunk,
-    encode_chunk,
-    open_data,
-)
-from wavesurrogate.errors import ConfigError, DataFileError, UserError
+from wavesurrogate.config.campaign import CampaignConfig
+from wavesurrogate.data.cases import CaseSpec, load_campaign, resolve, run_case, sample_cases
+from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
+from wavesurrogate.data.store import DataWriter, open_data
+from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.io import atomic_path
-from wavesurrogate.physics import media
-from wavesurrogate.physics.problem import Initial, Problem, Source
-
-SPLIT_TRAIN, SPLIT_TEST = 0, 1
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """One case: its index in the file, split (0 train, 1 test) and sampled parameters (SI units)."""
-
-    index: int
-    split: int
-    params: dict[str, float] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------- sampling
-def _draw(rng: np.random.Generator, r: float | tuple[float, float]) -> float:
-    lo, hi = bounds(r)
-    return float(rng.uniform(lo, hi))  # always one draw, so fixing a range never shifts the others
-
-
-def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, float]:
-    """The parameters of one case, drawn in a fixed order from ``rng`` (names carry units)."""
-    g = cfg.grid_obj()
-    p: dict[str, float] = {}
-    s = cfg.source
-    if s.kind != "none":
-        p["source_x_m"] = _draw(rng, s.x_m if s.x_m is not None else (0.0, g.lx))
-        p["source_y_m"] = _draw(rng, s.y_m if s.y_m is not None else (0.0, g.ly))
-        p["freq_hz"] = _draw(rng, s.freq_hz)
-        p["amplitude"] = _draw(rng, s.amplitude)
-    m = cfg.medium
-    if isinstance(m, ConstantMedium):
-        p["medium_c_mps"] = _draw(rng, m.c_mps)
-    elif isinstance(m, LayeredMedium):
-        for k, v in enumerate(m.velocities_mps):
-            p[f"medium_velocity_{k}_mps"] = _draw(rng, v)
-    elif isinstance(m, GRFMedium):
-        p["medium_mean_mps"] = _draw(rng, m.mean_mps)
-        p["medium_contrast"] = _draw(rng, m.contrast)
-        p["medium_correlation_length_m"] = _draw(rng, m.correlation_length_m)
-    elif isinstance(m, InclusionsMedium):
-        p["medium_background_mps"] = _draw(rng, m.background_mps)
-    i = cfg.initial
-    if i.kind == "gaussian":
-        p["initial_x_m"] = _draw(rng, i.x_m if i.x_m is not None else (0.0, g.lx))
-        p["initial_y_m"] = _draw(rng, i.y_m if i.y_m is not None else (0.0, g.ly))
-        p["initial_width_m"] = _draw(rng, i.width_m)
-    if i.kind != "zero":
-        p["initial_amplitude"] = _draw(rng, i.amplitude)
-    if isinstance(m, GRFMedium | InclusionsMedium):
-        p["medium_seed"] = float(rng.integers(0, 2**31))  # exact in float64
-    return p
-
-
-def sample_cases(cfg: CampaignConfig) -> list[CaseSpec]:
-    """All cases: training case i from rng (seed, i), then test case j from rng (test_seed, j)."""
-    def draw(seed: int, k: int) -> dict[str, float]:
-        return sample_params(cfg, np.random.default_rng([seed, k]))
-
-    return ([CaseSpec(i, SPLIT_TRAIN, draw(cfg.seed, i)) for i in range(cfg.cases)]
-            + [CaseSpec(cfg.cases + j, SPLIT_TEST, draw(cfg.test_seed, j)) for j in range(cfg.test_cases)])
-
-
-# ---------------------------------------------------------------------------------------------- one case
-def case_velocity(cfg: CampaignConfig, spec: CaseSpec) -> np.ndarray:
-    """Velocity model of a case in m/s, float32 [ny, nx] (the exact values the solver sees)."""
-    g, m, p = cfg.grid_obj(), cfg.medium, spec.params
-    if isinstance(m, ConstantMedium):
-        c = media.constant(g, p["medium_c_mps"])
-    elif isinstance(m, LayeredMedium):
-        c = media.layered(g, [p[f"medium_velocity_{k}_mps"] for k in range(len(m.velocities_mps))],
-                          m.interfaces_m)
-    elif isinstance(m, GRFMedium):
-        rng = np.random.default_rng(int(p["medium_seed"]))
-        c = media.gaussian_random_field(g, p["medium_mean_mps"], p["medium_contrast"],
-                                        p["medium_correlation_length_m"], rng)
-    elif isinstance(m, InclusionsMedium):
-        rng = np.random.default_rng(int(p["medium_seed"]))
-        c = media.random_inclusions(g, p["medium_background_mps"], m.n, m.radius_m, m.c_mps, rng)
-    else:
-        assert isinstance(m, FileMedium)
-        c = file_velocity(cfg)
-    return np.asarray(c, dtype=np.float32)
-
-
-def case_source(cfg: CampaignConfig, spec: CaseSpec) -> Source:
-    """The physics Source of a case."""
-    s, p = cfg.source, spec.params
-    if s.kind == "none":
-        return Source(kind="none")
-    return Source(kind=s.kind, x_m=p["source_x_m"], y_m=p["source_y_m"], freq_hz=p["freq_hz"],
-                  wavelet=s.wavelet, amplitude=p["amplitude"], width_m=s.width_m, delay_s=s.delay_s)
-
-
-def case_initial(cfg: CampaignConfig, spec: CaseSpec) -> Initial:
-    """The physics Initial condition of a case."""
-    i, p = cfg.initial, spec.params
-    if i.kind == "zero":
-        return Initial()
-    if i.kind == "mode":
-        return Initial(kind="mode", amplitude=p["initial_amplitude"], m=i.m, n=i.n)
-    return Initial(kind="gaussian", x_m=p["initial_x_m"], y_m=p["initial_y_m"], width_m=p["initial_width_m"],
-                   amplitude=p["initial_amplitude"])
-
-
-@functools.lru_cache(maxsize=4)
-def _fd_solver(grid, boundary, time_axis, space_order: int, backend: str, thread: int):
-    """One compiled FD solver per (settings, process, thread): devito compiles once, not once per case."""
-    from wavesurrogate.physics.fd import FDSolver
-
-    del thread  # part of the cache key only: a solver's buffers are not shared between threads
-    return FDSolver(grid, boundary, time_axis, space_order, backend=backend, dtype=np.float32)
-
-
-def run_case(cfg: CampaignConfig, spec: CaseSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate one case → (frames float32 [n_frames, ny, nx], velocity float32 [ny, nx] in m/s)."""
-    velocity = case_velocity(cfg, spec)
-    source, initial = case_source(cfg, spec), case_initial(cfg, spec)
-    grid, time_axis, boundary = cfg.grid_obj(), cfg.time_obj(), cfg.boundary_obj()
-    if cfg.solver.kind == "fd":
-        solver = _fd_solver(grid, boundary, time_axis, cfg.solver.space_order, cfg.solver.backend,
-                            threading.get_ident())
-        frames = solver.run(velocity.astype(np.float64), source, initial)
-    else:
-        from wavesurrogate.physics.fe import solve_fe
-
-        problem = Problem(grid, velocity.astype(np.float64), time_axis, source, initial, boundary,
-                          cfg.solver.space_order)
-        frames = solve_fe(problem, element=cfg.solver.element)
-    frames = np.asarray(frames, dtype=np.float32)
-    if frames.shape != (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx):
-        raise RuntimeError(f"case {spec.index}: solver returned frames of shape {frames.shape}")
-    if not np.all(np.isfinite(frames)):
-        raise ConfigError(f"case {spec.index}: the solver produced non-finite values (unstable settings?)")
-    return frames, velocity
 
 
 @dataclass(frozen=True)
@@ -295,11 +142,12 @@ def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_
 
 
 def code_fingerprint() -> str:
-    """sha256 of the source files that determine a case's numbers (physics/*.py, data/campaign.py)."""
+    """sha256 of the sources that determine a case's numbers: physics/**/*.py, data/cases.py, this file."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for p in sorted((root / "physics").glob("*.py")) + [Path(__file__).resolve()]:
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    here = Path(__file__).resolve()
+    for p in sorted((root / "physics").rglob("*.py")) + [here.with_name("cases.py"), here]:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
 
 
@@ -374,12 +222,20 @@ def _rate(done: int, t0: float) -> str:
 def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, workers: int | None = None,
              overwrite: bool = False, progress: bool = True,
              on_shard: Callable[[int], None] | None = None, scheduler_timeout_s: float = 20.0) -> Path:
-    """Run a resolved campaign into ``out`` (resuming from ``out.work/``); returns the output path.
+    """Run a campaign into ``out`` (resuming from ``out.work/``); returns the output path.
 
-    workers: local processes (None or 0: usable cores; 1: in this process). Workers are spawned, so a
-    script calling this with workers > 1 needs an ``if __name__ == "__main__":`` guard.
+    The config is resolved first (cases.resolve: time step from the CFL bound). workers: local processes
+    (None or 0: usable cores; 1: in this process). Workers are spawned, so a script calling this with
+    workers > 1 needs an ``if __name__ == "__main__":`` guard.
     """
-    out = Path(out)
+    return _simulate(resolve(cfg), Path(out), scheduler=scheduler, workers=workers, overwrite=overwrite,
+                     progress=progress, on_shard=on_shard, scheduler_timeout_s=scheduler_timeout_s)
+
+
+def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers: int | None, overwrite: bool,
+              progress: bool, on_shard: Callable[[int], None] | None = None,
+              scheduler_timeout_s: float = 20.0) -> Path:
+    """simulate() of a resolved config."""
     if out.is_dir():
         raise UserError(f"--out: {out} is a directory, expected a file path")
     work = out.with_name(out.name + ".work")
@@ -432,7 +288,7 @@ def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, wo
 
 def run_campaign(config_path: str | Path, out: str | Path, scheduler: str | None = None,
                  workers: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
-    """``wavesurrogate simulate``: load and check the config (nothing written if bad), then simulate."""
-    cfg = load_campaign_config(config_path)
-    return simulate(cfg, Path(out), scheduler=scheduler, workers=workers, overwrite=overwrite,
-                    progress=progress)
+    """``wavesurrogate simulate``: load and resolve the config (nothing written if bad), then simulate."""
+    cfg = load_campaign(config_path)
+    return _simulate(cfg, Path(out), scheduler=scheduler, workers=workers, overwrite=overwrite,
+                     progress=progress)

@@ -60,7 +60,7 @@ def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: 
     warmed by one untimed run in this process, then timed ``repeats`` times advancing
     n_frames_advanced · frame_stride steps.
     """
-    from wavesurrogate.data.campaign import CaseSpec, case_initial, case_source, case_velocity
+    from wavesurrogate.data.cases import CaseSpec, case_initial, case_source, case_velocity
     from wavesurrogate.physics.problem import Problem
 
     cfg = solver_config(config_yaml, dt_s, n_frames_advanced + 1, backend)

@@ -1,4 +1,4 @@
-"""Finite-difference solver of u_tt = ∇·(c²∇u) + s on a rectangle: leapfrog in time, 2nd/4th order in space.
+"""Core of the FD solver of u_tt = ∇·(c²∇u) + s on a rectangle: leapfrog in time, 2nd/4th order in space.
 
 Discretisation (see docs/solvers.md): u^{n+1} = 2u^n − u^{n−1} + dt²·(D₋(b D₊u) + s^n), with D₊ a staggered
 first difference node → face and D₋ = −D₊ᵀ face → node, so the operator K = −D₋ b D₊ is symmetric and the
@@ -10,31 +10,26 @@ edge (Dirichlet) or even extension (Neumann). Absorbing: a sponge η outside the
 condition (box scheme) with mirror ghosts beyond it.
 
 The computational grid holds, per axis, G ghost nodes, the sponge (absorbing only), the physical nodes,
-the sponge and G ghost nodes (G = 1 or 3). Two backends run it: devito (compiled once per shape) and
-NumPy (independent reference).
+the sponge and G ghost nodes (G = 1 or 3). This module holds what both backends (fd.numpy, fd.devito)
+need: CFL bound, layout, ghost filling, coefficients and the prepared arrays of one run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from wavesurrogate.errors import CFLError, ConfigError
-from wavesurrogate.physics import boundaries
-from wavesurrogate.physics.problem import Boundary, Grid, Initial, Problem, Source, TimeAxis
-from wavesurrogate.physics.sources import grid_footprint, initial_field, wavelet
+from wavesurrogate.physics.fd import boundaries
+from wavesurrogate.physics.problem import Boundary, Grid
 
 SPACE_ORDERS = (2, 4)
-BACKENDS = ("devito", "numpy")
 # max over wavenumbers of |symbol of D₊|·h/2: 1 (2nd order), (27 + 1)/24 = 7/6 (4th order)
 _SYMBOL_MAX = {2: 1.0, 4: 7.0 / 6.0}
 _GHOSTS = {2: 1, 4: 3}
-_SOURCE_RTOL = 1e-9  # footprint entries below this fraction of the peak are not injected (devito)
-
-Progress = Callable[[int, int], Any]
+SOURCE_RTOL = 1e-9  # footprint entries below this fraction of the peak are not injected (devito)
 
 
 def ghost_width(space_order: int) -> int:
@@ -243,183 +238,3 @@ class Arrays:
     stride: int
     n_frames: int
 
-
-class FDSolver:
-    """Leapfrog FD solver for fixed grid, boundary, time axis and order; run() for many media/sources.
-
-    boundary: one Boundary for all edges or a pair (y axis, x axis). The devito operator is built and
-    compiled once on the first run and reused (same shapes, any velocity, source, initial state, dt).
-    """
-
-    def __init__(self, grid: Grid, boundary: Boundary | tuple[Boundary, Boundary], time: TimeAxis,
-                 space_order: int = 2, backend: str = "devito", dtype: Any = np.float32,
-                 sponge: tuple[float, float] = (boundaries.SPONGE_STRENGTH, boundaries.SPONGE_POWER)):
-        if backend not in BACKENDS:
-            raise ConfigError(f"solver.backend: must be one of {BACKENDS}, got {backend!r}")
-        if time.n_frames < 1 or time.frame_stride < 1:
-            raise ConfigError("time: n_frames and frame_stride must be ≥ 1")
-        self.grid, self.time, self.space_order, self.backend = grid, time, space_order, backend
-        self.dtype = np.dtype(dtype)
-        self.sponge = sponge
-        self.layout = make_layout(grid, boundary, space_order)
-        self._devito: Any = None
-
-    @property
-    def damped(self) -> bool:
-        """Whether a sponge layer is present."""
-        return any(p > 0 for p in self.layout.pad)
-
-    def dt(self, velocity: np.ndarray) -> float:
-        """Time step in seconds for this velocity (time.dt_s checked against the CFL bound)."""
-        return choose_dt(self.grid, float(np.max(velocity)), self.space_order, self.time.dt_s)
-
-    def prepare(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None,
-                initial_field_: np.ndarray | None = None) -> Arrays:
-        """Check dt (CFLError) and build the computational arrays of one run."""
-        grid, lay, so = self.grid, self.layout, self.space_order
-        velocity = np.asarray(velocity, dtype=np.float64)
-        if velocity.shape != grid.shape:
-            raise ConfigError(f"velocity: shape {velocity.shape} does not match grid (ny, nx) = {grid.shape}")
-        if not np.all(np.isfinite(velocity)) or np.any(velocity <= 0):
-            raise ConfigError("velocity: values must be finite and positive")
-        dt = self.dt(velocity)
-        bx, by = face_coefficients(velocity, lay, so, operator_scale(grid, dt, so))
-        damp = None
-        if self.damped:
-            c_pad = boundaries.pad_edge(velocity, lay.pad)
-            damp = np.zeros(lay.shape, dtype=self.dtype)
-            damp[lay.inner] = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
-            damp *= 0.5 * dt
-        abc = edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx), self.dtype)
-        source = source or Source()
-        footprint = dt**2 * grid_footprint(source, grid)
-        n_steps = self.time.n_steps
-        wave = wavelet(source, np.arange(n_steps + 1) * dt)
-        u0 = np.zeros(lay.shape)
-        if initial_field_ is not None:
-            u0[lay.physical] = initial_field_
-        else:
-            u0[lay.physical] = initial_field(initial or Initial(), grid, lay.kinds[1])
-        fill_ghosts(u0, lay)
-        um1 = u0.copy()  # u^{-1} = u^0 + dt²/2·(L u^0 + s^0): second-order Taylor step from rest
-        if np.any(u0):
-            um1[lay.inner] += 0.5 * apply_operator(u0, by, bx, lay, so)
-        um1[lay.physical] += 0.5 * footprint * wave[0]
-        fill_ghosts(um1, lay)
-
-        def cast(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else np.ascontiguousarray(a, dtype=self.dtype)
-
-        return Arrays(lay, so, cast(by), cast(bx), damp, abc, cast(u0), cast(um1), footprint, wave, n_steps,
-                      self.time.frame_stride, self.time.n_frames)
-
-    def run(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None, *,
-            initial_field: np.ndarray | None = None, progress: Any = None,
-            full: bool = False) -> np.ndarray:
-        """Frames [n_frames, ny, nx] at steps 0, stride, 2·stride, … (full=True: the computational grid)."""
-        arrays = self.prepare(velocity, source, initial, initial_field)
-        report = _progress_callback(progress, arrays.n_steps)
-        region = None if full else self.layout.physical
-        if self.backend == "numpy":
-            frames = run_numpy(arrays, report)
-            return frames if full else np.ascontiguousarray(frames[(slice(None), *region)])
-        if self._devito is None:
-            from wavesurrogate.physics.fd_devito import DevitoStepper
-
-            self._devito = DevitoStepper(self.layout, self.space_order, self.dtype, self.damped,
-                                         self.time.n_frames)
-        return self._devito.run(arrays, report, region)
-
-
-def _progress_callback(progress: Any, n_steps: int) -> Callable[[int], None] | None:
-    """Turn None, a callable(step_done, n_steps) or a rich Progress into callable(step_done)."""
-    if progress is None:
-        return None
-    if hasattr(progress, "add_task") and hasattr(progress, "update"):
-        task = progress.add_task("fd", total=n_steps)
-        return lambda done: progress.update(task, completed=done)
-    return lambda done: progress(done, n_steps)
-
-
-def run_numpy(a: Arrays, report: Callable[[int], None] | None = None) -> np.ndarray:
-    """Reference NumPy time loop; frames on the computational grid [n_frames, Ny, Nx]."""
-    lay, so = a.layout, a.space_order
-    inner = lay.inner
-    dtype = a.u0.dtype
-    src = np.zeros(lay.shape, dtype=dtype)
-    src[lay.physical] = a.source
-    src = src[inner]
-    wave = a.wave.astype(dtype)
-    frames = np.empty((a.n_frames, *lay.shape), dtype=dtype)
-    frames[0] = a.u0
-    u_prev, u = a.um1.copy(), a.u0.copy()
-    if a.damp is not None:
-        d = a.damp[inner]
-        num_prev, denom = (1.0 - d).astype(dtype), (1.0 + d).astype(dtype)
-    every = max(1, a.n_steps // 100)
-    for n in range(a.n_steps):
-        lap = apply_operator(u, a.by, a.bx, lay, so) + src * wave[n]
-        if a.damp is None:
-            u_prev[inner] = 2 * u[inner] - u_prev[inner] + lap
-        else:
-            u_prev[inner] = (2 * u[inner] - num_prev * u_prev[inner] + lap) / denom
-        absorb_edges(u_prev, u, a.abc, lay)
-        fill_ghosts(u_prev, lay)
-        u_prev, u = u, u_prev
-        if (n + 1) % a.stride == 0:
-            frames[(n + 1) // a.stride] = u
-        if report is not None and ((n + 1) % every == 0 or n + 1 == a.n_steps):
-            report(n + 1)
-    return frames
-
-
-def solve_fd(problem: Problem, *, backend: str = "devito", dtype: Any = np.float32,
-             progress: Any = None) -> np.ndarray:
-    """Solve one problem by finite differences; frames [n_frames, ny, nx] at steps 0, stride, …"""
-    solver = FDSolver(problem.grid, problem.boundary, problem.time, problem.space_order, backend, dtype)
-    return solver.run(problem.velocity, problem.source, problem.initial, progress=progress)
-
-
-def discrete_energy(solver: FDSolver, velocity: np.ndarray, u_next: np.ndarray, u: np.ndarray) -> float:
-    """Leapfrog energy ½‖(u^{n+1}−u^n)/dt‖² + ½Σ_faces b·D₊u^{n+1}·D₊u^n over the physical grid, in m⁴/s².
-
-    Trapezoid weights at reflecting edges, where ghosts are rebuilt: then this is exactly conserved
-    without sources. At absorbing edges only faces whose stencil lies inside the physical grid count.
-    """
-    grid, lay, so = solver.grid, solver.layout, solver.space_order
-    dt = solver.dt(velocity)
-    bx, by = face_coefficients(velocity, lay, so)
-    phys = lay.physical
-
-    def extend(v: np.ndarray) -> np.ndarray:
-        full = np.zeros(lay.shape)
-        full[phys] = v
-        return fill_ghosts(full, lay)
-
-    a, b = extend(u_next), extend(u)
-    wy, wx = np.ones(grid.ny), np.ones(grid.nx)
-    for w, kind in ((wy, lay.kinds[0]), (wx, lay.kinds[1])):
-        if kind != "absorbing":
-            w[0] = w[-1] = 0.5
-    kinetic = 0.5 * np.sum(wy[:, None] * wx[None, :] * ((u_next - u) / dt) ** 2)
-    pot = _face_potential(a[phys[0]], b[phys[0]], bx[phys[0]], phys[1], grid.dx, wy, so,
-                          lay.kinds[1] == "absorbing")
-    pot += _face_potential(a[:, phys[1]].T, b[:, phys[1]].T, by[:, phys[1]].T, phys[0], grid.dy, wx, so,
-                           lay.kinds[0] == "absorbing")
-    return float((kinetic + 0.5 * pot) * grid.dx * grid.dy)
-
-
-def _face_potential(va: np.ndarray, vb: np.ndarray, bf: np.ndarray, cols: slice, h: float,
-                    w_rows: np.ndarray, so: int, absorbing: bool) -> float:
-    """Σ_rows w·Σ_faces b·D₊va·D₊vb over the faces between the first and last physical column."""
-    lo, hi = cols.start, cols.stop - 1  # physical nodes lo..hi; faces k+½ for k = lo..hi-1
-    k = np.arange(lo, hi)
-    if absorbing and so == 4:  # keep the faces whose 4-node stencil is physical
-        k = k[(k - 1 >= lo) & (k + 2 <= hi)]
-
-    def d(v: np.ndarray) -> np.ndarray:
-        if so == 2:
-            return (v[:, k + 1] - v[:, k]) / h
-        return (27.0 * (v[:, k + 1] - v[:, k]) - (v[:, k + 2] - v[:, k - 1])) / (24.0 * h)
-
-    return float(np.sum(w_rows[:, None] * bf[:, k] * d(va) * d(vb)))

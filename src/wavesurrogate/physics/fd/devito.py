@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from wavesurrogate.physics.fd import _SOURCE_RTOL, Arrays, Layout
+from wavesurrogate.physics.fd.core import SOURCE_RTOL, Arrays, Layout
 
 
 def _configure_devito() -> None:
@@ -142,7 +142,7 @@ class DevitoStepper:
         """Advance one prepared run; frames [n_frames, …] of region (default: the computational grid)."""
         mag = np.abs(a.source)
         peak = mag.max()
-        pts = np.argwhere(mag > _SOURCE_RTOL * peak) if peak > 0 else np.zeros((0, 2), dtype=int)
+        pts = np.argwhere(mag > SOURCE_RTOL * peak) if peak > 0 else np.zeros((0, 2), dtype=int)
         amp_phys = a.source[pts[:, 0], pts[:, 1]]
         pts = pts + np.array([sl.start for sl in self.layout.physical])  # computational indices
         n_points = max(1, len(pts))

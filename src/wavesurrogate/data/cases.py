@@ -1,0 +1,223 @@
+"""Cases of a campaign: resolving the config's time step, sampling each case, and case → solver run.
+
+``resolve`` is where a campaign config meets the solvers: it reads a medium file, takes the CFL bound of
+the fastest medium the config can produce (FD: closed form; FE: the largest eigenvalue of the assembled
+operator) and fixes one ``time.dt_s`` for the whole campaign, before any case is solved.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wavesurrogate.config.campaign import (
+    CampaignConfig,
+    ConstantMedium,
+    FileMedium,
+    GRFMedium,
+    InclusionsMedium,
+    LayeredMedium,
+    bounds,
+    load_campaign_config,
+)
+from wavesurrogate.errors import CFLError, ConfigError
+from wavesurrogate.physics import media
+from wavesurrogate.physics.fd import FDSolver, choose_dt
+from wavesurrogate.physics.problem import Initial, Problem, Source, TimeAxis
+
+SPLIT_TRAIN, SPLIT_TEST = 0, 1
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case: its index in the file, split (0 train, 1 test) and sampled parameters (SI units)."""
+
+    index: int
+    split: int
+    params: dict[str, float] = field(default_factory=dict)
+
+
+def _draw(rng: np.random.Generator, r: float | tuple[float, float]) -> float:
+    lo, hi = bounds(r)
+    return float(rng.uniform(lo, hi))  # always one draw, so fixing a range never shifts the others
+
+
+def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, float]:
+    """The parameters of one case, drawn in a fixed order from ``rng`` (names carry units)."""
+    g = cfg.grid_obj()
+    p: dict[str, float] = {}
+    s = cfg.source
+    if s.kind != "none":
+        p["source_x_m"] = _draw(rng, s.x_m if s.x_m is not None else (0.0, g.lx))
+        p["source_y_m"] = _draw(rng, s.y_m if s.y_m is not None else (0.0, g.ly))
+        p["freq_hz"] = _draw(rng, s.freq_hz)
+        p["amplitude"] = _draw(rng, s.amplitude)
+    m = cfg.medium
+    if isinstance(m, ConstantMedium):
+        p["medium_c_mps"] = _draw(rng, m.c_mps)
+    elif isinstance(m, LayeredMedium):
+        for k, v in enumerate(m.velocities_mps):
+            p[f"medium_velocity_{k}_mps"] = _draw(rng, v)
+    elif isinstance(m, GRFMedium):
+        p["medium_mean_mps"] = _draw(rng, m.mean_mps)
+        p["medium_contrast"] = _draw(rng, m.contrast)
+        p["medium_correlation_length_m"] = _draw(rng, m.correlation_length_m)
+    elif isinstance(m, InclusionsMedium):
+        p["medium_background_mps"] = _draw(rng, m.background_mps)
+    i = cfg.initial
+    if i.kind == "gaussian":
+        p["initial_x_m"] = _draw(rng, i.x_m if i.x_m is not None else (0.0, g.lx))
+        p["initial_y_m"] = _draw(rng, i.y_m if i.y_m is not None else (0.0, g.ly))
+        p["initial_width_m"] = _draw(rng, i.width_m)
+    if i.kind != "zero":
+        p["initial_amplitude"] = _draw(rng, i.amplitude)
+    if isinstance(m, GRFMedium | InclusionsMedium):
+        p["medium_seed"] = float(rng.integers(0, 2**31))  # exact in float64
+    return p
+
+
+def sample_cases(cfg: CampaignConfig) -> list[CaseSpec]:
+    """All cases: training case i from rng (seed, i), then test case j from rng (test_seed, j)."""
+    def draw(seed: int, k: int) -> dict[str, float]:
+        return sample_params(cfg, np.random.default_rng([seed, k]))
+
+    return ([CaseSpec(i, SPLIT_TRAIN, draw(cfg.seed, i)) for i in range(cfg.cases)]
+            + [CaseSpec(cfg.cases + j, SPLIT_TEST, draw(cfg.test_seed, j)) for j in range(cfg.test_cases)])
+
+
+def velocity_bounds(cfg: CampaignConfig) -> tuple[float, float]:
+    """(c_min, c_max) in m/s over every medium the config can produce (loads a medium file)."""
+    m = cfg.medium
+    if isinstance(m, ConstantMedium):
+        return bounds(m.c_mps)
+    if isinstance(m, LayeredMedium):
+        bs = [bounds(v) for v in m.velocities_mps]
+        return min(b[0] for b in bs), max(b[1] for b in bs)
+    if isinstance(m, GRFMedium):
+        (lo, hi), (_, kmax) = bounds(m.mean_mps), bounds(m.contrast)
+        return lo * (1 - 3 * kmax), hi * (1 + 3 * kmax)
+    if isinstance(m, InclusionsMedium):
+        lo, hi = bounds(m.background_mps)
+        if m.n > 0:
+            lo, hi = min(lo, m.c_mps[0]), max(hi, m.c_mps[1])
+        return lo, hi
+    c = file_velocity(cfg)
+    return float(c.min()), float(c.max())
+
+
+def file_velocity(cfg: CampaignConfig) -> np.ndarray:
+    """The velocity array of a 'file' medium, checked against the grid (ConfigError naming medium.*)."""
+    assert isinstance(cfg.medium, FileMedium)
+    return media.from_file(cfg.grid_obj(), cfg.medium.path, cfg.medium.dataset)
+
+
+def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
+    """FE time step: the bound of the uniform c_max medium holds for every c ≤ c_max (K grows with c²)."""
+    from wavesurrogate.physics.fe import FESolver
+
+    g = cfg.grid_obj()
+    problem = Problem(g, np.full(g.shape, c_max), TimeAxis(1.0, 2), boundary=cfg.boundary_obj())
+    solver = FESolver.from_problem(problem, cfg.solver.element)
+    if cfg.time.dt_s is None:
+        return cfg.time.cfl_safety * solver.dt_max()
+    solver.check_dt(cfg.time.dt_s, cfg.solver.element)
+    return cfg.time.dt_s
+
+
+def resolve(cfg: CampaignConfig) -> CampaignConfig:
+    """The campaign with its one time step ``time.dt_s`` in s fixed (checked against the CFL bound if given).
+
+    Reads a 'file' medium; ConfigError/CFLError with one line naming the field. Idempotent.
+    """
+    _, c_max = velocity_bounds(cfg)
+    try:
+        dt = _fe_dt(cfg, c_max) if cfg.solver.kind == "fe" else choose_dt(
+            cfg.grid_obj(), c_max, cfg.solver.space_order, dt_s=cfg.time.dt_s, safety=cfg.time.cfl_safety)
+    except CFLError as exc:
+        msg = str(exc)
+        raise CFLError(msg if msg.startswith("time.dt_s") else f"time.dt_s: {msg}") from None
+    return cfg.model_copy(update={"time": cfg.time.model_copy(update={"dt_s": float(dt)})})
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    """load_campaign_config, then resolve: the campaign ready to run; errors name the file."""
+    cfg = load_campaign_config(path)
+    try:
+        return resolve(cfg)
+    except ConfigError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def case_velocity(cfg: CampaignConfig, spec: CaseSpec) -> np.ndarray:
+    """Velocity model of a case in m/s, float32 [ny, nx] (the exact values the solver sees)."""
+    g, m, p = cfg.grid_obj(), cfg.medium, spec.params
+    if isinstance(m, ConstantMedium):
+        c = media.constant(g, p["medium_c_mps"])
+    elif isinstance(m, LayeredMedium):
+        c = media.layered(g, [p[f"medium_velocity_{k}_mps"] for k in range(len(m.velocities_mps))],
+                          m.interfaces_m)
+    elif isinstance(m, GRFMedium):
+        rng = np.random.default_rng(int(p["medium_seed"]))
+        c = media.gaussian_random_field(g, p["medium_mean_mps"], p["medium_contrast"],
+                                        p["medium_correlation_length_m"], rng)
+    elif isinstance(m, InclusionsMedium):
+        rng = np.random.default_rng(int(p["medium_seed"]))
+        c = media.random_inclusions(g, p["medium_background_mps"], m.n, m.radius_m, m.c_mps, rng)
+    else:
+        assert isinstance(m, FileMedium)
+        c = file_velocity(cfg)
+    return np.asarray(c, dtype=np.float32)
+
+
+def case_source(cfg: CampaignConfig, spec: CaseSpec) -> Source:
+    """The physics Source of a case."""
+    s, p = cfg.source, spec.params
+    if s.kind == "none":
+        return Source(kind="none")
+    return Source(kind=s.kind, x_m=p["source_x_m"], y_m=p["source_y_m"], freq_hz=p["freq_hz"],
+                  wavelet=s.wavelet, amplitude=p["amplitude"], width_m=s.width_m, delay_s=s.delay_s)
+
+
+def case_initial(cfg: CampaignConfig, spec: CaseSpec) -> Initial:
+    """The physics Initial condition of a case."""
+    i, p = cfg.initial, spec.params
+    if i.kind == "zero":
+        return Initial()
+    if i.kind == "mode":
+        return Initial(kind="mode", amplitude=p["initial_amplitude"], m=i.m, n=i.n)
+    return Initial(kind="gaussian", x_m=p["initial_x_m"], y_m=p["initial_y_m"], width_m=p["initial_width_m"],
+                   amplitude=p["initial_amplitude"])
+
+
+@functools.lru_cache(maxsize=4)
+def _fd_solver(grid, boundary, time_axis, space_order: int, backend: str, thread: int):
+    """One compiled FD solver per (settings, process, thread): devito compiles once, not once per case."""
+    del thread  # part of the cache key only: a solver's buffers are not shared between threads
+    return FDSolver(grid, boundary, time_axis, space_order, backend=backend, dtype=np.float32)
+
+
+def run_case(cfg: CampaignConfig, spec: CaseSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate one case → (frames float32 [n_frames, ny, nx], velocity float32 [ny, nx] in m/s)."""
+    velocity = case_velocity(cfg, spec)
+    source, initial = case_source(cfg, spec), case_initial(cfg, spec)
+    grid, time_axis, boundary = cfg.grid_obj(), cfg.time_obj(), cfg.boundary_obj()
+    if cfg.solver.kind == "fd":
+        solver = _fd_solver(grid, boundary, time_axis, cfg.solver.space_order, cfg.solver.backend,
+                            threading.get_ident())
+        frames = solver.run(velocity.astype(np.float64), source, initial)
+    else:
+        from wavesurrogate.physics.fe import solve_fe
+
+        problem = Problem(grid, velocity.astype(np.float64), time_axis, source, initial, boundary,
+                          cfg.solver.space_order)
+        frames = solve_fe(problem, element=cfg.solver.element)
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.shape != (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx):
+        raise RuntimeError(f"case {spec.index}: solver returned frames of shape {frames.shape}")
+    if not np.all(np.isfinite(frames)):
+        raise ConfigError(f"case {spec.index}: the solver produced non-finite values (unstable settings?)")
+    return frames, velocity
