@@ -250,6 +250,21 @@ def test_evaluate_one_step_matches_an_independent_computation(data, tmp_path):
                                                               rel=1e-5)
 
 
+def test_evaluate_window_stride_and_error_over_all_horizons(data, tmp_path):
+    """window_stride 2: every other window per case; the rollout error over all horizons pools them."""
+    from wavesurrogate.eval.evaluate import evaluate_model
+
+    model, info = ck.load_run(train(_cfg(data, tmp_path / "r", epochs=1)))
+    every = evaluate_model(model, info, data, rollout_start=2)
+    strided = evaluate_model(model, info, data, rollout_start=2, window_stride=2)
+    assert every["one_step"]["n_samples"] == 2 * 6 and strided["one_step"]["n_samples"] == 2 * 3
+    assert strided["rollout"] == every["rollout"]
+    r = every["rollout"]
+    e2 = np.square(r["rmse"])  # per horizon: mean square error, and squared truth = e2 / rel_l2²
+    want = float(np.sqrt(e2.sum() / (e2 / np.square(r["rel_l2"])).sum()))
+    assert r["rel_l2_all_horizons"] == pytest.approx(want, rel=1e-6)
+
+
 def test_rollout_from_a_later_start_frame(data, tmp_path, capsys):
     """--rollout-start 3: the rollout's first horizon is the one-step error of the windows starting at frame
     3 (computed independently), its horizon runs to the last frame; a start leaving nothing is refused."""

@@ -25,6 +25,7 @@ import yaml
 from rich.console import Console
 
 from wavesurrogate.errors import ConfigError, DataFileError, UserError
+from wavesurrogate.runs.layout import read_metrics as _metrics
 
 __all__ = ["DemoPlan", "plan", "find_config", "run_demo"]
 
@@ -117,13 +118,6 @@ def _stage_data(p: DemoPlan, out: Path) -> tuple[Path, str]:
     overwrite = data.exists() and not (out / "data.h5.work").is_dir()
     run_campaign(cfg_path, data, overwrite=overwrite)
     return data, "simulated"
-
-
-def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 def _train_config(p: DemoPlan, label: str, data: Path, run_dir: Path) -> Any:

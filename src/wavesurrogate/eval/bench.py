@@ -139,12 +139,9 @@ def machine_info() -> dict[str, Any]:
 
 def _train_seconds(run_dir: Any) -> tuple[float | None, float, int]:
     """(median seconds per epoch, total seconds, epochs) from a run's metrics.jsonl."""
-    import json
-    from pathlib import Path
+    from wavesurrogate.runs import read_metrics
 
-    path = Path(run_dir) / "metrics.jsonl"
-    rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()] \
-        if path.is_file() else []
+    rows = read_metrics(run_dir)
     secs = [float(r["seconds"]) for r in rows if "seconds" in r]
     return (statistics.median(secs) if secs else None), float(sum(secs)), len(rows)
 

@@ -29,11 +29,12 @@ def check_fits(f: Any, info: RunInfo) -> None:
 
 
 def evaluate_model(model: nn.Module, info: RunInfo, data: str | Path, batch_size: int = 32,
-                   rollout_start: int = 0) -> dict[str, Any]:
+                   rollout_start: int = 0, **options: Any) -> dict[str, Any]:
     """Metrics of ``model`` (from ``load_run``) on the test split of data file ``data``, as a dict.
 
     Forecast runs: the rollout starts from frames ``rollout_start .. rollout_start + n_in - 1`` (for
     source-driven data the first frames are silent, so a later start says more) and runs to the last frame.
+    ``options`` go to the task's ``evaluate`` (forecast: ``window_stride`` of the one-step windows).
     """
     from wavesurrogate.data.store import open_data
 
@@ -42,7 +43,8 @@ def evaluate_model(model: nn.Module, info: RunInfo, data: str | Path, batch_size
     with open_data(data) as f:
         task.check_fits(f, info)
         cases, split = test_cases(f)
-        res = task.evaluate(model, info, f, cases, batch_size=batch_size, rollout_start=rollout_start)
+        res = task.evaluate(model, info, f, cases, batch_size=batch_size, rollout_start=rollout_start,
+                            **options)
     epoch = info.best_epoch if info.which == "best" else info.epoch
     head = {"run": str(info.run_dir), "data": str(Path(data).resolve()), "model": info.model_name,
             "task": info.task, "weights": info.which, "epoch": epoch, "split": split,

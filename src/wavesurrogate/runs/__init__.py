@@ -12,11 +12,12 @@ from wavesurrogate.runs.layout import (
     STATS,
     WEIGHTS,
     read_json,
+    read_metrics,
     read_run_config,
 )
 from wavesurrogate.runs.load import RunInfo, load_into, load_run, load_state, load_weights
 from wavesurrogate.runs.save import save_checkpoint, save_header, save_state, save_weights, write_metrics
 
 __all__ = ["CONFIG", "METRICS", "MODEL_JSON", "OPTIM", "RUN_FILES", "STATS", "WEIGHTS", "read_json",
-           "read_run_config", "RunInfo", "load_into", "load_run", "load_state", "load_weights",
-           "save_checkpoint", "save_header", "save_state", "save_weights", "write_metrics"]
+           "read_metrics", "read_run_config", "RunInfo", "load_into", "load_run", "load_state",
+           "load_weights", "save_checkpoint", "save_header", "save_state", "save_weights", "write_metrics"]

@@ -23,8 +23,8 @@ from wavesurrogate.config.train import TrainConfig
 from wavesurrogate.errors import CheckpointError, UserError
 
 __all__ = ["CONFIG", "MODEL_JSON", "STATS", "WEIGHTS", "OPTIM", "METRICS", "RUN_FILES", "MODEL_FORMAT",
-           "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_run_config", "prepare_dir",
-           "remove_partial_writes"]
+           "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_metrics", "read_run_config",
+           "prepare_dir", "remove_partial_writes"]
 
 CONFIG, MODEL_JSON, STATS = "config.yaml", "model.json", "stats.json"
 WEIGHTS, OPTIM, METRICS = "weights.safetensors", "optimizer.pt", "metrics.jsonl"
@@ -43,6 +43,14 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{Path(path).parent}: no {Path(path).name} (not a run directory?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable JSON ({type(exc).__name__})") from None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` (one per finished epoch); [] if it has none yet."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:

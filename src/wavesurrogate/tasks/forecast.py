@@ -2,9 +2,10 @@
 
 Model interface ``frames``: ``forward(x)`` with x float32 ``[batch, n_in + 1, ny, nx]`` (the last n_in
 frames, then the normalised velocity map as one extra channel) returns ``[batch, n_out, ny, nx]``.
-Evaluation: one-step metrics over every window of the test cases (true inputs), and an autoregressive
-rollout from frames ``rollout_start ..`` to the last frame, with errors per horizon and a ``diverged``
-flag (non-finite, or pooled relative L2 above the threshold) instead of a crash.
+Evaluation: one-step metrics over the test cases' windows (true inputs; every ``window_stride`` frames), and
+an autoregressive rollout from frames ``rollout_start ..`` to the last frame, with errors per horizon, over
+all horizons together, and a ``diverged`` flag (non-finite, or pooled relative L2 above the threshold)
+instead of a crash.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ class Forecast(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, info: Any, f: Any, cases: np.ndarray, *, batch_size: int = 32,
-                 rollout_start: int = 0) -> dict[str, Any]:
+                 rollout_start: int = 0, window_stride: int = 1) -> dict[str, Any]:
+        """One-step metrics (windows every ``window_stride`` frames); the rollout from ``rollout_start``."""
+        from wavesurrogate.metrics.spatial import pooled_rel_l2
         from wavesurrogate.nn.rollout import rollout
 
         fields, velocity = f.load_all(cases)
@@ -130,7 +133,7 @@ class Forecast(Task):
         fa = field_affine(s)
         out: dict[str, Any] = {"one_step": None}
         if fields.shape[1] >= n_in + n_out:
-            ds = ForecastWindows(fields, velocity, n_in, n_out, s)
+            ds = ForecastWindows(fields, velocity, n_in, n_out, s, window_stride)
             preds, trues = [], []
             for start in range(0, len(ds), batch_size):
                 xs, ys = zip(*(ds[i] for i in range(start, min(start + batch_size, len(ds)))), strict=True)
@@ -145,10 +148,12 @@ class Forecast(Task):
         norm_f, norm_v = fa.encode(fields[:, s0 : s0 + n_in]), velocity_affine(s).encode(velocity)
         pred = torch.cat([fa.decode(rollout(model, norm_f[c : c + batch_size], norm_v[c : c + batch_size],
                                             n_steps)) for c in range(0, fields.shape[0], batch_size)])
-        errs = temporal.rollout_errors(pred, torch.from_numpy(fields[:, s0 + n_in :].astype(np.float64)))
+        true = torch.from_numpy(fields[:, s0 + n_in :].astype(np.float64))
+        errs = temporal.rollout_errors(pred, true)
         at = temporal.diverged_at(errs)
         out["rollout"] = {"start_frame": s0, "horizon": list(range(1, n_steps + 1)),
                           "time_s": [h * f.frame_dt for h in range(1, n_steps + 1)], **errs,
+                          "rel_l2_all_horizons": pooled_rel_l2(pred, true),
                           "diverged": at is not None, "diverged_at": at}
         out["diverged"] = at is not None
         return out
