@@ -16,9 +16,9 @@ What it does, in order:
    model is trained at every learning rate of ``--lrs`` and the one with the lowest validation loss is kept
    (test cases never choose); a rate that diverges is recorded.
 3. A posteriori: the chosen dense network's spatial convolutions compressed by ``from_dense``
-   to CP at the same per-layer ranks as the equal-budget models (other weights copied), then fine-tuned for
-   the same number of epochs at each learning rate (own loop, same loss: MSE on normalised frames; best
-   validation epoch; best rate on validation).
+   to CP at the same per-layer ranks as the equal-budget models (other weights copied), written as a run
+   directory, then fine-tuned from it by ``train(cfg, init_from=...)`` for the same number of epochs at each
+   learning rate (same loop and loss; best validation epoch; best rate on validation).
 4. Measures per model: trainable parameters, weight bytes, peak memory of inference (batch 1) and of a
    training step (the run's batch), both as process RSS growth and as live-tensor bytes; one-step test
    relative L2 (pooled over windows); rollout relative L2 at 40 frames from the first window
@@ -33,32 +33,26 @@ Everything is resumable: finished runs are reused.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
-from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import TrainingDiverged
 from wavesurrogate.eval import memory as Mem
 from wavesurrogate.eval import timing as T
 from wavesurrogate.eval.bench import machine_info
 from wavesurrogate.eval.evaluate import evaluate_model
-from wavesurrogate.io import to_json
+from wavesurrogate.io import to_json, write_json
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.layers.tensorized import TensorizedConvNd, from_dense
-from wavesurrogate.nn.rollout import rollout
-from wavesurrogate.runs import RunInfo, load_run
-from wavesurrogate.tasks.forecast import ForecastWindows
-from wavesurrogate.train.loop import config_from_dict, prepare_data, train
+from wavesurrogate.nn.layers.tensorized import compress_model
+from wavesurrogate.runs import OPTIM, WEIGHTS, RunInfo, load_run, read_metrics, save_header, save_weights
+from wavesurrogate.train.loop import config_from_dict, train
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"n_in": 4, "n_out": 1, "width": 16, "depth": 2, "kernel_size": 3}
@@ -122,143 +116,84 @@ def train_config(label: str, kwargs: dict[str, Any], data: Path, args: argparse.
     }).resolved()
 
 
-def _epochs_done(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
-
-
-def train_run(cfg: Any) -> Path:
-    """Train (or resume, or reuse) the run of ``cfg``; its directory."""
+def train_run(cfg: Any, init_from: Path | None = None) -> Path:
+    """Train (or resume, or reuse) the run of ``cfg``, starting from ``init_from``'s weights if given."""
     run = Path(cfg.out)
-    done = _epochs_done(run)
+    done = len(read_metrics(run))
     if done >= cfg.epochs:
         return run
-    if done > 0 and (run / "optimizer.pt").is_file():
+    if done > 0 and (run / OPTIM).is_file():
         return train(cfg, resume=run)
     run.mkdir(parents=True, exist_ok=True)
-    return train(cfg, overwrite=True)
+    return train(cfg, overwrite=True, init_from=init_from)
 
 
-def _metrics(run: Path) -> list[dict[str, Any]]:
-    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(x) for x in lines if x.strip()]
-
-
-def compress(dense: nn.Module, kwargs: dict[str, Any]) -> nn.Module:
-    """cnn2d(**kwargs) (a CP conv spec) whose spatial convs are ``from_dense`` of ``dense``'s at each layer's
-    rank (other weights copied)."""
-    model = registry.build("cnn2d", kwargs)
-    dense_sd = dense.state_dict()
-    with torch.no_grad():
-        for name, mod in model.named_modules():
-            if isinstance(mod, TensorizedConvNd):
-                src = dense.get_submodule(name)
-                layer = from_dense(src, mod.rank, "cp", generator=torch.Generator().manual_seed(0))
-                mod.load_state_dict(layer.state_dict())
-        tensorized = {n for n, m in model.named_modules() if isinstance(m, TensorizedConvNd)}
-        rest = {k: v for k, v in dense_sd.items() if not any(k.startswith(t + ".") for t in tensorized)}
-        missing = model.load_state_dict(rest, strict=False)
-        assert not missing.unexpected_keys, missing.unexpected_keys
-    return model
-
-
-def _batches(ds: Any, idx: torch.Tensor, batch: int):
-    for s in range(0, len(idx), batch):
-        xs, ys = zip(*(ds[int(i)] for i in idx[s:s + batch]), strict=True)
-        yield torch.stack(xs), torch.stack(ys)
-
-
-def _best_val(rows: list[dict[str, Any]]) -> float:
+def _best_val(run: Path) -> float:
     """The lowest finite validation loss of a run's epochs (inf if none is finite)."""
-    vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None and math.isfinite(r["val_loss"])]
-    return min(vals, default=math.inf)
+    vals = [r["val_loss"] for r in read_metrics(run) if r.get("val_loss") is not None]
+    return min((v for v in vals if math.isfinite(v)), default=math.inf)
 
 
-def fine_tune(model: nn.Module, cfg: Any, out: Path, source: Path) -> list[dict[str, Any]] | None:
-    """Fine-tune ``model`` (compressed from the dense run ``source``) with ``cfg``'s data, optimiser,
-    schedule, batch and epochs; keeps the best validation epoch. None if no epoch had a finite loss.
-    A finished fine-tune is reused only if it started from the same dense run and epochs."""
-    weights = out / "weights.pt"
-    log = out / "metrics.json"
-    origin = {"source": str(Path(source).resolve()), "source_epochs": _epochs_done(Path(source)),
-              "epochs": cfg.epochs}
-    if weights.is_file() and log.is_file():
-        saved = json.loads(log.read_text(encoding="utf-8"))
-        if isinstance(saved, dict) and saved.get("origin") == origin:
-            if saved["rows"] is None:
-                return None
-            model.load_state_dict(torch.load(weights, weights_only=True))
-            return saved["rows"]
-    data = prepare_data(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.schedule.min_lr)
-    best, best_sd, rows = math.inf, None, []
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        gen = torch.Generator().manual_seed(sample_seed(0, epoch))
-        perm = torch.randperm(len(data.train), generator=gen)
-        losses = []
-        for x, y in _batches(data.train, perm, cfg.batch_size):
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            se = sum(float((model(x) - y).pow(2).sum()) for x, y in
-                     _batches(data.val, torch.arange(len(data.val)), 64))
-        val = se / (len(data.val) * data.val[0][1].numel())
-        rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
-                     "seconds": time.perf_counter() - t0})
-        if math.isfinite(val) and val < best:
-            best, best_sd = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if not math.isfinite(val):
-            break
+def search(label: str, kwargs: dict[str, Any], data: Path, args: argparse.Namespace, lrs: list[float],
+           init_from: Path | None = None) -> tuple[Path, dict[str, float], list[float]]:
+    """Train ``label`` at every rate of ``lrs``: (the run with the lowest validation loss, {lr: that loss},
+    the rates that diverged). Test cases never choose."""
+    tried: dict[float, tuple[Path, float]] = {}
+    diverged = []
+    for lr in lrs:
+        print(f"[compression] training {label} at lr {lr:g} ({count(kwargs):,} parameters"
+              f"{', from ' + init_from.name if init_from else ''})", file=sys.stderr, flush=True)
+        try:
+            run = train_run(train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr), init_from)
+        except TrainingDiverged as exc:  # a too-large rate on the grid: recorded, not chosen
+            print(f"[compression] {label} at lr {lr:g} diverged: {exc}", file=sys.stderr, flush=True)
+            diverged.append(lr)
+            continue
+        tried[lr] = (run, _best_val(run))
+    if not tried:
+        raise SystemExit(f"compression: {label} diverged at every learning rate {lrs}")
+    best = min(tried, key=lambda lr: tried[lr][1])
+    return tried[best][0], {f"{lr:g}": v for lr, (_, v) in tried.items()}, diverged
+
+
+def compressed_run(dense_run: Path, kwargs: dict[str, Any], out: Path) -> Path:
+    """Run directory ``out`` (no epoch) of the dense run's best network compressed to cnn2d(**kwargs)."""
+    dense, info = load_run(dense_run, "best")
+    model = compress_model(dense, registry.build("cnn2d", kwargs))
+    cfg = info.config.model_copy(update={"out": str(out), "model": info.config.model.model_copy(
+        update={"kwargs": kwargs})})
     out.mkdir(parents=True, exist_ok=True)
-    if best_sd is None:
-        torch.save({}, weights)
-        log.write_text(json.dumps({"origin": origin, "rows": None}), encoding="utf-8")
-        return None
-    model.load_state_dict(best_sd)
-    torch.save(best_sd, weights)
-    log.write_text(json.dumps({"origin": origin, "rows": rows}), encoding="utf-8")
-    return rows
+    save_header(out, cfg, "cnn2d", "forecast", model.init_kwargs, Mem.count_trainable(model), info.stats,
+                registry.entry("cnn2d").version)
+    sd = model.state_dict()
+    save_weights(out / WEIGHTS, sd, sd, {"epoch": 0, "best_epoch": 0, "from_dense": str(dense_run)})
+    return out
 
 
-def late_rollout(model: nn.Module, stats: dict[str, Any], data: Path) -> dict[str, float] | None:
+def late_rollout(model: nn.Module, info: RunInfo, data: Path, n_frames: int) -> dict[str, float] | None:
     """Rollouts of 40 frames from the latest start leaving 40 frames (test cases), relative L2 pooled over
     the cases: at the 40th frame (``at_40``) and over all 40 frames together (``over_40``)."""
-    with open_data(data) as f:
-        test = np.flatnonzero((f.split == 1) & f.done)
-        fields, velocity = f.load_all(test)
-    n_in = int(stats["n_in"])
-    start = fields.shape[1] - HORIZON - n_in
+    start = n_frames - HORIZON - int(info.stats["n_in"])
     if start < 0:
         return None
-    norm = ForecastWindows(fields, velocity, n_in, 1, stats)
-    fm, fs = float(stats["field_mean"]), float(stats["field_std"])
-    pred = rollout(model, norm.fields[:, start:start + n_in], norm.velocity, HORIZON).double() * fs + fm
-    true = torch.from_numpy(fields[:, start + n_in:].astype(np.float64))
-    return {"start_frame": start + n_in,
-            "at_40": float((pred[:, -1] - true[:, -1]).norm() / true[:, -1].norm()),
-            "over_40": float((pred - true).norm() / true.norm())}
+    r = evaluate_model(model, info, data, rollout_start=start)["rollout"]
+    return {"start_frame": start + int(info.stats["n_in"]), "at_40": r["rel_l2"][-1],
+            "over_40": r["rel_l2_all_horizons"]}
 
 
-def measure(label: str, model: nn.Module, info: RunInfo, data: Path, train_s: float, epochs: int,
-            repeats: int) -> dict[str, Any]:
-    """Every measured number of one model."""
-    with open_data(data) as f:
-        ny, nx = f.ny, f.nx
+def measure(label: str, run: Path, data: Path, repeats: int) -> dict[str, Any]:
+    """Every measured number of one model (the best weights of run directory ``run``)."""
+    model, info = load_run(run, "best")
+    geo = info.stats["data"]
+    ny, nx = geo["ny"], geo["nx"]
     c = BASE["n_in"] + 1
     ev = evaluate_model(model, info, data)
     roll = ev["rollout"]["rel_l2"] if ev.get("rollout") else []
     lat1 = T.latency_ms(model, (1, c, ny, nx), repeats=repeats)
     lat32 = T.latency_ms(model, (32, c, ny, nx), repeats=max(3, repeats // 3))
     kwargs = info.model_kwargs
-    late = late_rollout(model, info.stats, data)
+    late = late_rollout(model, info, data, geo["n_frames"])
+    rows = read_metrics(run)
     return {
         "label": label, "kwargs": kwargs, "params": Mem.count_trainable(model),
         "weight_bytes": Mem.weight_bytes(model),
@@ -274,7 +209,7 @@ def measure(label: str, model: nn.Module, info: RunInfo, data: Path, train_s: fl
         "rollout40_late": late,
         "rollout40_rel_l2_late": None if late is None else late["over_40"],
         "ms_b1": lat1.per_sample_ms, "ms_per_sample_b32": lat32.per_sample_ms, "threads": lat1.threads,
-        "train_s": train_s, "epochs": epochs,
+        "train_s": sum(r["seconds"] for r in rows), "epochs": len(rows),
     }
 
 
@@ -348,64 +283,25 @@ def main() -> None:
     specs["separable_r1"] = {**BASE, "conv": {"format": "separable", "rank": 1}}
     results: dict[str, Any] = {}
     runs: dict[str, Path] = {}
-    lr_search: dict[str, dict[str, float]] = {}
-    diverged: dict[str, list[float]] = {}
     for label, kwargs in specs.items():
-        tried = {}
         # separable r1 cannot reach 1/10 of the parameters: shown at the dense network's chosen rate only
-        sep_lr = [load_run(runs["dense"], "best")[1].config.optim.lr] if "dense" in runs else lrs[:1]
-        for lr in sep_lr if label.startswith("separable") else lrs:
-            print(f"[compression] training {label} at lr {lr:g} ({count(kwargs):,} parameters)",
-                  file=sys.stderr, flush=True)
-            cfg = train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr)
-            try:
-                run = train_run(cfg)
-            except TrainingDiverged as exc:  # a too-large rate on the grid: recorded, not chosen
-                print(f"[compression] {label} at lr {lr:g} diverged: {exc}", file=sys.stderr, flush=True)
-                diverged.setdefault(label, []).append(lr)
-                continue
-            tried[run] = _best_val(_metrics(run))
-        if not tried:
-            raise SystemExit(f"compression: {label} diverged at every learning rate {lrs}")
-        best = min(tried, key=tried.__getitem__)  # chosen on validation, never on test
-        runs[label] = best
-        lr_search[label] = {f"{load_run(r, 'best')[1].config.optim.lr:g}": v for r, v in tried.items()}
-    for label, run in runs.items():
-        model, info = load_run(run, "best")
-        rows = _metrics(run)
+        grid = [load_run(runs["dense"], "best")[1].config.optim.lr] if label.startswith("separable") else lrs
+        runs[label], by_lr, diverged = search(label, kwargs, data, args, grid)
         kind = "dense" if label == "dense" else "a priori" if label.startswith("cp_p") else \
             "a priori, uniform rank" if label.startswith("cp_r") else "a priori, separable"
-        results[label] = {"kind": kind, "lr": info.config.optim.lr,
-                          "val_loss_by_lr": lr_search[label], "diverged_lrs": diverged.get(label, []),
-                          **measure(label, model, info, data, sum(r["seconds"] for r in rows), len(rows),
-                                    args.repeats)}
-    dense_model, dense_info = load_run(runs["dense"], "best")
-    for p in budgets.values():
+        results[label] = {"kind": kind, "lr": load_run(runs[label], "best")[1].config.optim.lr,
+                          "val_loss_by_lr": by_lr, "diverged_lrs": diverged,
+                          **measure(label, runs[label], data, args.repeats)}
+    for p in budgets.values():  # a posteriori: from_dense of the chosen dense network, then fine-tuned
         label = f"post_cp_p{p}"
         kwargs = {**BASE, "conv": {"format": "cp", "layer_params": p}}
-        tried_post: dict[float, tuple[float, nn.Module, Any, list]] = {}
-        for lr in lrs:
-            print(f"[compression] a posteriori {label} at lr {lr:g} (from_dense + fine-tune)",
-                  file=sys.stderr, flush=True)
-            model = compress(dense_model, kwargs)
-            cfg = train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr)
-            rows = fine_tune(model, cfg, Path(cfg.out), source=runs["dense"])
-            if rows is None:
-                diverged.setdefault(label, []).append(lr)
-                continue
-            tried_post[lr] = (_best_val(rows), model, cfg, rows)
-        if not tried_post:
-            raise SystemExit(f"compression: {label} diverged at every learning rate {lrs}")
-        lr = min(tried_post, key=lambda k: tried_post[k][0])
-        _, model, cfg, rows = tried_post[lr]
-        info = RunInfo(run_dir=Path(cfg.out), config=cfg, stats=dense_info.stats, model_name="cnn2d",
-                       model_kwargs=cfg.model.kwargs, task="forecast", package_version="", which="best",
-                       epoch=len(rows), best_epoch=int(np.argmin([x["val_loss"] for x in rows])) + 1)
-        res = measure(label, model, info, data, sum(x["seconds"] for x in rows), len(rows), args.repeats)
+        start = compressed_run(runs["dense"], kwargs, Path(args.workdir) / "runs" / f"{label}_from_dense")
+        run, by_lr, diverged = search(label, kwargs, data, args, lrs, init_from=start)
+        res = measure(label, run, data, args.repeats)
         res["train_s"] += results["dense"]["train_s"]  # the dense training it started from counts
-        results[label] = {"kind": "a posteriori", "lr": lr, "from": str(runs["dense"]),
-                          "val_loss_by_lr": {f"{k:g}": v[0] for k, v in tried_post.items()},
-                          "diverged_lrs": diverged.get(label, []), **res}
+        results[label] = {"kind": "a posteriori", "lr": load_run(run, "best")[1].config.optim.lr,
+                          "from": str(runs["dense"]), "val_loss_by_lr": by_lr, "diverged_lrs": diverged,
+                          **res}
     dense = results["dense"]
     for res in results.values():
         res["ratio_to_dense"] = {k: (res[k] / dense[k] if res.get(k) and dense.get(k) else None)
@@ -423,11 +319,10 @@ def main() -> None:
         "goals": goals(results, budgets, ranks),
         "results": list(results.values()), "seconds": time.perf_counter() - t_all,
     }
-    text = to_json(out)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
+        write_json(args.out, out)
+    print(to_json(out))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ kaiming_uniform(a=sqrt(5)): ``Var W = 1 / (3 fan_in)``, ``fan_in = in*prod(k_d)`
 """
 
 from wavesurrogate.nn.layers.tensorized.conv import TensorizedConv2d, TensorizedConv3d, TensorizedConvNd
-from wavesurrogate.nn.layers.tensorized.decompose import cp_als, from_dense
+from wavesurrogate.nn.layers.tensorized.decompose import compress_model, cp_als, from_dense
 from wavesurrogate.nn.layers.tensorized.ranks import (
                                                       FORMATS,
                                                       count_parameters,
@@ -31,5 +31,5 @@ from wavesurrogate.nn.layers.tensorized.ranks import (
 )
 
 __all__ = ["FORMATS", "TensorizedConv2d", "TensorizedConv3d", "TensorizedConvNd", "count_parameters",
-           "cp_als", "cp_rank_for_fraction", "cp_rank_for_params", "default_kernel_variance",
-           "factor_variances", "from_dense", "resolve_rank"]
+           "compress_model", "cp_als", "cp_rank_for_fraction", "cp_rank_for_params",
+           "default_kernel_variance", "factor_variances", "from_dense", "resolve_rank"]

@@ -13,7 +13,7 @@ from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn.layers.tensorized.conv import TensorizedConv2d, TensorizedConv3d, TensorizedConvNd
 from wavesurrogate.nn.layers.tensorized.recompute import _khatri_rao
 
-__all__ = ["cp_als", "from_dense"]
+__all__ = ["cp_als", "from_dense", "compress_model"]
 
 
 def _unfold(t: Tensor, mode: int) -> Tensor:
@@ -207,3 +207,24 @@ def from_dense(
         for p, f in zip(layer.spatial_factors, fs[2:], strict=True):
             p.copy_(f)
     return layer
+
+
+@torch.no_grad()
+def compress_model(dense: nn.Module, target: nn.Module, seed: int = 0) -> nn.Module:
+    """Fill ``target`` from ``dense`` (same architecture, tensorized convs): each tensorized conv is
+    ``from_dense`` of the same-named conv at the target's format and rank; every other weight is copied."""
+    tensorized = {n: m for n, m in target.named_modules() if isinstance(m, TensorizedConvNd)}
+    rest = {k: v for k, v in dense.state_dict().items() if not any(k.startswith(t + ".") for t in tensorized)}
+    try:
+        for name, mod in tensorized.items():
+            layer = from_dense(dense.get_submodule(name), mod.rank, mod.format,
+                               generator=torch.Generator().manual_seed(seed))
+            mod.load_state_dict(layer.state_dict())
+        got = target.load_state_dict(rest, strict=False)
+    except (AttributeError, RuntimeError) as exc:
+        why = str(exc).splitlines()[-1].strip()
+        raise ConfigError(f"compress_model: architectures differ ({why})") from None
+    left = [k for k in got.missing_keys if not any(k.startswith(t + ".") for t in tensorized)]
+    if got.unexpected_keys or left:
+        raise ConfigError(f"compress_model: architectures differ ({(got.unexpected_keys + left)[0]})")
+    return target
