@@ -25,10 +25,7 @@ Errors are in the data's field units (predictions de-normalised with the run's t
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import platform
 import re
 import sys
 import time
@@ -43,15 +40,22 @@ import yaml
 
 from wavesurrogate import metrics as M
 from wavesurrogate.config.train import TrainConfig, load_train_config
-from wavesurrogate.data.windows import scale_axis
+from wavesurrogate.data.store import open_data
+from wavesurrogate.data.windows import param_matrix
+from wavesurrogate.errors import UserError
 from wavesurrogate.eval import memory as Mem
 from wavesurrogate.eval import timing as T
-from wavesurrogate.eval.bench import time_solver
+from wavesurrogate.eval.bench import machine_info, time_solver
+from wavesurrogate.eval.evaluate import evaluate_model
+from wavesurrogate.io import to_json, write_json
+from wavesurrogate.metrics.suite import summarise
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.budget import params_for_budget
+from wavesurrogate.nn.budget import params_for_budget, width_for_budget
 from wavesurrogate.nn.rollout import rollout
-from wavesurrogate.runs import load_run, read_json
-from wavesurrogate.tasks.forecast import ForecastWindows
+from wavesurrogate.runs import MODEL_JSON, WEIGHTS, load_run, read_json, read_metrics, read_run_config
+from wavesurrogate.tasks.base import test_cases
+from wavesurrogate.tasks.forecast import field_affine
+from wavesurrogate.tasks.source_to_field import param_affine, scaled_axes
 from wavesurrogate.train.loop import config_from_dict, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,18 +89,6 @@ SUBDIR = {"forecast": "forecast", "source_to_field": "field"}
 
 def _count(name: str, kwargs: dict[str, Any]) -> int:
     return Mem.count_trainable(registry.build(name, kwargs))
-
-
-def width_for_budget(name: str, kwargs_of: Any, target: int, lo: int = 1, hi: int = 1024) -> dict[str, Any]:
-    """kwargs_of(width) whose parameter count is nearest ``target`` (count grows with width; bisection)."""
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _count(name, kwargs_of(mid)) < target:
-            lo = mid
-        else:
-            hi = mid
-    best = min((lo, hi), key=lambda w: abs(math.log(_count(name, kwargs_of(w)) / target)))
-    return kwargs_of(best)
 
 
 def _cp(width: int) -> dict[str, Any]:
@@ -175,8 +167,6 @@ def make_data(smoke: bool) -> dict[str, Path]:
 
 
 def _describe(path: Path) -> dict[str, Any]:
-    from wavesurrogate.data.store import open_data
-
     with open_data(path) as f:
         return {"file": str(path.relative_to(ROOT)), "cases": int(f.n_cases),
                 "train_pool_cases": int(np.sum(f.split == 0)), "test_cases": int(np.sum(f.split == 1)),
@@ -189,16 +179,12 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def _finished(cfg: TrainConfig) -> bool:
     """True if the run directory holds a finished run of exactly this config (then it is reused)."""
-    from wavesurrogate.errors import UserError
-    from wavesurrogate.runs import read_run_config
-
     run = ROOT / str(cfg.out)
     try:
-        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         same = read_run_config(run).model_dump() == cfg.resolved().model_dump()
-    except (OSError, UserError):
+    except UserError:
         return False
-    return same and (run / "weights.safetensors").is_file() and len(lines) >= cfg.epochs
+    return same and (run / WEIGHTS).is_file() and len(read_metrics(run)) >= cfg.epochs
 
 
 def train_one(cfg_path: str) -> tuple[str, float]:
@@ -231,8 +217,8 @@ def train_all(cfgs: list[tuple[Path, TrainConfig]], jobs: int) -> dict[str, floa
 
 
 def _history(run: Path) -> dict[str, Any]:
-    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if s]
-    meta = read_json(run / "model.json")
+    lines = read_metrics(run)
+    meta = read_json(run / MODEL_JSON)
     return {"epochs": len(lines), "steps": int(lines[-1]["step"]),
             "train_seconds": sum(x["seconds"] for x in lines),
             "first_train_loss": lines[0]["train_loss"], "last_train_loss": lines[-1]["train_loss"],
@@ -243,56 +229,31 @@ def _history(run: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- forecast
 
 
-def _test_cases(f: Any) -> np.ndarray:
-    return np.flatnonzero((f.split == 1) & f.done)
-
-
-@torch.no_grad()
-def forecast_errors(model: torch.nn.Module, stats: dict[str, Any], fields: np.ndarray, velocity: np.ndarray,
-                    window_stride: int, rollout_start: int, horizons: tuple[int, ...]) -> dict[str, Any]:
-    """One-step errors over test windows and rollout errors from ``rollout_start`` (field units)."""
-    fm, fs = float(stats["field_mean"]), float(stats["field_std"])
-    ds = ForecastWindows(fields, velocity, N_IN, N_OUT, stats, window_stride)
-    preds, trues = [], []
-    for s in range(0, len(ds), 32):
-        xs, ys = zip(*(ds[i] for i in range(s, min(s + 32, len(ds)))), strict=True)
-        preds.append(model(torch.stack(xs)).double() * fs + fm)
-        trues.append(torch.stack(ys).double() * fs + fm)
-    p, t = torch.cat(preds), torch.cat(trues)
-    out: dict[str, Any] = {"one_step": {"windows": int(p.shape[0]), "window_stride": window_stride,
-                                        "rel_l2_pooled": M.pooled_rel_l2(p, t),
-                                        "rmse": float(M.rmse(p, t).pow(2).mean().sqrt())}}
-    n_steps = min(max(horizons), fields.shape[1] - rollout_start - N_IN)
-    norm = ForecastWindows(fields, velocity, N_IN, 1, stats)
-    x0 = norm.fields[:, rollout_start : rollout_start + N_IN]
-    pred = rollout(model, x0, norm.velocity, n_steps).double() * fs + fm
-    s0 = rollout_start + N_IN
-    true = torch.from_numpy(fields[:, s0 : s0 + n_steps].astype(np.float64))
-    errs = M.rollout_errors(pred, true)
-    out["rollout"] = {"start_frame": rollout_start, "steps": n_steps, "cases": int(fields.shape[0]),
-                      "rel_l2": {str(h): errs["rel_l2"][h - 1] for h in horizons if h <= n_steps},
-                      "rmse": {str(h): errs["rmse"][h - 1] for h in horizons if h <= n_steps},
-                      "diverged_at": M.diverged_at(errs)}
-    return out
+def forecast_errors(ev: dict[str, Any], window_stride: int, horizons: tuple[int, ...]) -> dict[str, Any]:
+    """The one-step and rollout errors (at ``horizons``) of an ``evaluate_model`` result (field units)."""
+    one, roll = ev["one_step"], ev["rollout"]
+    n = min(max(horizons), len(roll["horizon"]))
+    errs = {k: roll[k][:n] for k in ("rel_l2", "rmse")}
+    return {"one_step": {"windows": one["n_samples"], "window_stride": window_stride,
+                         "rel_l2_pooled": one["rel_l2_pooled"], "rmse": one["rmse"]},
+            "rollout": {"start_frame": roll["start_frame"], "steps": n, "cases": len(ev["cases"]),
+                        **{k: {str(h): v[h - 1] for h in horizons if h <= n} for k, v in errs.items()},
+                        "diverged_at": M.diverged_at(errs)}}
 
 
 def measure_forecast(run: Path, data: Path, solver: dict[str, Any], args: argparse.Namespace) -> dict:
     """Rebuild a forecast run from its directory and measure errors, latency and speed-up."""
-    from wavesurrogate.data.store import open_data
-
     model, info = load_run(run, "best")
-    with open_data(data) as f:
-        fields, velocity = f.load_all(_test_cases(f))
+    ev = evaluate_model(model, info, data, rollout_start=args.rollout_start, window_stride=args.window_stride)
+    ny, nx = info.stats["data"]["ny"], info.stats["data"]["nx"]
     rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
                            "params": Mem.count_trainable(model), "weight_bytes": Mem.weight_bytes(model),
                            "best_epoch": info.best_epoch, **_history(run)}
-    rec.update(forecast_errors(model, info.stats, fields, velocity, args.window_stride, args.rollout_start,
-                               (10, 40)))
-    shape = (N_IN + 1, *fields.shape[-2:])
+    rec.update(forecast_errors(ev, args.window_stride, (10, 40)))
+    shape = (N_IN + 1, ny, nx)
     b1 = T.latency_ms(model, (1, *shape), warmup=3, repeats=args.repeats)
     b32 = T.latency_ms(model, (32, *shape), warmup=1, repeats=max(3, args.repeats // 4))
-    x0 = torch.randn(1, N_IN, *fields.shape[-2:])
-    v0 = torch.randn(1, *fields.shape[-2:])
+    x0, v0 = torch.randn(1, N_IN, ny, nx), torch.randn(1, ny, nx)
     steps = rec["rollout"]["steps"]
     roll_s = T.solver_seconds(lambda: rollout(model, x0, v0, steps), repeats=3)
     rec.update(latency_b1=b1.to_dict(), latency_b32=b32.to_dict(), rollout_b1_seconds=roll_s)
@@ -305,41 +266,24 @@ def measure_forecast(run: Path, data: Path, solver: dict[str, Any], args: argpar
 # ------------------------------------------------------------------------------------------ source to field
 
 
-def _axes(f: Any, stats: dict[str, Any]) -> list[torch.Tensor]:
-    lo, hi = stats["coord_min"], stats["coord_max"]
-    return [torch.from_numpy(scale_axis(a, lo[k], hi[k]).astype(np.float32))
-            for k, a in enumerate((f.x, f.y, f.t))]
-
-
-def _norm_params(f: Any, stats: dict[str, Any], cases: np.ndarray) -> torch.Tensor:
-    names = list(stats["param_names"])
-    p = np.stack([np.asarray(f.params[n], np.float64)[cases] for n in names], axis=1)
-    p = (p - np.asarray(stats["param_mean"])) / np.asarray(stats["param_std"])
-    return torch.from_numpy(p.astype(np.float32))
-
-
 def _field_summary(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-    return {"rel_l2_mean": float(torch.nanmean(M.rel_l2(pred, true))),
-            "rel_l2_pooled": M.pooled_rel_l2(pred, true),
-            "rmse": float(M.rmse(pred, true).pow(2).mean().sqrt()),
+    one = summarise([pred], [true])
+    return {"rel_l2_mean": one["rel_l2"], "rel_l2_pooled": one["rel_l2_pooled"], "rmse": one["rmse"],
             "field_rms": float(true.pow(2).mean().sqrt())}
 
 
 def measure_field(run: Path, data: Path, solver: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Rebuild a source-to-field run; whole-field test errors; latency for one new source at 4,096 points."""
-    from wavesurrogate.data.store import open_data
-
     model, info = load_run(run, "best")
     s = info.stats
-    fm, fs = float(s["field_mean"]), float(s["field_std"])
     with open_data(data) as f:
-        cases = _test_cases(f)
+        cases, _ = test_cases(f)
         fields, _ = f.load_all(cases)
-        ax_x, ax_y, ax_t = _axes(f, s)
-        params = _norm_params(f, s, cases)
+        ax_x, ax_y, ax_t = scaled_axes(s, f.x, f.y, f.t)
+        params = param_affine(s).encode(param_matrix(f.params, list(s["param_names"]), cases))
     true = torch.from_numpy(fields.astype(np.float64))
     with torch.inference_mode():
-        pred = torch.cat([model.predict_grid(params[i : i + 8], ax_x, ax_y, ax_t).double() * fs + fm
+        pred = torch.cat([field_affine(s).decode(model.predict_grid(params[i : i + 8], ax_x, ax_y, ax_t))
                           for i in range(0, len(cases), 8)])
     rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
                            "params": Mem.count_trainable(model), "weight_bytes": Mem.weight_bytes(model),
@@ -376,12 +320,10 @@ def measure_field(run: Path, data: Path, solver: dict[str, Any], args: argparse.
 
 def time_solvers(data: dict[str, Path], rollout_steps: int, repeats: int) -> dict[str, Any]:
     """FD solver seconds (devito, one thread) for the answers the surrogates give, on the first test case."""
-    from wavesurrogate.data.store import open_data
-
     out: dict[str, Any] = {}
     for task, path in data.items():
         with open_data(path) as f:
-            c = int(_test_cases(f)[0])
+            c = int(test_cases(f)[0][0])
             params = {k: float(v[c]) for k, v in f.params.items()}
             cfg_yaml, dt, n_frames = f.attrs["config_yaml"], f.dt, f.n_frames
         if task == "forecast":
@@ -452,9 +394,7 @@ def main() -> None:
         "benchmark": "operators", "smoke": args.smoke,
         "command": "-m benchmarks.operators " + " ".join(sys.argv[1:]),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "load_avg_start": load_start},
+        "machine": {**machine_info(), "load_avg_start": load_start},
         "data": {task: _describe(p) for task, p in data.items()},
         "training": {"common": COMMON, "tasks": TASK_SETTINGS, "jobs": args.jobs,
                      "cp_rank_ratio": CP_RANK_RATIO,
@@ -477,12 +417,10 @@ def main() -> None:
     result["seconds"] = {"total": time.time() - t_start, "training": t_trained - t_start,
                          "measuring": time.time() - t_trained}
     result["machine"]["load_avg_end"] = os.getloadavg()
-    text = json.dumps(result, indent=1, default=float)
-    print(text)
+    print(to_json(result))
     if args.out and not args.smoke:
-        out = ROOT / args.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        (ROOT / args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(ROOT / args.out, result)
 
 
 if __name__ == "__main__":

@@ -96,12 +96,12 @@ def _setup(res: dict[str, Any]) -> list[str]:
                      f"pool, {x['test_cases']} test), {x['frames']} frames of {x['grid'][0]}×{x['grid'][1]}, "
                      f"one every {x['frame_dt_s'] * 1e3:g} ms. Training: {s['epochs']} epochs, batch "
                      f"{s['batch_size']}, data options {json.dumps(s['data'])}.")
-    c = t["common"]
+    c, cpu, cores = t["common"], mach.get("cpu", mach.get("processor")), mach.get("cores", mach.get("cpus"))
     lines += [f"- Every run: {c['optim']['name']} lr {c['optim']['lr']:g}, {c['schedule']['name']} schedule, "
               f"seed {c['seed']}, {c['num_threads']} thread; CP CNNs use rank = {t['cp_rank_ratio']:g} × "
               "width.",
-              f"- Measured one model at a time, {m['threads']} thread, on {mach['processor']} "
-              f"({mach['cpus']} cores, shared): load average {mach['load_avg_start'][0]:.1f} at the start, "
+              f"- Measured one model at a time, {m['threads']} thread, on {cpu} "
+              f"({cores} cores, shared): load average {mach['load_avg_start'][0]:.1f} at the start, "
               f"{mach['load_avg_end'][0]:.1f} at the end. Latency = median of {m['latency_repeats']} calls "
               "(batch 32: a quarter of that) after warm-up, `torch.inference_mode`.", ""]
     return lines

@@ -12,7 +12,7 @@ from wavesurrogate.nn.models.deeponet import _trunk_input_dim
 from wavesurrogate.nn.models.fno import FNO2d, TFNO2d
 from wavesurrogate.nn.registry import count_trainable
 
-__all__ = ["deeponet_param_count", "mlp_param_count", "params_for_budget"]
+__all__ = ["deeponet_param_count", "mlp_param_count", "params_for_budget", "width_for_budget"]
 
 
 def mlp_param_count(d_in: int, width: int, depth: int, d_out: int, modified: bool = False) -> int:
@@ -63,6 +63,15 @@ def _closest(count: Callable[[int], int], target: int, lo: int, cap: int) -> tup
             hi = mid
     c_lo, c_hi = count(lo), count(hi)
     return (lo, c_lo) if abs(math.log(c_lo / target)) <= abs(math.log(c_hi / target)) else (hi, c_hi)
+
+
+def width_for_budget(name: str, kwargs_of: Callable[[int], dict[str, Any]], target: int, lo: int = 1,
+                     cap: int = 1024) -> dict[str, Any]:
+    """``kwargs_of(w)`` for the width w in [lo, cap] whose model ``name`` has the count nearest ``target``."""
+    from wavesurrogate.nn import registry
+
+    w, _ = _closest(lambda w: count_trainable(registry.build(name, kwargs_of(w))), target, lo, cap)
+    return kwargs_of(w)
 
 
 def _fno_budget(name: str, target: int, fixed: dict[str, Any]) -> dict[str, Any]:
