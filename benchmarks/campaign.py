@@ -13,9 +13,7 @@ the CPU time of this process and its workers (includes devito compilation); on a
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -25,6 +23,8 @@ import yaml
 
 from wavesurrogate.data.campaign import simulate
 from wavesurrogate.data.cases import load_campaign
+from wavesurrogate.eval.bench import machine_info
+from wavesurrogate.io import to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,16 +55,16 @@ def main() -> None:
     ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(r.ru_utime + r.ru_stime for r in ru)
     raw = a.cases * a.frames * 64 * 64 * 4
-    print(json.dumps({
+    print(to_json({
         "benchmark": "campaign", "cases": a.cases, "grid": [64, 64], "n_frames": a.frames,
         "frame_stride": c.time.frame_stride, "solver_steps_per_case": c.time_obj().n_steps,
-        "backend": a.backend, "workers": a.workers, "cpu_count": os.cpu_count(),
+        "backend": a.backend, "workers": a.workers,
         "wall_s": round(wall, 2), "cases_per_s": round(a.cases / wall, 2),
         "simulate_s": round(last[0] - t0, 2), "assemble_s": round(wall - (last[0] - t0), 2),
         "cpu_s": round(cpu, 1), "loadavg_1min_before": round(load_before, 2),
         "file_mb": round(size / 1e6, 1), "raw_mb": round(raw / 1e6, 1),
-        "under_2_min": wall < 120.0, "machine": platform.machine(), "python": platform.python_version(),
-    }))
+        "under_2_min": wall < 120.0, "machine": machine_info(),
+    }, indent=None))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ Usage: .venv/bin/python -m benchmarks.deeponet_latency [--width 128] [--threads 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 
 import torch
 
+from wavesurrogate.eval.bench import machine_info
 from wavesurrogate.eval.timing import time_calls
+from wavesurrogate.io import to_json
 from wavesurrogate.nn.models.deeponet import DeepONet
 from wavesurrogate.nn.registry import count_trainable as count_params
 
@@ -76,28 +76,12 @@ def main() -> None:
             model(params, coords), model.combine(model.branch_coeffs(params), basis), atol=1e-5
         )
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "deeponet_latency",
-                "model": kwargs,
-                "n_trainable_params": count_params(model),
-                "query_points": args.points,
-                "threads": torch.get_num_threads(),
-                "runs": args.runs,
-                "warmup": args.warmup,
-                "full": full,
-                "cached_trunk": cached,
-                "trunk_basis_once": trunk_once,
-                "cached_equals_full": bool(same),
-                "target_ms": 5.0,
-                "torch": torch.__version__,
-                "machine": platform.machine(),
-                "processor": platform.processor() or "unknown",
-            },
-            indent=1,
-        )
-    )
+    print(to_json({
+        "benchmark": "deeponet_latency", "model": kwargs, "n_trainable_params": count_params(model),
+        "query_points": args.points, "threads": torch.get_num_threads(), "runs": args.runs,
+        "warmup": args.warmup, "full": full, "cached_trunk": cached, "trunk_basis_once": trunk_once,
+        "cached_equals_full": bool(same), "target_ms": 5.0, "machine": machine_info(),
+    }))
 
 
 if __name__ == "__main__":

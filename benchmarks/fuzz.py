@@ -42,6 +42,7 @@ import yaml
 
 from tests.bad_inputs import make_corpus as mc
 from wavesurrogate.errors import UserError
+from wavesurrogate.io import to_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -543,10 +544,9 @@ def main() -> None:
                 result[kind]["seconds"] = round(time.perf_counter() - t1, 1)
     result["uncaught_total"] = sum(result[k]["uncaught"] for k in ("configs", "hdf5", "checkpoints"))
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(result, indent=2)
     if a.out is not None:
-        a.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+        write_json(a.out, result)
+    print(to_json(result))
 
 
 if __name__ == "__main__":

@@ -12,16 +12,16 @@ per repetition) so load changes on a shared machine hit all of them alike; ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from wavesurrogate.eval.bench import machine_info
 from wavesurrogate.eval.timing import round_robin
+from wavesurrogate.io import to_json, write_json
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.layers.tensorized import TensorizedConv2d
 
@@ -157,10 +157,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     size = 32 if args.quick else 64
     out = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "loadavg_before": os.getloadavg(),
+        "machine": machine_info(),
         "layers": {
             "setup": {"batch": 16, "channels": 32, "size": size, "padding": "same (zeros)"},
             "rows": bench_layers(
@@ -183,14 +180,10 @@ def main() -> None:
         },
         "loadavg_after": os.getloadavg(),
     }
-    text = json.dumps(out, indent=1)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.out)
-    print(text)
+        write_json(args.out, out)
+    print(to_json(out))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bad_inputs import make_corpus as mc
+from wavesurrogate.eval.bench import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,11 +224,11 @@ def main() -> None:
     rows, corpus_s = run_corpus()
     tests = run_tests([n for n, _ in KILL_TESTS])
     fuzz = json.loads(a.fuzz.read_text()) if a.fuzz.is_file() else None
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    m = machine_info()
     lines = ["# Reliability", "",
              "Generated — do not edit by hand. Regenerate with", "", "```", FUZZ_COMMAND, COMMAND, "```", "",
-             f"Python {platform.python_version()}, {os.cpu_count()} cores, load average {load:.1f} at the "
-             f"start; {time.perf_counter() - t0:.0f} s for sections 1, 2 and 4.", "",
+             f"Python {m['python']}, {m['cores']} cores, load average {m['load_1min']:.1f} at "
+             f"the start; {time.perf_counter() - t0:.0f} s for sections 1, 2 and 4.", "",
              "How: configs are strict pydantic models (unknown keys, wrong types, non-finite numbers, bad "
              "ranges, CFL, missing files and grids too large for memory are refused at load, before anything "
              "is written); the HDF5 reader checks schema, attributes, shapes, dtypes and a sha256 per case; "

@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from wavesurrogate.eval.bench import machine_info
 from wavesurrogate.eval.timing import round_robin
+from wavesurrogate.io import to_json
 from wavesurrogate.physics import media
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
@@ -202,14 +203,13 @@ def main() -> None:
         "command": "python -m benchmarks.solver " + " ".join(
             f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
             for k, v in vars(args).items()),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores_visible": os.cpu_count(),
-                    "threads_used": 1, "python": platform.python_version(), "devito": devito.__version__,
+        "machine": {**machine_info(), "threads_used": 1, "devito": devito.__version__,
                     "numpy": np.__version__, "load_average_1_5_15_min": os.getloadavg()},
         "notes": ("throughput = (n + 2·20)² points × steps / warm seconds (wall, and CPU time of this "
                   "process); float32; best of repeat; a loaded machine lowers and scatters all numbers"),
         "results": rows,
     }
-    print(json.dumps(out, indent=1))
+    print(to_json(out))
 
 
 if __name__ == "__main__":
