@@ -51,8 +51,8 @@ from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.io import to_json, write_json
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.layers.tensorized import compress_model
-from wavesurrogate.runs import OPTIM, WEIGHTS, RunInfo, load_run, read_metrics, save_header, save_weights
-from wavesurrogate.train.loop import config_from_dict, train
+from wavesurrogate.runs import WEIGHTS, RunInfo, load_run, read_metrics, save_header, save_weights
+from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"n_in": 4, "n_out": 1, "width": 16, "depth": 2, "kernel_size": 3}
@@ -116,18 +116,6 @@ def train_config(label: str, kwargs: dict[str, Any], data: Path, args: argparse.
     }).resolved()
 
 
-def train_run(cfg: Any, init_from: Path | None = None) -> Path:
-    """Train (or resume, or reuse) the run of ``cfg``, starting from ``init_from``'s weights if given."""
-    run = Path(cfg.out)
-    done = len(read_metrics(run))
-    if done >= cfg.epochs:
-        return run
-    if done > 0 and (run / OPTIM).is_file():
-        return train(cfg, resume=run)
-    run.mkdir(parents=True, exist_ok=True)
-    return train(cfg, overwrite=True, init_from=init_from)
-
-
 def _best_val(run: Path) -> float:
     """The lowest finite validation loss of a run's epochs (inf if none is finite)."""
     vals = [r["val_loss"] for r in read_metrics(run) if r.get("val_loss") is not None]
@@ -144,7 +132,8 @@ def search(label: str, kwargs: dict[str, Any], data: Path, args: argparse.Namesp
         print(f"[compression] training {label} at lr {lr:g} ({count(kwargs):,} parameters"
               f"{', from ' + init_from.name if init_from else ''})", file=sys.stderr, flush=True)
         try:
-            run = train_run(train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr), init_from)
+            cfg = train_config(f"{label}_lr{lr:g}", kwargs, data, args, lr)
+            run, _ = train_or_reuse(cfg, init_from=init_from)
         except TrainingDiverged as exc:  # a too-large rate on the grid: recorded, not chosen
             print(f"[compression] {label} at lr {lr:g} diverged: {exc}", file=sys.stderr, flush=True)
             diverged.append(lr)

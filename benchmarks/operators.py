@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ from wavesurrogate import metrics as M
 from wavesurrogate.config.train import TrainConfig, load_train_config
 from wavesurrogate.data.store import open_data
 from wavesurrogate.data.windows import param_matrix
-from wavesurrogate.errors import UserError
 from wavesurrogate.eval import memory as Mem
 from wavesurrogate.eval import timing as T
 from wavesurrogate.eval.bench import machine_info, time_solver
@@ -52,11 +52,11 @@ from wavesurrogate.metrics.suite import summarise
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.budget import params_for_budget, width_for_budget
 from wavesurrogate.nn.rollout import rollout
-from wavesurrogate.runs import MODEL_JSON, WEIGHTS, load_run, read_json, read_metrics, read_run_config
+from wavesurrogate.runs import MODEL_JSON, load_run, read_json, read_metrics
 from wavesurrogate.tasks.base import test_cases
 from wavesurrogate.tasks.forecast import field_affine
 from wavesurrogate.tasks.source_to_field import param_affine, scaled_axes
-from wavesurrogate.train.loop import config_from_dict, train
+from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "peers"
@@ -177,42 +177,25 @@ def _describe(path: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ training
 
 
-def _finished(cfg: TrainConfig) -> bool:
-    """True if the run directory holds a finished run of exactly this config (then it is reused)."""
-    run = ROOT / str(cfg.out)
-    try:
-        same = read_run_config(run).model_dump() == cfg.resolved().model_dump()
-    except UserError:
-        return False
-    return same and (run / WEIGHTS).is_file() and len(read_metrics(run)) >= cfg.epochs
-
-
-def train_one(cfg_path: str) -> tuple[str, float]:
-    """Train one config (in a worker process); (config path, wall seconds)."""
+def train_one(cfg_path: str) -> tuple[str, float | None]:
+    """Train, resume or reuse one config (in a worker process); (config path, wall seconds; None: reused)."""
     os.chdir(ROOT)  # a spawned worker re-imports this module, which registers the decoder
-    cfg = load_train_config(cfg_path)
     t0 = time.perf_counter()
-    train(cfg, overwrite=True)
-    return cfg_path, time.perf_counter() - t0
+    _, trained = train_or_reuse(load_train_config(cfg_path))
+    return cfg_path, time.perf_counter() - t0 if trained else None
 
 
 def train_all(cfgs: list[tuple[Path, TrainConfig]], jobs: int) -> dict[str, float]:
     """Train every unfinished config, ``jobs`` at a time (largest first); {config path: wall seconds}."""
-    todo = [str(p) for p, c in cfgs if not _finished(c)]
-    todo.sort(key=lambda p: -int(re.search(r"_(\d+)k", Path(p).stem).group(1)))  # largest first
+    todo = sorted((str(p) for p, _ in cfgs), key=lambda p: -int(re.search(r"_(\d+)k", Path(p).stem).group(1)))
     walls: dict[str, float] = {}
-    if not todo:
-        return walls
-    if jobs <= 1:
-        for p in todo:
-            walls[p] = train_one(p)[1]
-            print(f"[operators] trained {Path(p).stem} in {walls[p]:.0f} s", file=sys.stderr, flush=True)
-        return walls
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as ex:
-        for fut in as_completed([ex.submit(train_one, p) for p in todo]):
-            p, w = fut.result()
-            walls[p] = w
-            print(f"[operators] trained {Path(p).stem} in {w:.0f} s", file=sys.stderr, flush=True)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else nullcontext() as ex:
+        done = map(train_one, todo) if ex is None else (
+            f.result() for f in as_completed([ex.submit(train_one, p) for p in todo]))
+        for p, w in done:
+            if w is not None:
+                walls[p] = w
+                print(f"[operators] trained {Path(p).stem} in {w:.0f} s", file=sys.stderr, flush=True)
     return walls
 
 

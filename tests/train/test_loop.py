@@ -250,6 +250,21 @@ def test_evaluate_one_step_matches_an_independent_computation(data, tmp_path):
                                                               rel=1e-5)
 
 
+def test_train_or_reuse_reuses_resumes_and_retrains(data, tmp_path):
+    from wavesurrogate.train.loop import train_or_reuse
+
+    ref = train(_cfg(data, tmp_path / "ref", epochs=2))
+    cfg = _cfg(data, tmp_path / "r", epochs=2)
+    train(cfg, stop_after_epoch=1)  # interrupted after one epoch: resumed
+    assert train_or_reuse(cfg) == (tmp_path / "r", True)
+    _assert_same(_weights(ref), _weights(tmp_path / "r"))
+    before = (tmp_path / "r" / ck.WEIGHTS).stat().st_mtime_ns
+    assert train_or_reuse(cfg.model_copy(update={"progress": True})) == (tmp_path / "r", False)  # finished
+    assert (tmp_path / "r" / ck.WEIGHTS).stat().st_mtime_ns == before
+    assert train_or_reuse(_cfg(data, tmp_path / "r", epochs=2, seed=4))[1] is True  # another config
+    assert not torch.equal(_weights(ref)["last.c1.weight"], _weights(tmp_path / "r")["last.c1.weight"])
+
+
 def test_evaluate_window_stride_and_error_over_all_horizons(data, tmp_path):
     """window_stride 2: every other window per case; the rollout error over all horizons pools them."""
     from wavesurrogate.eval.evaluate import evaluate_model

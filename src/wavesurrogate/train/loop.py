@@ -40,6 +40,7 @@ from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from wavesurrogate.nn.registry import count_trainable
 from wavesurrogate.runs import layout
+from wavesurrogate.runs.layout import read_metrics
 from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
 from wavesurrogate.tasks.base import Task, TrainData
@@ -47,7 +48,8 @@ from wavesurrogate.train.dist import DistEnv, all_sum, barrier, dist_env
 from wavesurrogate.train.optim import optimizer, scheduler
 from wavesurrogate.train.progress import epoch_progress
 
-__all__ = ["train", "train_from_config", "config_from_dict", "build_model", "prepare_data", "TrainData"]
+__all__ = ["train", "train_or_reuse", "train_from_config", "config_from_dict", "build_model", "prepare_data",
+           "TrainData"]
 
 
 def prepare_data(cfg: TrainConfig, stats: dict[str, Any] | None = None) -> TrainData:
@@ -301,6 +303,24 @@ def _train_epoch(
 
 def _last_good(history: list[dict[str, Any]], run_dir: Path) -> str:
     return f"epoch {history[-1]['epoch']} in {run_dir}" if history else "none, no epoch finished"
+
+
+def train_or_reuse(cfg: TrainConfig, *, init_from: str | Path | None = None) -> tuple[Path, bool]:
+    """(run directory, whether it trained): a finished run of the same config in ``cfg.out`` is reused, an
+    interrupted one resumed, anything else trained anew (from ``init_from``'s best weights if given)."""
+    cfg = cfg.resolved()
+    run = Path(cfg.out)  # type: ignore[arg-type]
+    try:
+        a, b = read_run_config(run).model_dump(mode="json"), cfg.model_dump(mode="json")
+        same = all(a[k] == b[k] for k in a if k not in ("num_threads", "progress"))
+    except CheckpointError:
+        same = False
+    done = len(read_metrics(run)) if same else 0
+    if done >= cfg.epochs:
+        return run, False
+    if done and (run / layout.OPTIM).is_file():
+        return train(cfg, resume=run), True
+    return train(cfg, overwrite=True, init_from=init_from), True
 
 
 def train_from_config(
