@@ -14,19 +14,18 @@ contrast 0.1, correlation 50 m, seed 0), 15 Hz Ricker point source at (300, 300)
   amortised over many sources) / zoi_s;
 * ``zoi_error_sampled_trace_{cubic,linear}``: the same error with the trace sampled every k steps
   (k = frame_stride: only at the stored frames) and interpolated in time.
-On a shared machine (``loadavg_1min_before`` > cores) wall times overstate what an idle machine needs.
+On a shared machine (``machine.load_1min`` > cores) wall times overstate what an idle machine needs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import numpy as np
 
+from wavesurrogate.eval.bench import machine_info
+from wavesurrogate.io import to_json
 from wavesurrogate.physics import media
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Boundary, Grid, Problem, Source, TimeAxis
@@ -96,17 +95,15 @@ def main() -> None:
                       source=Source("point", 300.0, 300.0, freq_hz=15.0), boundary=Boundary("absorbing", 20))
     i0 = (a.n - a.zoi) // 2
     zoi = Zoi(i0, i0, a.zoi, a.zoi)
-    load = os.getloadavg()[0]
     out = {
         "benchmark": "submodel_core",
         "grid": [a.n, a.n], "dx_m": 5.0, "zoi": [zoi.i0, zoi.j0, zoi.nx, zoi.ny],
         "dt_s": problem.time.dt_s, "n_steps": problem.time.n_steps, "frame_stride": stride,
         "velocity_mps": [float(c.min()), float(c.max())], "source_m": [300.0, 300.0], "freq_hz": 15.0,
-        "boundary": "absorbing, 20 cells", "loadavg_1min_before": load, "cores": os.cpu_count(),
-        "python": platform.python_version(),
+        "boundary": "absorbing, 20 cells", "machine": machine_info(),
         "elements": {el: bench(problem, zoi, el) for el in a.elements},
     }
-    print(json.dumps(out, indent=2))
+    print(to_json(out))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import torch
 import yaml
 from rich.console import Console
 
-from wavesurrogate.errors import ConfigError, DataFileError, UserError
-from wavesurrogate.runs.layout import read_metrics as _metrics
+from wavesurrogate.errors import ConfigError, DataFileError
+from wavesurrogate.runs.layout import holds_config, read_metrics
 
 __all__ = ["DemoPlan", "plan", "find_config", "run_demo"]
 
@@ -128,19 +128,6 @@ def _train_config(p: DemoPlan, label: str, data: Path, run_dir: Path) -> Any:
     return cfg.resolved()
 
 
-def _same_run(run_dir: Path, cfg: Any) -> bool:
-    """Whether ``run_dir`` holds a run of ``cfg`` (all but the resumable keys equal)."""
-    from wavesurrogate.config.train import RESUMABLE_CHANGES
-    from wavesurrogate.runs import read_run_config
-
-    try:
-        saved = read_run_config(run_dir)
-    except UserError:
-        return False
-    a, b = saved.model_dump(mode="json"), cfg.model_dump(mode="json")
-    return all(a.get(k) == b.get(k) for k in a if k not in RESUMABLE_CHANGES)
-
-
 def _stage_train(p: DemoPlan, label: str, data: Path, out: Path,
                  say: Callable[[str], None]) -> dict[str, Any]:
     """Train one model epoch by epoch until its epochs or its time budget are spent; resumes a stopped run."""
@@ -151,10 +138,10 @@ def _stage_train(p: DemoPlan, label: str, data: Path, out: Path,
     run_dir = out / label
     cfg = _train_config(p, label, data, run_dir)
     marker = run_dir / "demo_training.json"
-    same = _same_run(run_dir, cfg)
+    same = holds_config(run_dir, cfg)
     if same and marker.is_file() and _fresh(marker, run_dir / "weights.safetensors"):
         return {**json.loads(marker.read_text(encoding="utf-8")), "skipped": True}
-    rows = _metrics(run_dir) if same and (run_dir / OPTIM).is_file() else []
+    rows = read_metrics(run_dir) if same and (run_dir / OPTIM).is_file() else []
     while len(rows) < cfg.epochs:
         spent = sum(r["seconds"] for r in rows)
         if rows and spent + float(np.median([r["seconds"] for r in rows])) > p.budget_s:
@@ -164,7 +151,7 @@ def _stage_train(p: DemoPlan, label: str, data: Path, out: Path,
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             train(cfg, overwrite=True, stop_after_epoch=1)
-        rows = _metrics(run_dir)
+        rows = read_metrics(run_dir)
         r = rows[-1]
         val = "n/a" if r.get("val_loss") is None else f"{r['val_loss']:.3g}"
         say(f"  {label}: epoch {r['epoch']}/{cfg.epochs}  train loss {r['train_loss']:.3g}  val loss {val}"
@@ -257,7 +244,7 @@ def _stage_figures(out: Path, data: Path, runs: dict[str, Path], evals: dict[str
         add("Test error against trainable parameters and against latency (Pareto front in red)",
             plots.pareto(pts, fig_dir / "pareto.png"))
     add("Training curves (normalised MSE)",
-        plots.training_curves({k: _metrics(v) for k, v in runs.items()}, fig_dir / "training.png"))
+        plots.training_curves({k: read_metrics(v) for k, v in runs.items()}, fig_dir / "training.png"))
     best = min(bench["runs"],
                key=lambda r: r["test_rel_l2"] if r.get("test_rel_l2") is not None else math.inf)
     model, info = models[best["run"]]

@@ -11,6 +11,7 @@ from wavesurrogate.runs.layout import (
     RUN_FILES,
     STATS,
     WEIGHTS,
+    holds_config,
     read_json,
     read_metrics,
     read_run_config,
@@ -18,6 +19,6 @@ from wavesurrogate.runs.layout import (
 from wavesurrogate.runs.load import RunInfo, load_into, load_run, load_state, load_weights
 from wavesurrogate.runs.save import save_checkpoint, save_header, save_state, save_weights, write_metrics
 
-__all__ = ["CONFIG", "METRICS", "MODEL_JSON", "OPTIM", "RUN_FILES", "STATS", "WEIGHTS", "read_json",
-           "read_metrics", "read_run_config", "RunInfo", "load_into", "load_run", "load_state",
+__all__ = ["CONFIG", "METRICS", "MODEL_JSON", "OPTIM", "RUN_FILES", "STATS", "WEIGHTS", "holds_config",
+           "read_json", "read_metrics", "read_run_config", "RunInfo", "load_into", "load_run", "load_state",
            "load_weights", "save_checkpoint", "save_header", "save_state", "save_weights", "write_metrics"]

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from wavesurrogate.config.base import read_yaml, validate
-from wavesurrogate.config.train import TrainConfig
+from wavesurrogate.config.train import RESUMABLE_CHANGES, TrainConfig
 from wavesurrogate.errors import CheckpointError, UserError
 
 __all__ = ["CONFIG", "MODEL_JSON", "STATS", "WEIGHTS", "OPTIM", "METRICS", "RUN_FILES", "MODEL_FORMAT",
            "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_metrics", "read_run_config",
-           "prepare_dir", "remove_partial_writes"]
+           "holds_config", "prepare_dir", "remove_partial_writes"]
 
 CONFIG, MODEL_JSON, STATS = "config.yaml", "model.json", "stats.json"
 WEIGHTS, OPTIM, METRICS = "weights.safetensors", "optimizer.pt", "metrics.jsonl"
@@ -62,6 +62,15 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
         return validate(TrainConfig, read_yaml(path), source=str(path))
     except UserError as exc:
         raise CheckpointError(str(exc)) from None
+
+
+def holds_config(run_dir: str | Path, cfg: TrainConfig, ignore: tuple[str, ...] = RESUMABLE_CHANGES) -> bool:
+    """Whether ``run_dir`` holds a run of ``cfg``: its stored config equal in every key but ``ignore``."""
+    try:
+        a, b = read_run_config(run_dir).model_dump(mode="json"), cfg.resolved().model_dump(mode="json")
+    except UserError:
+        return False
+    return all(a.get(k) == b.get(k) for k in a if k not in ignore)
 
 
 def prepare_dir(run_dir: Path, overwrite: bool) -> None:

@@ -40,7 +40,7 @@ from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from wavesurrogate.nn.registry import count_trainable
 from wavesurrogate.runs import layout
-from wavesurrogate.runs.layout import read_metrics
+from wavesurrogate.runs.layout import holds_config, read_metrics
 from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
 from wavesurrogate.tasks.base import Task, TrainData
@@ -310,12 +310,7 @@ def train_or_reuse(cfg: TrainConfig, *, init_from: str | Path | None = None) -> 
     interrupted one resumed, anything else trained anew (from ``init_from``'s best weights if given)."""
     cfg = cfg.resolved()
     run = Path(cfg.out)  # type: ignore[arg-type]
-    try:
-        a, b = read_run_config(run).model_dump(mode="json"), cfg.model_dump(mode="json")
-        same = all(a[k] == b[k] for k in a if k not in ("num_threads", "progress"))
-    except CheckpointError:
-        same = False
-    done = len(read_metrics(run)) if same else 0
+    done = len(read_metrics(run)) if holds_config(run, cfg, ignore=("num_threads", "progress")) else 0
     if done >= cfg.epochs:
         return run, False
     if done and (run / layout.OPTIM).is_file():

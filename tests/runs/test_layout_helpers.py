@@ -1,0 +1,31 @@
+"""runs.layout helpers: read_metrics (rows of metrics.jsonl) and holds_config (is this run of that config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wavesurrogate.runs import METRICS, read_metrics, write_metrics
+
+
+def test_read_metrics_round_trips_and_is_empty_without_a_file(tmp_path: Path) -> None:
+    assert read_metrics(tmp_path) == []
+    rows = [{"epoch": 1, "val_loss": None, "seconds": 0.5}, {"epoch": 2, "val_loss": 0.25, "seconds": 0.5}]
+    write_metrics(tmp_path / METRICS, rows)
+    (tmp_path / METRICS).write_text((tmp_path / METRICS).read_text() + "\n", encoding="utf-8")  # blank line
+    assert read_metrics(str(tmp_path)) == rows
+
+
+def test_holds_config_compares_all_but_the_ignored_keys(tmp_path: Path) -> None:
+    from wavesurrogate.config.base import dump_yaml
+    from wavesurrogate.runs import CONFIG, holds_config
+    from wavesurrogate.train.loop import config_from_dict
+
+    raw = {"name": "r", "out": str(tmp_path), "epochs": 3,
+           "data": {"path": str(tmp_path / "d.h5"), "task": "forecast"}, "model": {"name": "cnn2d"}}
+    cfg = config_from_dict(raw).resolved()
+    assert not holds_config(tmp_path, cfg)  # no run there
+    (tmp_path / CONFIG).write_text(dump_yaml(cfg), encoding="utf-8")
+    assert holds_config(tmp_path, cfg)
+    more = config_from_dict({**raw, "epochs": 5})
+    assert holds_config(tmp_path, more) and not holds_config(tmp_path, more, ignore=("progress",))
+    assert not holds_config(tmp_path, config_from_dict({**raw, "seed": 7}))
