@@ -48,14 +48,12 @@ from wavesurrogate.eval import timing as T
 from wavesurrogate.eval.bench import machine_info, time_solver
 from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.io import to_json, write_json
-from wavesurrogate.metrics.suite import summarise
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.budget import params_for_budget, width_for_budget
 from wavesurrogate.nn.rollout import rollout
 from wavesurrogate.runs import MODEL_JSON, load_run, read_json, read_metrics
 from wavesurrogate.tasks.base import test_cases
-from wavesurrogate.tasks.forecast import field_affine
-from wavesurrogate.tasks.source_to_field import param_affine, scaled_axes
+from wavesurrogate.tasks.source_to_field import grid_coords, param_affine
 from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,35 +247,24 @@ def measure_forecast(run: Path, data: Path, solver: dict[str, Any], args: argpar
 # ------------------------------------------------------------------------------------------ source to field
 
 
-def _field_summary(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-    one = summarise([pred], [true])
+def _field_summary(one: dict[str, Any]) -> dict[str, float]:
+    """The field errors of an evaluation summary; the truth's RMS is RMSE / pooled relative L2."""
     return {"rel_l2_mean": one["rel_l2"], "rel_l2_pooled": one["rel_l2_pooled"], "rmse": one["rmse"],
-            "field_rms": float(true.pow(2).mean().sqrt())}
+            "field_rms": one["rmse"] / one["rel_l2_pooled"]}
 
 
 def measure_field(run: Path, data: Path, solver: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Rebuild a source-to-field run; whole-field test errors; latency for one new source at 4,096 points."""
     model, info = load_run(run, "best")
-    s = info.stats
-    with open_data(data) as f:
-        cases, _ = test_cases(f)
-        fields, _ = f.load_all(cases)
-        ax_x, ax_y, ax_t = scaled_axes(s, f.x, f.y, f.t)
-        params = param_affine(s).encode(param_matrix(f.params, list(s["param_names"]), cases))
-    true = torch.from_numpy(fields.astype(np.float64))
-    with torch.inference_mode():
-        pred = torch.cat([field_affine(s).decode(model.predict_grid(params[i : i + 8], ax_x, ax_y, ax_t))
-                          for i in range(0, len(cases), 8)])
+    s, ev = info.stats, evaluate_model(model, info, data)
+    with open_data(data) as f:  # one new source (the first test case's), the last frame's grid nodes
+        p1 = param_affine(s).encode(param_matrix(f.params, list(s["param_names"]), ev["cases"][:1]))
+        q = grid_coords(s, f.x, f.y, f.t[-1:])
     rec: dict[str, Any] = {"run": run.name, "model": info.model_name, "kwargs": info.model_kwargs,
                            "params": Mem.count_trainable(model), "weight_bytes": Mem.weight_bytes(model),
-                           "best_epoch": info.best_epoch, **_history(run), "test_cases": int(len(cases)),
-                           "test_whole_field": _field_summary(pred, true),
-                           "test_last_frame": _field_summary(pred[:, -1:], true[:, -1:])}
-    # one new source, 4,096 query points = the last frame's grid nodes
-    tq = ax_t[-1]
-    yy, xx = torch.meshgrid(ax_y, ax_x, indexing="ij")
-    q = torch.stack([xx, yy, torch.full_like(xx, float(tq))], dim=-1).reshape(-1, 3)
-    p1 = params[:1]
+                           "best_epoch": info.best_epoch, **_history(run), "test_cases": len(ev["cases"]),
+                           "test_whole_field": _field_summary(ev["one_step"]),
+                           "test_last_frame": _field_summary(ev["last_frame"])}
     lat: dict[str, Any] = {"query_points": int(q.shape[0]), "threads": torch.get_num_threads()}
     with torch.inference_mode():
         if hasattr(model, "trunk_basis"):

@@ -333,3 +333,5 @@ def test_source_to_field_trains_and_evaluates(data, tmp_path):
     res = json.loads(evaluate_run(run, data))
     assert res["task"] == "source_to_field" and res["rollout"] is None
     assert res["one_step"]["n_samples"] == 2 and res["one_step"]["rmse"] > 0
+    last = res["last_frame"]  # the last frame alone: at most the whole field's largest error
+    assert last["n_samples"] == 2 and 0 < last["max_error"] <= res["one_step"]["max_error"]

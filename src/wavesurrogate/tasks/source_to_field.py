@@ -2,7 +2,8 @@
 
 Model interface ``points``: ``forward(params, coords)`` with params ``[batch, n_params]`` (normalised) and
 coords ``[batch, n_points, 3]`` (x, y, t scaled to [-1, 1]) returns ``[batch, n_points]`` (normalised).
-Evaluation: the whole field of each test case predicted from its parameters, in the file's field units.
+Evaluation: the whole field of each test case predicted from its parameters, in the file's field units, and
+its last frame alone.
 """
 
 from __future__ import annotations
@@ -143,8 +144,10 @@ class SourceToField(Task):
             v = torch.cat([model(p[i : i + 1], coords[None, q : q + chunk])[0]
                            for q in range(0, len(coords), chunk)])
             preds.append(fa.decode(v.reshape(fields.shape[1:])))
-        one = summarise([torch.stack(preds)], [torch.from_numpy(fields.astype(np.float64))])
-        return {"one_step": one, "rollout": None, "diverged": not np.isfinite(one["rmse"])}
+        pred, true = torch.stack(preds), torch.from_numpy(fields.astype(np.float64))
+        one = summarise([pred], [true])
+        return {"one_step": one, "last_frame": summarise([pred[:, -1:]], [true[:, -1:]]), "rollout": None,
+                "diverged": not np.isfinite(one["rmse"])}
 
 
 TASK = SourceToField()
