@@ -50,17 +50,9 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    kwargs = {
-        "n_params": args.n_params,
-        "n_basis": args.n_basis,
-        "branch_width": args.width,
-        "branch_depth": args.depth,
-        "trunk_width": args.width,
-        "trunk_depth": args.depth,
-        "activation": args.activation,
-        "modified": not args.no_modified,
-        "n_fourier": args.n_fourier,
-    }
+    kwargs = {"n_params": args.n_params, "n_basis": args.n_basis, "branch_width": args.width,
+              "branch_depth": args.depth, "trunk_width": args.width, "trunk_depth": args.depth,
+              "activation": args.activation, "modified": not args.no_modified, "n_fourier": args.n_fourier}
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = DeepONet(**kwargs).eval()
@@ -72,9 +64,8 @@ def main() -> None:
         full = timed_ms(lambda: model(params, coords), args.runs, args.warmup)
         cached = timed_ms(lambda: model.combine(model.branch_coeffs(params), basis), args.runs, args.warmup)
         trunk_once = timed_ms(lambda: model.trunk_basis(coords[0]), max(args.runs // 4, 5), args.warmup // 4)
-        same = torch.allclose(
-            model(params, coords), model.combine(model.branch_coeffs(params), basis), atol=1e-5
-        )
+        same = torch.allclose(model(params, coords), model.combine(model.branch_coeffs(params), basis),
+                              atol=1e-5)
 
     print(to_json({
         "benchmark": "deeponet_latency", "model": kwargs, "n_trainable_params": count_params(model),

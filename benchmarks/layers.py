@@ -43,9 +43,8 @@ def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
-def bench_layers(
-    batch: int, channels: int, size: int, kernels: list[int], ranks: list[int], reps: int
-) -> list:
+def bench_layers(batch: int, channels: int, size: int, kernels: list[int], ranks: list[int],
+                 reps: int) -> list:
     """Forward+backward ms of dense, tltorch CP and our CP conv for each (k, R)."""
     try:
         import tltorch
@@ -72,37 +71,19 @@ def bench_layers(
                 "ours_cp_no_recompute_channels_last_input": _fwd_bwd(keep, x_cl),
             }
             if tltorch is not None:
-                theirs = tltorch.FactorizedConv(
-                    channels,
-                    channels,
-                    k,
-                    order=2,
-                    rank=r,
-                    factorization="cp",
-                    implementation="factorized",
-                    padding=k // 2,
-                    bias=True,
-                )
+                theirs = tltorch.FactorizedConv(channels, channels, k, order=2, rank=r, factorization="cp",
+                                                implementation="factorized", padding=k // 2, bias=True)
                 fns["tltorch_cp"] = _fwd_bwd(theirs, x)
             ms = _round_robin(fns, reps)
             row = {"kernel": k, "rank": r, "ms_fwd_bwd": ms}
             ratios = {"dense_over_ours": round(ms["dense"] / ms["ours_cp"], 2)}
             if "tltorch_cp" in ms:
-                ratios["tltorch_over_ours"] = round(ms["tltorch_cp"] / ms["ours_cp"], 2)
-                ratios["tltorch_over_ours_channels_last"] = round(
-                    ms["tltorch_cp"] / ms["ours_cp_channels_last_input"], 2
-                )
-                ratios["tltorch_over_ours_no_recompute"] = round(
-                    ms["tltorch_cp"] / ms["ours_cp_no_recompute"], 2
-                )
-                ratios["tltorch_over_ours_no_recompute_channels_last"] = round(
-                    ms["tltorch_cp"] / ms["ours_cp_no_recompute_channels_last_input"], 2
-                )
+                for tail in ("", "_channels_last", "_no_recompute", "_no_recompute_channels_last"):
+                    ours_ms = ms["ours_cp" + tail + ("_input" if tail.endswith("last") else "")]
+                    ratios[f"tltorch_over_ours{tail}"] = round(ms["tltorch_cp"] / ours_ms, 2)
             row["speedup"] = ratios
-            row["params"] = {
-                "dense": sum(p.numel() for p in dense.parameters()),
-                "cp": ours.count_parameters(),
-            }
+            row["params"] = {"dense": sum(p.numel() for p in dense.parameters()),
+                             "cp": ours.count_parameters()}
             rows.append(row)
     return rows if tl_error is None else [*rows, {"tltorch_import_error": tl_error}]
 
@@ -115,9 +96,8 @@ def bench_networks(size: int, batches: list[int], reps: int, formats: list[dict]
         for conv in formats:
             label = conv["format"] + (f"_r{conv['rank']}" if "rank" in conv else "")
             torch.manual_seed(0)
-            models[label] = registry.build(
-                name, {"n_in": 4, "n_out": 1, "width": width, "depth": 2, "kernel_size": 3, "conv": conv}
-            ).eval()
+            kwargs = {"n_in": 4, "n_out": 1, "width": width, "depth": 2, "kernel_size": 3, "conv": conv}
+            models[label] = registry.build(name, kwargs).eval()
         for batch in batches:
             x = torch.randn(batch, 5, size, size)
 
@@ -128,21 +108,12 @@ def bench_networks(size: int, batches: list[int], reps: int, formats: list[dict]
 
                 return run
 
-            ms = _round_robin(
-                {k: infer(m) for k, m in models.items()}, reps if batch == 1 else max(3, reps // 2)
-            )
-            rows.append(
-                {
-                    "model": name,
-                    "width": width,
-                    "batch": batch,
-                    "ms_inference": ms,
-                    "dense_over_format": {
-                        k: round(ms["dense"] / v, 2) for k, v in ms.items() if k != "dense"
-                    },
-                    "params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()},
-                }
-            )
+            ms = _round_robin({k: infer(m) for k, m in models.items()},
+                              reps if batch == 1 else max(3, reps // 2))
+            rows.append({"model": name, "width": width, "batch": batch, "ms_inference": ms,
+                         "dense_over_format": {k: round(ms["dense"] / v, 2) for k, v in ms.items()
+                                               if k != "dense"},
+                         "params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}})
     return rows
 
 
@@ -160,23 +131,14 @@ def main() -> None:
         "machine": machine_info(),
         "layers": {
             "setup": {"batch": 16, "channels": 32, "size": size, "padding": "same (zeros)"},
-            "rows": bench_layers(
-                16, 32, size, [3] if args.quick else [3, 5], [8] if args.quick else [4, 8, 16], args.reps
-            ),
+            "rows": bench_layers(16, 32, size, [3] if args.quick else [3, 5],
+                                 [8] if args.quick else [4, 8, 16], args.reps),
         },
         "networks": {
             "setup": {"size": size, "n_in": 4, "n_out": 1, "depth": 2, "kernel_size": 3},
-            "rows": bench_networks(
-                size,
-                [1] if args.quick else [1, 32],
-                args.reps,
-                [
-                    {"format": "dense"},
-                    {"format": "cp", "rank": 8},
-                    {"format": "tucker", "rank": 8},
-                    {"format": "separable", "rank": 1},
-                ],
-            ),
+            "rows": bench_networks(size, [1] if args.quick else [1, 32], args.reps,
+                                   [{"format": "dense"}, {"format": "cp", "rank": 8},
+                                    {"format": "tucker", "rank": 8}, {"format": "separable", "rank": 1}]),
         },
         "loadavg_after": os.getloadavg(),
     }
