@@ -175,10 +175,11 @@ def measure(label: str, run: Path, data: Path, repeats: int) -> dict[str, Any]:
     model, info = load_run(run, "best")
     geo = info.stats["data"]
     ny, nx = geo["ny"], geo["nx"]
-    c = BASE["n_in"] + 1
+    c, b = BASE["n_in"] + 1, info.config.batch_size
+    x1, xb, yb = (1, c, ny, nx), (b, c, ny, nx), (b, BASE["n_out"], ny, nx)
     ev = evaluate_model(model, info, data)
     roll = ev["rollout"]["rel_l2"] if ev.get("rollout") else []
-    lat1 = T.latency_ms(model, (1, c, ny, nx), repeats=repeats)
+    lat1 = T.latency_ms(model, x1, repeats=repeats)
     lat32 = T.latency_ms(model, (32, c, ny, nx), repeats=max(3, repeats // 3))
     kwargs = info.model_kwargs
     late = late_rollout(model, info, data, geo["n_frames"])
@@ -186,13 +187,10 @@ def measure(label: str, run: Path, data: Path, repeats: int) -> dict[str, Any]:
     return {
         "label": label, "kwargs": kwargs, "params": Mem.count_trainable(model),
         "weight_bytes": Mem.weight_bytes(model),
-        "peak_infer_bytes": Mem.inference_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
-        "peak_train_bytes": Mem.train_step_peak_bytes("cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
-                                                    (info.config.batch_size, BASE["n_out"], ny, nx)),
-        "tensor_peak_infer_bytes": Mem.inference_tensor_peak_bytes("cnn2d", kwargs, (1, c, ny, nx)),
-        "tensor_peak_train_bytes": Mem.train_step_tensor_peak_bytes(
-            "cnn2d", kwargs, (info.config.batch_size, c, ny, nx),
-            (info.config.batch_size, BASE["n_out"], ny, nx)),
+        "peak_infer_bytes": Mem.inference_peak_bytes("cnn2d", kwargs, x1),
+        "peak_train_bytes": Mem.train_step_peak_bytes("cnn2d", kwargs, xb, yb),
+        "tensor_peak_infer_bytes": Mem.inference_tensor_peak_bytes("cnn2d", kwargs, x1),
+        "tensor_peak_train_bytes": Mem.train_step_tensor_peak_bytes("cnn2d", kwargs, xb, yb),
         "test_rel_l2": ev["one_step"]["rel_l2_pooled"],
         "rollout40_rel_l2_from_start": roll[HORIZON - 1] if len(roll) >= HORIZON else None,
         "rollout40_late": late,

@@ -41,13 +41,14 @@ import yaml
 
 from wavesurrogate import metrics as M
 from wavesurrogate.config.train import TrainConfig, load_train_config
+from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
 from wavesurrogate.data.windows import param_matrix
 from wavesurrogate.eval import memory as Mem
 from wavesurrogate.eval import timing as T
 from wavesurrogate.eval.bench import machine_info, time_solver
 from wavesurrogate.eval.evaluate import evaluate_model
-from wavesurrogate.io import to_json, write_json
+from wavesurrogate.io import atomic_write_text, to_json, write_json
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.budget import params_for_budget, width_for_budget
 from wavesurrogate.nn.rollout import rollout
@@ -83,10 +84,6 @@ SUBDIR = {"forecast": "forecast", "source_to_field": "field"}
 
 
 # ------------------------------------------------------------------------------------------------ budgets
-
-
-def _count(name: str, kwargs: dict[str, Any]) -> int:
-    return Mem.count_trainable(registry.build(name, kwargs))
 
 
 def _cp(width: int) -> dict[str, Any]:
@@ -131,9 +128,10 @@ def write_configs(workdir: str = "runs/peers") -> list[Path]:
         config_from_dict(cfg)  # validate
         p = CONFIGS / SUBDIR[task] / f"{label}.yaml"
         p.parent.mkdir(parents=True, exist_ok=True)
+        n = Mem.count_trainable(registry.build(name, kwargs))
         head = (f"# {label}: {name} near {label.rsplit('_', 1)[1]} parameters "
-                f"({_count(name, kwargs):,}); written by benchmarks/operators.py --write-configs\n")
-        p.write_text(head + yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+                f"({n:,}); written by benchmarks/operators.py --write-configs\n")
+        atomic_write_text(p, head + yaml.safe_dump(cfg, sort_keys=False))
         paths.append(p)
     return paths
 
@@ -148,17 +146,13 @@ def _field_geometry(campaign_yaml: Path) -> dict[str, int]:
 
 def make_data(smoke: bool) -> dict[str, Path]:
     """Run the two campaigns unless their files exist; {task: data file}."""
-    from wavesurrogate.config.campaign import load_campaign_config
-    from wavesurrogate.data.campaign import simulate
-
     out = {}
     for task, (cfg_name, rel) in DATA.items():
         path = ROOT / rel
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            cfg = load_campaign_config(CONFIGS / cfg_name)
             t0 = time.perf_counter()
-            simulate(cfg, path, progress=False)
+            run_campaign(CONFIGS / cfg_name, path, progress=False)
             print(f"[operators] simulated {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         out[task] = path
     return out
