@@ -88,8 +88,7 @@ def choose_ranks(dense_params: int) -> dict[str, int]:
 
 
 def choose_budgets(dense_params: int) -> dict[str, int]:
-    """Per-layer factor budgets (``layer_params``): the largest with ≤ 1/10 of the dense parameters, and
-    the largest with ≤ 1/30."""
+    """Per-layer factor budgets (``layer_params``): the largest with ≤ 1/10 and with ≤ 1/30 of dense's."""
     out = {}
     for share, frac in (("1/10", 10), ("1/30", 30)):
         lo, hi = 10, 100_000  # count() grows with the budget: bisect the largest within the share
@@ -124,8 +123,7 @@ def _best_val(run: Path) -> float:
 
 def search(label: str, kwargs: dict[str, Any], data: Path, args: argparse.Namespace, lrs: list[float],
            init_from: Path | None = None) -> tuple[Path, dict[str, float], list[float]]:
-    """Train ``label`` at every rate of ``lrs``: (the run with the lowest validation loss, {lr: that loss},
-    the rates that diverged). Test cases never choose."""
+    """(run with the lowest validation loss, {lr: its loss}, diverged rates) of ``label`` over ``lrs``."""
     tried: dict[float, tuple[Path, float]] = {}
     diverged = []
     for lr in lrs:
@@ -160,8 +158,7 @@ def compressed_run(dense_run: Path, kwargs: dict[str, Any], out: Path) -> Path:
 
 
 def late_rollout(model: nn.Module, info: RunInfo, data: Path, n_frames: int) -> dict[str, float] | None:
-    """Rollouts of 40 frames from the latest start leaving 40 frames (test cases), relative L2 pooled over
-    the cases: at the 40th frame (``at_40``) and over all 40 frames together (``over_40``)."""
+    """Rel. L2 (test cases pooled) of 40-frame rollouts from the latest start: at frame 40, over all 40."""
     start = n_frames - HORIZON - int(info.stats["n_in"])
     if start < 0:
         return None

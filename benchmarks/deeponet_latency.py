@@ -24,12 +24,9 @@ from wavesurrogate.nn.registry import count_trainable as count_params
 
 def timed_ms(fn, runs: int, warmup: int) -> dict[str, float]:
     """Median and 10th/90th percentiles (ms) of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
-    samples = sorted(s * 1e3 for s in time_calls(fn, warmup=warmup, repeats=runs))
-    return {
-        "median_ms": round(statistics.median(samples), 4),
-        "p10_ms": round(samples[len(samples) // 10], 4),
-        "p90_ms": round(samples[(9 * len(samples)) // 10], 4),
-    }
+    ms = sorted(s * 1e3 for s in time_calls(fn, warmup=warmup, repeats=runs))
+    return {"median_ms": round(statistics.median(ms), 4), "p10_ms": round(ms[len(ms) // 10], 4),
+            "p90_ms": round(ms[(9 * len(ms)) // 10], 4)}
 
 
 def main() -> None:

@@ -306,8 +306,7 @@ def _last_good(history: list[dict[str, Any]], run_dir: Path) -> str:
 
 
 def train_or_reuse(cfg: TrainConfig, *, init_from: str | Path | None = None) -> tuple[Path, bool]:
-    """(run directory, whether it trained): a finished run of the same config in ``cfg.out`` is reused, an
-    interrupted one resumed, anything else trained anew (from ``init_from``'s best weights if given)."""
+    """(run dir, trained?): a finished run of ``cfg`` is reused, an interrupted one resumed, else trained."""
     cfg = cfg.resolved()
     run = Path(cfg.out)  # type: ignore[arg-type]
     done = len(read_metrics(run)) if holds_config(run, cfg, ignore=("num_threads", "progress")) else 0

@@ -211,8 +211,7 @@ def from_dense(
 
 @torch.no_grad()
 def compress_model(dense: nn.Module, target: nn.Module, seed: int = 0) -> nn.Module:
-    """Fill ``target`` from ``dense`` (same architecture, tensorized convs): each tensorized conv is
-    ``from_dense`` of the same-named conv at the target's format and rank; every other weight is copied."""
+    """``target`` with its tensorized convs ``from_dense`` of ``dense``'s namesakes, other weights copied."""
     tensorized = {n: m for n, m in target.named_modules() if isinstance(m, TensorizedConvNd)}
     rest = {k: v for k, v in dense.state_dict().items() if not any(k.startswith(t + ".") for t in tensorized)}
     try:
