@@ -290,15 +290,10 @@ def time_solvers(data: dict[str, Path], rollout_steps: int, repeats: int) -> dic
             c = int(test_cases(f)[0][0])
             params = {k: float(v[c]) for k, v in f.params.items()}
             cfg_yaml, dt, n_frames = f.attrs["config_yaml"], f.dt, f.n_frames
-        if task == "forecast":
-            out["forecast"] = {
-                "case": c,
-                "one_frame": time_solver(cfg_yaml, dt, params, 1, 1, repeats=repeats),
-                "rollout": time_solver(cfg_yaml, dt, params, 1, rollout_steps, repeats=repeats)}
-        else:
-            out["source_to_field"] = {
-                "case": c,
-                "to_last_frame": time_solver(cfg_yaml, dt, params, 1, n_frames - 1, repeats=repeats)}
+        fc = task == "forecast"
+        frames = {"one_frame": 1, "rollout": rollout_steps} if fc else {"to_last_frame": n_frames - 1}
+        out[task] = {"case": c, **{k: time_solver(cfg_yaml, dt, params, 1, n, repeats=repeats)
+                                   for k, n in frames.items()}}
     return out
 
 
