@@ -14,7 +14,7 @@ from wavesurrogate.config.base import dump_yaml, validate
 from wavesurrogate.config.campaign import CampaignConfig, check_campaign, load_campaign_config
 from wavesurrogate.data import campaign
 from wavesurrogate.data.campaign import simulate
-from wavesurrogate.data.cases import case_zoi, resolve
+from wavesurrogate.data.cases import resolve
 from wavesurrogate.data.store import open_data
 from wavesurrogate.errors import CFLError, ConfigError, DataFileError
 from wavesurrogate.physics.fe import FESolver
@@ -43,7 +43,7 @@ def _rel(a, b) -> float:
 
 def test_layout_shapes_band_and_gradient_medium(trace_file):
     cfg = resolve(small_config())
-    zoi, dt = case_zoi(cfg), cfg.time.dt_s
+    zoi, dt = cfg.zoi_obj(), cfg.time.dt_s
     with h5py.File(trace_file, "r") as f:
         assert f.attrs["schema"] == b"wavesurrogate/2"
         assert list(f.attrs["grid_shape"]) == [48, 48] and list(f.attrs["window_ij0"]) == [zoi.j0, zoi.i0]
@@ -76,7 +76,7 @@ def test_layout_shapes_band_and_gradient_medium(trace_file):
 def test_traces_equal_an_independent_solve_and_the_stored_frames(trace_file):
     with open_data(trace_file) as f:
         cfg = f.config
-        zoi = case_zoi(cfg)
+        zoi = cfg.zoi_obj()
         every = cfg.time.frame_stride // cfg.record.boundary_trace_stride
         local = Zoi(0, 0, zoi.nx, zoi.ny)
         for case in range(f.n_cases):
@@ -96,7 +96,7 @@ def test_traces_equal_an_independent_solve_and_the_stored_frames(trace_file):
 
 def test_exact_trace_from_the_file_reproduces_the_full_solve(trace_file, tmp_path):
     with open_data(trace_file) as f:
-        zoi, t_s, errors = case_zoi(f.config), f.trace_t("boundary"), []
+        zoi, t_s, errors = f.config.zoi_obj(), f.trace_t("boundary"), []
         for case in f.cases("test"):
             trace, field = f.traces("boundary", [case])[0], f.fields(case)
             sub = solve_zoi(f.problem(case), zoi, trace, t_s, element=f.config.solver.element)
@@ -108,7 +108,7 @@ def test_exact_trace_from_the_file_reproduces_the_full_solve(trace_file, tmp_pat
     cfg = small_config(cases=1, test_cases=0, record={"boundary_trace_stride": 1})
     with open_data(simulate(cfg, tmp_path / "every_step.h5", workers=1, progress=False)) as f:
         trace, field = f.traces("boundary", [0])[0], f.fields(0)
-        assert _rel(solve_zoi(f.problem(0), case_zoi(cfg), trace, f.trace_t("boundary")), field) < 1e-6
+        assert _rel(solve_zoi(f.problem(0), cfg.zoi_obj(), trace, f.trace_t("boundary")), field) < 1e-6
 
 
 def test_resume_keeps_the_traces_of_finished_shards(trace_file, tmp_path, monkeypatch):

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from wavesurrogate import tasks
-from wavesurrogate.data.cases import case_zoi
 from wavesurrogate.data.schema import SPLITS
 from wavesurrogate.data.store import DataFile, open_data
 from wavesurrogate.errors import CheckpointError, DataFileError, UserError
@@ -46,7 +45,7 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 def zoi_of(f: DataFile) -> Zoi:
     """The file's ZOI (record.zoi); DataFileError if the file has no boundary traces."""
-    zoi = case_zoi(f.config)
+    zoi = f.config.zoi_obj()
     if zoi is None or GROUP not in f.trace_names:
         raise DataFileError(f"{f.path}: no ZOI boundary traces (set record.boundary_trace_stride)")
     return zoi
@@ -56,13 +55,6 @@ def zoi_field(f: DataFile, case: int, zoi: Zoi) -> np.ndarray:
     """The stored full solve inside the ZOI, float32 [n_frames, zoi.ny, zoi.nx] (checksum verified)."""
     u = f.fields(case)
     return u if "window_ij0" in f.attrs else np.ascontiguousarray(u[(slice(None), *zoi.slices)])
-
-
-def _solve_s(f: DataFile, case: int) -> float | None:
-    try:
-        return f.solve_s(case)
-    except DataFileError:  # a campaign without record.solve_s
-        return None
 
 
 def check_geometry(stats: dict[str, Any], f: DataFile) -> None:
@@ -111,7 +103,7 @@ def evaluate_case(model: nn.Module, stats: dict[str, Any], f: DataFile, case: in
         "case": int(case), "split": SPLITS[int(f.split[case])], "params": params,
         "zoi_rel_l2": rel_l2(sub_net, truth), "trace_rel_l2": rel_l2(trace_net, trace_exact),
         "network_s": t1 - t0, "zoi_solve_s": t2 - t1, "network_plus_submodel_s": t2 - t0,
-        "campaign_full_solve_s": _solve_s(f, case),
+        "campaign_full_solve_s": f.solve_s(case),
         "arrays": {"truth": truth, "submodel": sub_net.astype(np.float32), "trace_net": trace_net,
                    "trace_exact": trace_exact},
     }

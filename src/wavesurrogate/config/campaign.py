@@ -180,13 +180,6 @@ class SourceConfig(Strict):
     delay_s: NonNegFloat | None = None
     zoi_band_m: Band | None = Field(None, description="[lo, hi] Chebyshev distance outside record.zoi, m")
 
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        d = handler(self)
-        if self.zoi_band_m is None:  # configs without the band dump (and store) exactly as before it
-            d.pop("zoi_band_m", None)
-        return d
-
 
 class InitialConfig(Strict):
     """Initial displacement: zero, a Gaussian pulse (ranges sampled per case) or a standing mode (m, n)."""
@@ -237,9 +230,11 @@ class CampaignConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        d = handler(self)
-        if self.record == RecordConfig():  # configs without a record section dump exactly as before it
+        d = handler(self)  # configs without the record keys dump (and are stored) exactly as before them
+        if self.record == RecordConfig():
             d.pop("record", None)
+        if self.source.zoi_band_m is None and isinstance(d.get("source"), dict):
+            d["source"].pop("zoi_band_m", None)
         return d
 
     @property
@@ -261,13 +256,13 @@ class CampaignConfig(Strict):
         """The physics Boundary."""
         return Boundary(self.boundary.kind, self.boundary.width)
 
-    def zoi_ij(self) -> tuple[int, int, int, int] | None:
-        """(i0, j0, nx, ny) of record.zoi in grid nodes (centred unless given), or None."""
+    def zoi_obj(self) -> Any:
+        """The physics Zoi of record.zoi (centred unless i0/j0 are given), or None."""
+        from wavesurrogate.physics.zoi import Zoi
+
         z = self.record.zoi
-        if z is None:
-            return None
-        return ((self.grid.nx - z.nx) // 2 if z.i0 is None else z.i0,
-                (self.grid.ny - z.ny) // 2 if z.j0 is None else z.j0, z.nx, z.ny)
+        return None if z is None else Zoi((self.grid.nx - z.nx) // 2 if z.i0 is None else z.i0,
+                                          (self.grid.ny - z.ny) // 2 if z.j0 is None else z.j0, z.nx, z.ny)
 
 
 def _check_inside(name: str, r: float | tuple[float, float] | None, length: float) -> None:
@@ -317,15 +312,18 @@ def _check_record(cfg: CampaignConfig) -> None:
     r, g, band = cfg.record, cfg.grid_obj(), cfg.source.zoi_band_m
     need = [k for k, used in (("record.frames: zoi", r.frames == "zoi"), ("source.zoi_band_m", band),
                               ("record.boundary_trace_stride", r.boundary_trace_stride)) if used]
-    z = cfg.zoi_ij()
+    z = cfg.zoi_obj()
     if z is None:
         if need:
             raise ConfigError(f"record.zoi: required by {need[0]}")
         return
-    i0, j0, nx, ny = z
-    if i0 + nx > g.nx or j0 + ny > g.ny:
-        raise ConfigError(f"record.zoi: nodes x {i0}..{i0 + nx - 1}, y {j0}..{j0 + ny - 1} leave the grid "
-                          f"of {g.nx} × {g.ny} nodes")
+    from wavesurrogate.physics.zoi import check_zoi
+
+    try:
+        check_zoi(g, z)
+    except ConfigError as exc:
+        raise ConfigError(f"record.{exc}") from None
+    i0, j0, nx, ny = z.i0, z.j0, z.nx, z.ny
     if r.boundary_trace_stride is not None:
         if cfg.solver.kind != "fe":
             raise ConfigError("record.boundary_trace_stride: needs solver.kind 'fe'")

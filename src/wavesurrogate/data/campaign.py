@@ -25,7 +25,6 @@ from wavesurrogate.config.base import dump_yaml
 from wavesurrogate.config.campaign import CampaignConfig
 from wavesurrogate.data.cases import (
     CaseSpec,
-    case_zoi,
     load_campaign,
     resolve,
     sample_cases,
@@ -223,7 +222,7 @@ def _output_matches(out: Path, manifest: dict[str, str]) -> bool:
 
 
 def _file_attrs(cfg: CampaignConfig, manifest: dict[str, str]) -> dict:
-    s, zoi = cfg.solver, case_zoi(cfg)
+    s, zoi = cfg.solver, cfg.zoi_obj()
     window = {"grid_shape": [cfg.grid.ny, cfg.grid.nx], "window_ij0": [zoi.j0, zoi.i0]} \
         if cfg.record.frames == "zoi" else {}
     return {**window, "solver": f"fd/{s.backend}" if s.kind == "fd" else f"fe/{s.element}",
@@ -271,7 +270,7 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
         tmp.unlink(missing_ok=True)
 
     specs = sample_cases(cfg)
-    x, y, zoi = cfg.grid_obj().x, cfg.grid_obj().y, case_zoi(cfg)
+    x, y, zoi = cfg.grid_obj().x, cfg.grid_obj().y, cfg.zoi_obj()
     if cfg.record.frames == "zoi":  # frames and velocity of the ZOI window only
         y, x = y[zoi.slices[0]], x[zoi.slices[1]]
     shape = (cfg.time.n_frames, y.size, x.size)

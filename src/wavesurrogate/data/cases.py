@@ -90,7 +90,8 @@ def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, fl
 
 def _draw_in_band(cfg: CampaignConfig, rng: np.random.Generator) -> tuple[float, float]:
     """(x, y) in m uniform in the square band source.zoi_band_m (Chebyshev distance outside the ZOI)."""
-    (i0, j0, nx, ny), g = cfg.zoi_ij(), cfg.grid_obj()
+    z, g = cfg.zoi_obj(), cfg.grid_obj()
+    i0, j0, nx, ny = z.i0, z.j0, z.nx, z.ny
     lo, hi = cfg.source.zoi_band_m
     x0, x1, y0, y1 = i0 * g.dx, (i0 + nx - 1) * g.dx, j0 * g.dy, (j0 + ny - 1) * g.dy
     for _ in range(100_000):
@@ -98,14 +99,6 @@ def _draw_in_band(cfg: CampaignConfig, rng: np.random.Generator) -> tuple[float,
         if lo <= max(x0 - x, x - x1, y0 - y, y - y1) <= hi:
             return x, y
     raise ConfigError("source.zoi_band_m: the band has no area")
-
-
-def case_zoi(cfg: CampaignConfig):
-    """The physics Zoi of record.zoi (None without one)."""
-    from wavesurrogate.physics.zoi import Zoi
-
-    z = cfg.zoi_ij()
-    return None if z is None else Zoi(*z)
 
 
 def sample_cases(cfg: CampaignConfig) -> list[CaseSpec]:
@@ -261,7 +254,7 @@ def trace_layout(cfg: CampaignConfig) -> dict[str, tuple[np.ndarray, np.ndarray]
 
     n_steps = (cfg.time.n_frames - 1) * cfg.time.frame_stride
     t = np.arange(n_steps // stride + 1) * stride * float(cfg.time.dt_s)
-    return {"boundary": (t, np.stack(boundary_indices(case_zoi(cfg)), axis=1).astype(np.int32))}
+    return {"boundary": (t, np.stack(boundary_indices(cfg.zoi_obj()), axis=1).astype(np.int32))}
 
 
 @dataclass(frozen=True)
@@ -299,7 +292,7 @@ def solve_case(cfg: CampaignConfig, spec: CaseSpec) -> CaseResult:
     if not (np.all(np.isfinite(frames)) and all(np.all(np.isfinite(a)) for a in traces.values())):
         raise ConfigError(f"case {spec.index}: the solver produced non-finite values (unstable settings?)")
     if cfg.record.frames == "zoi":
-        window = case_zoi(cfg).slices
+        window = cfg.zoi_obj().slices
         frames, velocity = np.ascontiguousarray(frames[(slice(None), *window)]), velocity[window].copy()
     return CaseResult(frames, velocity, traces, solve_s)
 

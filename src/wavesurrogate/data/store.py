@@ -223,11 +223,10 @@ class DataFile:
             out.append(values[int(c)])
         return np.stack(out) if out else np.zeros((0, *values.shape[1:]), np.float32)
 
-    def solve_s(self, case: int) -> float:
-        """Wall time of the case's solve in the campaign, s (files with ``record.solve_s``)."""
-        if "solve_s" not in self._f:
-            raise bad(self.path, "no 'solve_s' dataset (the campaign did not set record.solve_s)")
-        return float(self._f["solve_s"][self._check_index(case)])
+    def solve_s(self, case: int) -> float | None:
+        """Wall time of the case's solve in the campaign in s; None if the campaign had no record.solve_s."""
+        case = self._check_index(case)
+        return float(self._f["solve_s"][case]) if "solve_s" in self._f else None
 
     @property
     def config(self) -> Any:

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from wavesurrogate.data.cases import case_zoi
 from wavesurrogate.data.store import open_data
 from wavesurrogate.data.windows import split_cases
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
@@ -76,7 +75,7 @@ class BoundaryTrace(Task):
                 p = train.tensors[0].numpy()
                 std = p.std(axis=0)
                 c, t_s = f.config, f.trace_t(GROUP)
-                zoi, g = case_zoi(c), c.grid
+                zoi, g = c.zoi_obj(), c.grid
                 stats = {
                     "param_names": names, "param_mean": p.mean(axis=0).tolist(),
                     "param_std": np.where(std > 0, std, 1.0).tolist(),
