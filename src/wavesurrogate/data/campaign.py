@@ -23,14 +23,7 @@ import numpy as np
 
 from wavesurrogate.config.base import dump_yaml
 from wavesurrogate.config.campaign import CampaignConfig
-from wavesurrogate.data.cases import (
-    CaseSpec,
-    load_campaign,
-    resolve,
-    sample_cases,
-    solve_case,
-    trace_layout,
-)
+from wavesurrogate.data.cases import CaseSpec, load_campaign, resolve, sample_cases, solve_case, trace_layout
 from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
 from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
