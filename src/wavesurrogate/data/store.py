@@ -309,6 +309,12 @@ def describe(path: str | Path) -> str:
             f"seed        {a['seed']}" + (f", test seed {a['test_seed']}" if "test_seed" in a else ""),
             f"velocity    {_fmt_range(vel[done] if done.any() else vel, ' m/s')}",
         ]
+        if "window_ij0" in a:
+            lines.insert(4, f"window      of the full grid {a['grid_shape']} from node {a['window_ij0']} "
+                            "(axis order)")
+        for k in d.trace_names:
+            shape = list(d._f["traces"][k]["values"].shape)
+            lines.append(f"traces      {k}: [case, time, receiver] = {shape} float32")
         for k, v in d.params.items():
             if k == "medium_seed":
                 continue
