@@ -15,7 +15,7 @@ from wavesurrogate.config.campaign import CampaignConfig, check_campaign, load_c
 from wavesurrogate.data import campaign
 from wavesurrogate.data.campaign import simulate
 from wavesurrogate.data.cases import resolve
-from wavesurrogate.data.store import open_data
+from wavesurrogate.data.store import describe, open_data
 from wavesurrogate.errors import CFLError, ConfigError, DataFileError
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.zoi import Zoi, boundary_indices, boundary_trace, solve_zoi
@@ -109,6 +109,15 @@ def test_exact_trace_from_the_file_reproduces_the_full_solve(trace_file, tmp_pat
     with open_data(simulate(cfg, tmp_path / "every_step.h5", workers=1, progress=False)) as f:
         trace, field = f.traces("boundary", [0])[0], f.fields(0)
         assert _rel(solve_zoi(f.problem(0), cfg.zoi_obj(), trace, f.trace_t("boundary")), field) < 1e-6
+
+
+def test_full_frames_with_traces_index_the_full_grid(tmp_path):
+    cfg = small_config(cases=1, test_cases=0, record={"frames": "full", "solve_s": False})
+    with open_data(simulate(cfg, tmp_path / "full.h5", workers=1, progress=False)) as f:
+        assert f.spatial_shape == (48, 48) and "window_ij0" not in f.attrs and f.solve_s(0) is None
+        u, idx, every = f.fields(0), f.trace_index("boundary"), cfg.time.frame_stride // 2
+        np.testing.assert_array_equal(f.traces("boundary", [0])[0][::every], u[:, idx[:, 0], idx[:, 1]])
+        assert "traces      boundary: [case, time, receiver] = [1, 81, 60]" in describe(f.path)
 
 
 def test_resume_keeps_the_traces_of_finished_shards(trace_file, tmp_path, monkeypatch):
