@@ -35,13 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from wavesurrogate.apps.submodel import check_geometry, evaluate_case, load_trace_run, predict_trace, rel_l2
+from wavesurrogate.apps import submodel as app
+from wavesurrogate.data.cases import velocity_bounds
+from wavesurrogate.data.store import DataFile, open_data
 from wavesurrogate.eval.timing import time_calls
 from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Problem, TimeAxis
 from wavesurrogate.physics.zoi import boundary_indices, solve_zoi
-from wavesurrogate.submodel.traces import TraceFile
+from wavesurrogate.tasks.boundary_trace import GROUP
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -51,12 +53,12 @@ def summary(values: list[float]) -> dict[str, float]:
             "min": float(a.min())}
 
 
-def network_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
+def network_block(run: Path, f: DataFile, cases: np.ndarray) -> dict[str, Any]:
     """Errors and times of one trained network over the cases."""
-    model, info = load_trace_run(run)
+    model, info = app.load_trace_run(run)
     stats, cfg = info.stats, info.config
-    check_geometry(stats, f)
-    rows = [evaluate_case(model, stats, f, int(c), floor=False) for c in cases]
+    app.check_geometry(stats, f)
+    rows = [app.evaluate_case(model, stats, f, int(c), floor=False) for c in cases]
     for r in rows:
         r.pop("arrays")
     errs = [r["zoi_rel_l2"] for r in rows]
@@ -74,14 +76,14 @@ def network_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
     }
 
 
-def floor_block(f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
+def floor_block(f: DataFile, cases: np.ndarray) -> dict[str, Any]:
     """The exact-trace submodel (trace sampled as the network's) against the full solve."""
-    errs = []
+    errs, zoi, t_s, cfg = [], app.zoi_of(f), f.trace_t(GROUP), f.config
     for c in cases:
-        trace, truth = f.case(int(c))
-        sub = solve_zoi(f.problem(int(c)), f.zoi, trace, f.trace_t, element=f.config.element)
-        errs.append(rel_l2(sub, truth))
-    return {f"zoi_rel_l2_trace_every_{f.config.time.trace_stride}_steps": summary(errs)}
+        trace, truth = f.traces(GROUP, [int(c)])[0], app.zoi_field(f, int(c), zoi)
+        sub = solve_zoi(f.problem(int(c)), zoi, trace, t_s, element=cfg.solver.element)
+        errs.append(app.rel_l2(sub, truth))
+    return {f"zoi_rel_l2_trace_every_{cfg.record.boundary_trace_stride}_steps": summary(errs)}
 
 
 def fd_seconds(problem: Problem, space_order: int, c_max: float) -> dict[str, float]:
@@ -98,15 +100,15 @@ def fd_seconds(problem: Problem, space_order: int, c_max: float) -> dict[str, fl
     return {"fd_s": fd_s, "dt_s": time_axis.dt_s, "n_steps": n_steps}
 
 
-def timing_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
+def timing_block(run: Path, f: DataFile, cases: np.ndarray) -> dict[str, Any]:
     """Full FE solve (fresh, with its parts), network + submodel, and FD, on the same cases in one run."""
-    model, info = load_trace_run(run)
-    stats = info.stats
+    model, info = app.load_trace_run(run)
+    stats, cfg, zoi, t_s = info.stats, f.config, app.zoi_of(f), f.trace_t(GROUP)
     rows = []
     for c in cases:
         c = int(c)
-        problem, (_, truth) = f.problem(c), f.case(c)
-        zoi, element, params = f.zoi, f.config.element, f.params(c)
+        problem, truth = f.problem(c), app.zoi_field(f, c, zoi)
+        element, params = cfg.solver.element, {k: float(v[c]) for k, v in f.params.items()}
         t0 = time.perf_counter()
         solver = FESolver.from_problem(problem, element)
         t1 = time.perf_counter()
@@ -114,13 +116,13 @@ def timing_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
         t2 = time.perf_counter()
         frames, record = solver.solve_problem_recording(problem, *boundary_indices(zoi))
         t3 = time.perf_counter()
-        predict_trace(model, stats, params)  # warm-up
+        app.predict_trace(model, stats, params)  # warm-up
         t4 = time.perf_counter()
-        sub = solve_zoi(problem, zoi, predict_trace(model, stats, params), f.trace_t, element=element)
+        sub = solve_zoi(problem, zoi, app.predict_trace(model, stats, params), t_s, element=element)
         net_sub = time.perf_counter() - t4
         assembly, eig, stepping = t1 - t0, t2 - t1, t3 - t2
         step_t = np.arange(problem.time.n_steps + 1) * problem.time.dt_s
-        floor_every_step = rel_l2(solve_zoi(problem, zoi, record, step_t, element=element),
+        floor_every_step = app.rel_l2(solve_zoi(problem, zoi, record, step_t, element=element),
                                   frames[(slice(None), *zoi.slices)])
         full, no_eig = assembly + eig + stepping, assembly + stepping
         row = {"case": c, "full_fe_s": full, "full_fe_assembly_s": assembly, "full_fe_eigsh_s": eig,
@@ -128,10 +130,10 @@ def timing_block(run: Path, f: TraceFile, cases: np.ndarray) -> dict[str, Any]:
                "network_plus_submodel_s": net_sub, "speedup_vs_full_fe": full / net_sub,
                "speedup_vs_full_fe_without_eigsh": no_eig / net_sub,
                "speedup_vs_full_fe_stepping_only": stepping / net_sub,
-               "zoi_rel_l2": rel_l2(sub, truth), "floor_trace_every_step": floor_every_step,
-               "stored_field_vs_this_solve": rel_l2(truth, frames[(slice(None), *zoi.slices)])}
+               "zoi_rel_l2": app.rel_l2(sub, truth), "floor_trace_every_step": floor_every_step,
+               "stored_field_vs_this_solve": app.rel_l2(truth, frames[(slice(None), *zoi.slices)])}
         for so in (2, 4):
-            fd = fd_seconds(problem, so, f.config.c_max())
+            fd = fd_seconds(problem, so, velocity_bounds(cfg)[1])
             row[f"fd{so}_s"], row[f"fd{so}_dt_s"] = fd["fd_s"], fd["dt_s"]
             row[f"fd{so}_steps"] = fd["n_steps"]
             row[f"speedup_vs_fd{so}"] = fd["fd_s"] / net_sub
@@ -148,16 +150,16 @@ def main() -> None:
     ap.add_argument("--timed-cases", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = load_trace_run(a.run)[1].config
+    cfg = app.load_trace_run(a.run)[1].config
     data = a.data or Path(cfg.data.path)
     load0 = os.getloadavg()[0]
-    with TraceFile(data) as f:
-        test = f.cases("test")
-        c = f.config
+    with open_data(data) as f:
+        test, c, zoi = f.cases("test"), f.config, app.zoi_of(f)
         out: dict[str, Any] = {
             "benchmark": "submodel", "data": str(data), "grid": [c.grid.nx, c.grid.ny], "dx_m": c.grid.dx_m,
-            "zoi": [f.zoi.i0, f.zoi.j0, f.zoi.nx, f.zoi.ny], "element": c.element, "dt_s": c.time.dt_s,
-            "n_steps": c.time.n_steps, "trace_stride": c.time.trace_stride,
+            "zoi": [zoi.i0, zoi.j0, zoi.nx, zoi.ny], "element": c.solver.element, "dt_s": c.time.dt_s,
+            "n_steps": (c.time.n_frames - 1) * c.time.frame_stride,
+            "trace_stride": c.record.boundary_trace_stride,
             "frame_stride": c.time.frame_stride,
             "train_cases": int(f.cases("train").size), "held_out_cases": int(test.size),
             "loadavg_1min_before": load0, "cores": os.cpu_count(), "python": platform.python_version(),

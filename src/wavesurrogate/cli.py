@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", type=_existing_dir, default=None, help="continue this run directory")
     s.add_argument("--out", type=Path, default=None, help="run directory (default from the config)")
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--init-from", type=_existing_dir, default=None,
+                   help="start from this run's best weights (fine-tuning; same model)")
 
     s = sub.add_parser("evaluate", help="errors of a trained run on a data file (JSON)")
     s.add_argument("run", type=_existing_dir)
@@ -114,7 +116,8 @@ def _dispatch(a: argparse.Namespace) -> None:
 
         if a.config is None and a.resume is None:
             raise UserError("train: give a CONFIG or --resume RUN")
-        run = train_from_config(a.config, resume=a.resume, out=a.out, overwrite=a.overwrite)
+        run = train_from_config(a.config, resume=a.resume, out=a.out, overwrite=a.overwrite,
+                                init_from=a.init_from)
         print(run)
     elif a.cmd == "evaluate":
         from wavesurrogate.eval.evaluate import evaluate_run

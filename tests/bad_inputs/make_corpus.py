@@ -142,6 +142,15 @@ def _replace(f: h5py.File, name: str, data: np.ndarray) -> None:
     f.create_dataset(name, data=data)
 
 
+def _traces(f: h5py.File, dtype: type) -> h5py.Group:
+    """Add a receiver-trace group traces/boundary (3 receivers, 5 samples) with values of ``dtype``."""
+    g = f.create_group("traces/boundary")
+    g.create_dataset("values", data=np.ones((f["fields"].shape[0], 5, 3), dtype))
+    g.create_dataset("t_s", data=np.arange(5) * 1e-3)
+    g.create_dataset("index", data=np.zeros((3, 2), np.int32))
+    return g
+
+
 def h5_truncated(ws: Path) -> None:
     p = _copy(ws)
     data = p.read_bytes()
@@ -177,6 +186,10 @@ H5_EDITS: dict[str, Callable[[h5py.File], None]] = {
     "h5_nan_coordinate": lambda f: _replace(f, "t", np.full(f["t"].shape, np.nan)),
     "h5_string_params": lambda f: _replace(f, "params/wavenumber", np.array([b"a", b"b", b"c", b"d"])),
     "h5_float_split": lambda f: _replace(f, "split", f["split"][()].astype(np.float64)),
+    "h5_trace_float64": lambda f: _traces(f, np.float64),
+    "h5_trace_missing_index": lambda f: _traces(f, np.float32).__delitem__("index"),
+    "h5_trace_checksum": lambda f: _traces(f, np.float32),  # traces added, checksums not updated
+    "h5_window_negative": lambda f: f.attrs.__setitem__("window_ij0", np.array([-1, 0])),
 }
 
 

@@ -107,8 +107,8 @@ def test_resume_after_crash_gives_identical_file(tmp_path: Path, monkeypatch) ->
     shard1.write_bytes(shard1.read_bytes()[:-100])
     (tmp_path / "out.h5.work" / ".case-000003.npz.junk.tmp").write_bytes(b"partial")
     ran: list[int] = []
-    real = campaign.run_case
-    monkeypatch.setattr(campaign, "run_case", lambda c, s: (ran.append(s.index), real(c, s))[1])
+    real = campaign.solve_case
+    monkeypatch.setattr(campaign, "solve_case", lambda c, s: (ran.append(s.index), real(c, s))[1])
     simulate(cfg, out, workers=1, progress=False)
     assert sorted(ran) == [1, 3, 4, 5]  # none twice, none missing
     assert out.read_bytes() == fresh

@@ -13,13 +13,14 @@ import torch
 from wavesurrogate.apps.submodel import load_trace_run
 from wavesurrogate.cli import main
 from wavesurrogate.config.base import read_yaml, validate
+from wavesurrogate.config.campaign import CampaignConfig, check_campaign, load_campaign_config
 from wavesurrogate.config.train import TrainConfig
+from wavesurrogate.data.campaign import simulate
 from wavesurrogate.errors import CheckpointError
 from wavesurrogate.nn import registry
 from wavesurrogate.nn.models.trace import TraceCNN, catmull_rom, perimeter_xy
 from wavesurrogate.physics.fe import rectangle_boundary_order
 from wavesurrogate.physics.sources import ricker
-from wavesurrogate.submodel.traces import TraceCampaignConfig, load_traces_config, run_traces
 from wavesurrogate.train.loop import train
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "submodel_test.yaml"
@@ -28,9 +29,10 @@ TRAIN = CONFIG.with_name("submodel_test_train.yaml")
 
 @pytest.fixture(scope="module")
 def trace_file(tmp_path_factory) -> Path:
-    data = load_traces_config(CONFIG).model_dump()
-    data.update(cases=8, test_cases=2, workers=1)
-    return run_traces(validate(TraceCampaignConfig, data), tmp_path_factory.mktemp("traces") / "t.h5")
+    data = load_campaign_config(CONFIG).model_dump(mode="json")
+    data.update(cases=8, test_cases=2)
+    cfg = check_campaign(validate(CampaignConfig, data))
+    return simulate(cfg, tmp_path_factory.mktemp("traces") / "t.h5", workers=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,8 @@ def test_training_reduces_the_trace_error_and_resumes(trace_file, trained_run, t
     assert len(lines) == 15
     assert lines[-1]["train_loss"] < 0.5 * lines[0]["train_loss"], (lines[0], lines[-1])
     model, info = load_trace_run(trained_run)
-    assert info.stats["param_names"] == ["source_x_m", "source_y_m", "freq_hz", "c0_mps", "gradient"]
+    assert info.stats["param_names"] == ["source_x_m", "source_y_m", "freq_hz", "medium_c0_mps",
+                                         "medium_gradient"]
     assert model.warp is not None and info.config.data.task == "boundary_trace"
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

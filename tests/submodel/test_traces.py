@@ -1,4 +1,5 @@
-"""Boundary-trace campaign: file layout, time alignment, exact trace → submodel, resume, bad inputs."""
+"""Boundary-trace campaigns through `wavesurrogate simulate`: layout, band sampling, gradient medium, traces
+against an independent solve, exact trace → submodel, resume, bad configs and damaged files."""
 
 from __future__ import annotations
 
@@ -8,156 +9,190 @@ import h5py
 import numpy as np
 import pytest
 
-from wavesurrogate.config.base import validate
-from wavesurrogate.errors import ConfigError, DataFileError
-from wavesurrogate.physics.fe import solve_fe
-from wavesurrogate.physics.zoi import Zoi, boundary_trace, solve_zoi
-from wavesurrogate.submodel import traces
-from wavesurrogate.submodel.traces import (
-    SCHEMA,
-    TraceCampaignConfig,
-    TraceFile,
-    load_traces_config,
-    run_traces,
-)
+from wavesurrogate.cli import main
+from wavesurrogate.config.base import dump_yaml, validate
+from wavesurrogate.config.campaign import CampaignConfig, check_campaign, load_campaign_config
+from wavesurrogate.data import campaign
+from wavesurrogate.data.campaign import simulate
+from wavesurrogate.data.cases import resolve
+from wavesurrogate.data.store import describe, open_data
+from wavesurrogate.errors import CFLError, ConfigError, DataFileError
+from wavesurrogate.physics.fe import FESolver
+from wavesurrogate.physics.zoi import Zoi, boundary_indices, boundary_trace, solve_zoi
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "submodel_test.yaml"
 
 
-def small_config(**update) -> TraceCampaignConfig:
-    """The test config with fewer cases (and any top-level overrides)."""
-    cfg = load_traces_config(CONFIG)
-    data = cfg.model_dump()
-    data.update({"cases": 4, "test_cases": 2})
-    data.update(update)
-    return validate(TraceCampaignConfig, data)
+def small_config(**update) -> CampaignConfig:
+    """The test config with 4 + 2 cases; ``update`` replaces top-level keys or merges into sections."""
+    data = load_campaign_config(CONFIG).model_dump(mode="json")
+    data.update(cases=4, test_cases=2)
+    for k, v in update.items():
+        data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    return check_campaign(validate(CampaignConfig, data))
 
 
 @pytest.fixture(scope="module")
 def trace_file(tmp_path_factory) -> Path:
-    return run_traces(small_config(workers=2), tmp_path_factory.mktemp("traces") / "t.h5")
+    return simulate(small_config(), tmp_path_factory.mktemp("traces") / "t.h5", workers=2, progress=False)
 
 
 def _rel(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
-def test_layout_shapes_and_sampling(trace_file):
-    cfg = small_config()
-    zoi, t = cfg.zoi_obj(), cfg.time
+def test_layout_shapes_band_and_gradient_medium(trace_file):
+    cfg = resolve(small_config())
+    zoi, dt = cfg.zoi_obj(), cfg.time.dt_s
     with h5py.File(trace_file, "r") as f:
-        assert f.attrs["schema"] == SCHEMA
-        assert f["trace"].shape == (6, t.n_steps // t.trace_stride + 1, zoi.n_boundary)
-        assert f["zoi_fields"].shape == (6, t.n_steps // t.frame_stride + 1, zoi.ny, zoi.nx)
-        assert f["trace"].chunks == (1, *f["trace"].shape[1:])
-        n_t, n_f = f["trace"].shape[1], f["zoi_fields"].shape[1]
-        np.testing.assert_allclose(f["trace_t"][()], np.arange(n_t) * t.trace_stride * t.dt_s)
-        np.testing.assert_allclose(f["frame_t"][()], np.arange(n_f) * t.frame_stride * t.dt_s)
+        assert f.attrs["schema"] == b"wavesurrogate/2"
+        assert list(f.attrs["grid_shape"]) == [48, 48] and list(f.attrs["window_ij0"]) == [zoi.j0, zoi.i0]
+        v = f["traces/boundary/values"]
+        assert v.shape == (6, 81, zoi.n_boundary) and v.dtype == np.float32 and v.chunks == (1, 81, 60)
+        np.testing.assert_allclose(f["traces/boundary/t_s"][()], np.arange(81) * 2 * dt, rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(f["traces/boundary/index"][()], np.stack(boundary_indices(zoi), 1))
+        assert f["fields"].shape == (6, 21, 16, 16) and f["velocity"].shape == (6, 16, 16)
+        np.testing.assert_allclose(f["x"][()], (zoi.i0 + np.arange(16)) * 10.0)
+        np.testing.assert_allclose(f["y"][()], (zoi.j0 + np.arange(16)) * 10.0)
         assert list(f["split"][()]) == [0, 0, 0, 0, 1, 1]
-        assert f["done"][()].all()
-    with TraceFile(trace_file) as f:
-        p = f.params()
-        g = f.config.grid_obj()
-        lo, hi = f.config.source.band_m
-        x0, x1 = zoi.i0 * g.dx, (zoi.i0 + zoi.nx - 1) * g.dx
-        y0, y1 = zoi.j0 * g.dy, (zoi.j0 + zoi.ny - 1) * g.dy
+        assert np.all(f["solve_s"][()] > 0)
+    with open_data(trace_file) as f:
+        p, lo, hi = f.params, *f.config.source.zoi_band_m
+        x0, x1, y0, y1 = zoi.i0 * 10.0, (zoi.i0 + 15) * 10.0, zoi.j0 * 10.0, (zoi.j0 + 15) * 10.0
         d = np.maximum.reduce([x0 - p["source_x_m"], p["source_x_m"] - x1, y0 - p["source_y_m"],
                                p["source_y_m"] - y1])
         assert np.all((d >= lo) & (d <= hi)), "sources must lie in the band outside the ZOI"
         assert np.all((p["freq_hz"] >= 15.0) & (p["freq_hz"] <= 25.0))
         assert len(set(p["source_x_m"].round(6))) == 6, "cases must differ"
-        trace, field = f.case(0)
-        assert np.abs(trace).max() > 1e-3 and np.abs(field).max() > 1e-3
+        assert f.trace_names == ["boundary"] and f.solve_s(0) > 0
+        for case in range(6):  # the gradient medium, closed form, on the stored ZOI window
+            c0, g = p["medium_c0_mps"][case], p["medium_gradient"][case]
+            assert 1800 <= c0 <= 2200 and abs(g) <= 0.1
+            want = c0 * (1 + g * (f.y - 235.0) / 235.0)  # ly = 47 · 10 m
+            np.testing.assert_allclose(f.velocity(case), np.repeat(want[:, None], 16, 1), rtol=1e-6)
+        assert np.abs(f.traces("boundary", [0])).max() > 1e-3 and np.abs(f.fields(0)).max() > 1e-3
 
 
-def test_trace_is_aligned_with_the_stored_fields_and_the_full_solve(trace_file):
-    with TraceFile(trace_file) as f:
-        zoi, cfg = f.zoi, f.config
-        every = cfg.time.frame_stride // cfg.time.trace_stride
+def test_traces_equal_an_independent_solve_and_the_stored_frames(trace_file):
+    with open_data(trace_file) as f:
+        cfg = f.config
+        zoi = cfg.zoi_obj()
+        every = cfg.time.frame_stride // cfg.record.boundary_trace_stride
         local = Zoi(0, 0, zoi.nx, zoi.ny)
         for case in range(f.n_cases):
-            trace, field = f.case(case)
+            trace, field = f.traces("boundary", [case])[0], f.fields(case)
             np.testing.assert_array_equal(trace[::every], boundary_trace(field, local))
             assert np.abs(trace[1::every] - boundary_trace(field, local)[:-1]).max() > 1e-3  # one sample late
-        # the campaign's shortcut (one Lanczos bound for c_max) changes nothing: same as a plain solve_fe
-        frames = solve_fe(f.problem(5), element=cfg.element)
-        _, field = f.case(5)
-        np.testing.assert_allclose(field, frames[(slice(None), *zoi.slices)], rtol=0,
-                                   atol=1e-6 * np.abs(field).max())
+        # a fresh solver (its own Lanczos bound, no shared reference solver), recording every step
+        problem = f.problem(5)
+        frames, record = FESolver.from_problem(problem, cfg.solver.element).solve_problem_recording(
+            problem, *boundary_indices(zoi))
+        trace, field = f.traces("boundary", [5])[0], f.fields(5)
+        scale = np.abs(record).max()
+        stride = cfg.record.boundary_trace_stride
+        np.testing.assert_allclose(trace, record[::stride], rtol=0, atol=1e-6 * scale)
+        np.testing.assert_allclose(field, frames[(slice(None), *zoi.slices)], rtol=0, atol=1e-6 * scale)
 
 
 def test_exact_trace_from_the_file_reproduces_the_full_solve(trace_file, tmp_path):
-    with TraceFile(trace_file) as f:
-        errors = []
+    with open_data(trace_file) as f:
+        zoi, t_s, errors = f.config.zoi_obj(), f.trace_t("boundary"), []
         for case in f.cases("test"):
-            trace, field = f.case(case)
-            sub = solve_zoi(f.problem(case), f.zoi, trace, f.trace_t, element=f.config.element)
+            trace, field = f.traces("boundary", [case])[0], f.fields(case)
+            sub = solve_zoi(f.problem(case), zoi, trace, t_s, element=f.config.solver.element)
             errors.append(_rel(sub, field))
             lagged = np.concatenate([trace[:1], trace[:-1]])  # one trace sample late
-            assert _rel(solve_zoi(f.problem(case), f.zoi, lagged, f.trace_t), field) > 30 * errors[-1]
+            assert _rel(solve_zoi(f.problem(case), zoi, lagged, t_s), field) > 30 * errors[-1]
     assert max(errors) < 1e-3, errors  # time interpolation of a trace sampled every 2 steps
     # sampled at every step: the submodel is the full solve restricted to the ZOI (float32 storage)
-    path = run_traces(small_config(cases=1, test_cases=0, workers=1,
-                                   time={**small_config().time.model_dump(), "trace_stride": 1}),
-                      tmp_path / "every_step.h5")
-    with TraceFile(path) as f:
-        trace, field = f.case(0)
-        assert _rel(solve_zoi(f.problem(0), f.zoi, trace, f.trace_t), field) < 1e-6
+    cfg = small_config(cases=1, test_cases=0, record={"boundary_trace_stride": 1})
+    with open_data(simulate(cfg, tmp_path / "every_step.h5", workers=1, progress=False)) as f:
+        trace, field = f.traces("boundary", [0])[0], f.fields(0)
+        assert _rel(solve_zoi(f.problem(0), cfg.zoi_obj(), trace, f.trace_t("boundary")), field) < 1e-6
 
 
-def test_resume_redoes_only_missing_or_damaged_cases(trace_file, tmp_path, monkeypatch):
-    cfg = small_config(workers=1)
-    out = tmp_path / "r.h5"
-    resolved, lam = traces.resolve_traces(cfg)
-    params, _ = traces.sample_cases(resolved)
-    work = tmp_path / "r.h5.work"
-    work.mkdir()
-    todo = [(i, params[i]) for i in (0, 1, 2)]
-    traces._solve_cases(resolved.model_dump_json(), lam, todo, str(work), False)
-    shard = traces._shard(work, 1)
-    shard.write_bytes(shard.read_bytes()[:-100])  # a torn shard
-    seen: list[int] = []
-    real = traces._solve_cases
+def test_full_frames_with_traces_index_the_full_grid(tmp_path):
+    cfg = small_config(cases=1, test_cases=0, record={"frames": "full", "solve_s": False})
+    with open_data(simulate(cfg, tmp_path / "full.h5", workers=1, progress=False)) as f:
+        assert f.spatial_shape == (48, 48) and "window_ij0" not in f.attrs and f.solve_s(0) is None
+        u, idx, every = f.fields(0), f.trace_index("boundary"), cfg.time.frame_stride // 2
+        np.testing.assert_array_equal(f.traces("boundary", [0])[0][::every], u[:, idx[:, 0], idx[:, 1]])
+        assert "traces      boundary: [case, time, receiver] = [1, 81, 60]" in describe(f.path)
 
-    def spy(cfg_json, lam_max, todo, work_dir, verbose):
-        seen.extend(i for i, _ in todo)
-        return real(cfg_json, lam_max, todo, work_dir, verbose)
 
-    monkeypatch.setattr(traces, "_solve_cases", spy)
-    run_traces(cfg, out)
-    assert seen == [1, 3, 4, 5]
-    assert not work.exists()
+def test_resume_keeps_the_traces_of_finished_shards(trace_file, tmp_path, monkeypatch):
+    out, cfg = tmp_path / "r.h5", small_config()
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_three(index: int) -> None:
+        if len(list((tmp_path / "r.h5.work").glob("case-*.npz"))) >= 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        simulate(cfg, out, workers=1, progress=False, on_shard=crash_after_three)
+    ran: list[int] = []
+    real = campaign.solve_case
+    monkeypatch.setattr(campaign, "solve_case", lambda c, s: (ran.append(s.index), real(c, s))[1])
+    simulate(cfg, out, workers=1, progress=False)
+    assert sorted(ran) == [3, 4, 5]
     with h5py.File(out, "r") as a, h5py.File(trace_file, "r") as b:  # same config → same data
-        for k in ("trace", "zoi_fields", "checksum", "trace_t"):
+        for k in ("traces/boundary/values", "fields", "velocity", "checksum", "traces/boundary/t_s"):
             np.testing.assert_array_equal(a[k][()], b[k][()])
 
 
-def test_bad_configs_and_files(trace_file, tmp_path):
-    with pytest.raises(ConfigError, match="band"):
-        traces.resolve_traces(small_config(source={"band_m": [20.0, 400.0], "freq_hz": [15.0, 25.0]}))
+def test_configs_without_the_new_keys_dump_as_before():
+    cfg = load_campaign_config(CONFIG.with_name("demo.yaml"))
+    text = dump_yaml(cfg)
+    assert "record" not in text and "zoi_band_m" not in text and cfg.record.frames == "full"
+
+
+def test_bad_configs(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="zoi_band_m"):
+        small_config(source={"zoi_band_m": [20.0, 400.0]})
     with pytest.raises(ConfigError, match="frame_stride"):
-        small_config(time={"dt_s": 0.002, "n_steps": 160, "trace_stride": 3, "frame_stride": 8})
-    with pytest.raises(ConfigError, match="trace_stride"):
-        small_config(time={"dt_s": 0.002, "n_steps": 160, "trace_stride": 8, "frame_stride": 8})
-    with pytest.raises(ConfigError, match="CFL"):
-        traces.resolve_traces(small_config(time={"dt_s": 0.01, "n_steps": 160, "trace_stride": 2,
-                                                 "frame_stride": 8}))
-    bogus = tmp_path / "x.h5"
-    bogus.write_text("not hdf5")
-    with pytest.raises(DataFileError, match="not an HDF5"):
-        TraceFile(bogus)
-    other = tmp_path / "other.h5"
-    with h5py.File(other, "w") as f:
-        f.attrs["schema"] = "wavesurrogate/1"
-    with pytest.raises(DataFileError, match="schema"):
-        TraceFile(other)
+        small_config(record={"boundary_trace_stride": 3})
+    with pytest.raises(ConfigError, match="boundary_trace_stride"):
+        small_config(record={"boundary_trace_stride": 8}, time={"frame_stride": 8})
+    with pytest.raises(ConfigError, match="record.zoi"):
+        small_config(record={"zoi": None})
+    with pytest.raises(ConfigError, match="solver.kind"):
+        small_config(solver={"kind": "fd"})
+    with pytest.raises(ConfigError, match="medium.gradient"):
+        small_config(medium={"gradient": [-0.5, 1.0]})
+    with pytest.raises(CFLError, match="time.dt_s"):
+        resolve(small_config(time={"dt_s": 0.01}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.read_text().replace("zoi_band_m: [20.0, 80.0]", "zoi_band_m: [20.0, 400.0]"))
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "zoi_band_m" in err and len(err.splitlines()) == 1 and not (tmp_path / "o.h5").exists()
+
+
+def test_damaged_trace_files(trace_file, tmp_path):
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(trace_file.read_bytes())
     with h5py.File(damaged, "r+") as f:
-        f["trace"][1, 10, 3] += 1.0
-    with TraceFile(damaged) as f:
+        f["traces/boundary/values"][1, 10, 3] += 1.0
+    with open_data(damaged) as f:
         f.case(0)
         with pytest.raises(DataFileError, match="checksum"):
-            f.case(1)
+            f.traces("boundary", [1])
         with pytest.raises(DataFileError, match="out of range"):
-            f.case(6)
+            f.traces("boundary", [6])
+        with pytest.raises(DataFileError, match="no receiver traces 'receivers'"):
+            f.trace_t("receivers")
+    for edit, msg in ((lambda f: f["traces/boundary"].__delitem__("index"), "must hold datasets"),
+                      (lambda f: f["traces/boundary"].__delitem__("t_s")
+                       or f["traces/boundary"].create_dataset("t_s", data=np.zeros(3)), "t_s"),
+                      (lambda f: f.__delitem__("solve_s") or f.create_dataset("solve_s", data=np.zeros(2)),
+                       "solve_s"),
+                      (lambda f: f.attrs.__setitem__("window_ij0", [-1, 2]), "window_ij0")):
+        broken = tmp_path / "broken.h5"
+        broken.write_bytes(trace_file.read_bytes())
+        with h5py.File(broken, "r+") as f:
+            edit(f)
+        with pytest.raises(DataFileError, match=msg) as exc:
+            open_data(broken)
+        assert len(str(exc.value).splitlines()) == 1

@@ -93,6 +93,27 @@ def test_resume_after_kill_between_weights_and_commit(data, tmp_path):
     assert [json.loads(x)["epoch"] for x in (resumed / ck.METRICS).read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_init_from_starts_at_the_other_runs_best_weights(data, tmp_path):
+    a = train(_cfg(data, tmp_path / "a", epochs=2))
+    sgd = {"name": "sgd", "lr": 1e-30, "momentum": 0.0}  # a step too small to move any weight
+    b = train(_cfg(data, tmp_path / "b", epochs=1, seed=9, optim=sgd), init_from=a)
+    wa, wb = _weights(a), _weights(b)
+    for k in (k for k in wa if k.startswith("best.")):
+        assert torch.equal(wb["last." + k[5:]], wa[k]), k
+    fresh = train(_cfg(data, tmp_path / "c", epochs=1, seed=9, optim=sgd))
+    assert not torch.equal(_weights(fresh)["last.c1.weight"], wa["best.c1.weight"])
+    wide = tt.tiny_config(data, tmp_path / "d", epochs=1)
+    wide["model"]["kwargs"]["width"] = 5
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        train(config_from_dict(wide), init_from=a)
+    with pytest.raises(ConfigError, match="--init-from"):
+        train(_cfg(data, tmp_path / "a", epochs=3), resume=a, init_from=a)
+    cfg = tt.write_config(tmp_path / "e.yaml", tt.tiny_config(data, tmp_path / "e", epochs=1, seed=9,
+                                                              optim=sgd))
+    assert main(["train", str(cfg), "--init-from", str(a)]) == 0
+    assert torch.equal(_weights(tmp_path / "e")["last.c1.weight"], wa["best.c1.weight"])
+
+
 def test_resume_may_extend_epochs_without_schedule(data, tmp_path):
     straight = train(_cfg(data, tmp_path / "s", epochs=4))
     short = train(_cfg(data, tmp_path / "short", epochs=2))

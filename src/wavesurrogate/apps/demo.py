@@ -26,6 +26,7 @@ from rich.console import Console
 
 from wavesurrogate.errors import ConfigError, DataFileError
 from wavesurrogate.runs.layout import holds_config, read_metrics
+from wavesurrogate.tasks.forecast import field_affine, velocity_affine
 
 __all__ = ["DemoPlan", "plan", "find_config", "run_demo"]
 
@@ -179,14 +180,11 @@ def _stage_evaluate(run_dir: Path, data: Path) -> dict[str, Any]:
 def _one_step(model: torch.nn.Module, stats: dict[str, Any], fields: np.ndarray, velocity: np.ndarray,
               frames: list[int]) -> np.ndarray:
     """One-step predictions (true inputs) of the given frames of one case, field units [len(frames), y, x]."""
-    n_in = int(stats["n_in"])
-    fm, fs = float(stats["field_mean"]), float(stats["field_std"])
-    vm, vs = float(stats["velocity_mean"]), float(stats["velocity_std"])
-    f = torch.from_numpy((fields.astype(np.float64) - fm) / fs).float()
-    v = torch.from_numpy((velocity.astype(np.float64) - vm) / vs).float()
+    n_in, fa = int(stats["n_in"]), field_affine(stats)
+    f, v = fa.encode(fields), velocity_affine(stats).encode(velocity)
     x = torch.stack([torch.cat([f[t - n_in:t], v[None]]) for t in frames])
     with torch.inference_mode():
-        return (model(x)[:, 0].double() * fs + fm).numpy()
+        return fa.decode(model(x)[:, 0]).numpy()
 
 
 def _rollout(model: torch.nn.Module, stats: dict[str, Any], fields: np.ndarray, velocity: np.ndarray,
@@ -194,13 +192,10 @@ def _rollout(model: torch.nn.Module, stats: dict[str, Any], fields: np.ndarray, 
     """Rollout of ``horizon`` frames from true frames [start - n_in, start), field units [horizon, y, x]."""
     from wavesurrogate.nn.rollout import rollout
 
-    n_in = int(stats["n_in"])
-    fm, fs = float(stats["field_mean"]), float(stats["field_std"])
-    vm, vs = float(stats["velocity_mean"]), float(stats["velocity_std"])
-    x0 = torch.from_numpy((fields[start - n_in:start].astype(np.float64) - fm) / fs).float()[None]
-    v = torch.from_numpy((velocity.astype(np.float64) - vm) / vs).float()[None]
+    n_in, fa = int(stats["n_in"]), field_affine(stats)
+    x0, v = fa.encode(fields[start - n_in:start])[None], velocity_affine(stats).encode(velocity)[None]
     with torch.inference_mode():
-        return (rollout(model, x0, v, horizon)[0].double() * fs + fm).numpy()
+        return fa.decode(rollout(model, x0, v, horizon)[0]).numpy()
 
 
 def _stage_figures(out: Path, data: Path, runs: dict[str, Path], evals: dict[str, dict], bench: dict,

@@ -1,8 +1,9 @@
 """``wavesurrogate submodel RUN --case N``: network trace → FE on the ZOI only → field, errors, timings, plot.
 
-For one case of a boundary-trace file, the trained network predicts the ZOI boundary trace from the case's
-parameters, ``solve_zoi`` runs the FE solver on the ZOI mesh with that trace as time-dependent Dirichlet
-data, and the result is compared with the full-domain FE solve stored in the file. The same submodel
+For one case of a campaign file with ZOI boundary traces (``record.boundary_trace_stride``), the trained
+network predicts the ZOI boundary trace from the case's parameters, ``solve_zoi`` runs the FE solver on
+the ZOI mesh with that trace as time-dependent Dirichlet data, and the result is compared with the
+full-domain FE solve stored in the file. The same submodel
 driven by the exact (stored) trace gives the error floor: what a perfect network would reach with traces
 sampled as the network's are.
 """
@@ -19,12 +20,14 @@ import torch
 from torch import nn
 
 from wavesurrogate import tasks
+from wavesurrogate.data.schema import SPLITS
+from wavesurrogate.data.store import DataFile, open_data
 from wavesurrogate.errors import CheckpointError, DataFileError, UserError
 from wavesurrogate.io import atomic_path
 from wavesurrogate.nn.registry import TRACE
-from wavesurrogate.physics.zoi import solve_zoi
+from wavesurrogate.physics.zoi import Zoi, solve_zoi
 from wavesurrogate.runs import RunInfo, load_run
-from wavesurrogate.submodel.traces import SPLITS, TraceFile
+from wavesurrogate.tasks.boundary_trace import GROUP
 
 
 def load_trace_run(run: str | Path, which: str = "best") -> tuple[nn.Module, RunInfo]:
@@ -40,17 +43,32 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-300))
 
 
-def check_geometry(stats: dict[str, Any], f: TraceFile) -> None:
+def zoi_of(f: DataFile) -> Zoi:
+    """The file's ZOI (record.zoi); DataFileError if the file has no boundary traces."""
+    zoi = f.config.zoi_obj()
+    if zoi is None or GROUP not in f.trace_names:
+        raise DataFileError(f"{f.path}: no ZOI boundary traces (set record.boundary_trace_stride)")
+    return zoi
+
+
+def zoi_field(f: DataFile, case: int, zoi: Zoi) -> np.ndarray:
+    """The stored full solve inside the ZOI, float32 [n_frames, zoi.ny, zoi.nx] (checksum verified)."""
+    u = f.fields(case)
+    return u if "window_ij0" in f.attrs else np.ascontiguousarray(u[(slice(None), *zoi.slices)])
+
+
+def check_geometry(stats: dict[str, Any], f: DataFile) -> None:
     """DataFileError unless the file has the ZOI, trace length and trace step the network was trained on."""
-    d, z = stats["data"], f.zoi
-    have = {"zoi": [z.i0, z.j0, z.nx, z.ny], "n_times": int(f.trace_t.size),
-            "trace_dt_s": float(f.trace_t[1] - f.trace_t[0]), "nx": f.config.grid.nx, "ny": f.config.grid.ny}
+    d, z, t = stats["data"], zoi_of(f), f.trace_t(GROUP)
+    g = f.config.grid
+    have = {"zoi": [z.i0, z.j0, z.nx, z.ny], "n_times": int(t.size), "trace_dt_s": float(t[1] - t[0]),
+            "nx": g.nx, "ny": g.ny}
     for k, v in have.items():
         want = d.get(k)
         same = np.allclose(want, v, rtol=1e-9) if k == "trace_dt_s" else want == v
         if not same:
             raise DataFileError(f"{f.path}: {k} is {v}, but the network was trained on {want}")
-    missing = [n for n in stats["param_names"] if n not in f.params()]
+    missing = [n for n in stats["param_names"] if n not in f.params]
     if missing:
         raise DataFileError(f"{f.path}: lacks the parameters {missing} the network takes")
 
@@ -68,13 +86,13 @@ def predict_trace(model: nn.Module, stats: dict[str, Any], params: dict[str, flo
     return out[0].double().numpy().T.copy()
 
 
-def evaluate_case(model: nn.Module, stats: dict[str, Any], f: TraceFile, case: int, *,
+def evaluate_case(model: nn.Module, stats: dict[str, Any], f: DataFile, case: int, *,
                   floor: bool = True) -> dict[str, Any]:
     """Network + submodel and exact-trace submodel for one case: arrays, errors and wall times (s)."""
-    problem = f.problem(case)
-    trace_exact, truth = f.case(case)
-    t_s, zoi, element = f.trace_t, f.zoi, f.config.element
-    params = f.params(case)
+    problem, zoi = f.problem(case), zoi_of(f)
+    truth, trace_exact = zoi_field(f, case, zoi), f.traces(GROUP, [case])[0]
+    t_s, element = f.trace_t(GROUP), f.config.solver.element
+    params = {k: float(v[case]) for k, v in f.params.items()}
     predict_trace(model, stats, params)  # warm-up: the first call of a torch model pays one-off costs
     t0 = time.perf_counter()
     trace_net = predict_trace(model, stats, params)
@@ -82,7 +100,7 @@ def evaluate_case(model: nn.Module, stats: dict[str, Any], f: TraceFile, case: i
     sub_net = solve_zoi(problem, zoi, trace_net, t_s, element=element)
     t2 = time.perf_counter()
     out: dict[str, Any] = {
-        "case": int(case), "split": SPLITS[int(f.split[case])], "params": f.params(case),
+        "case": int(case), "split": SPLITS[int(f.split[case])], "params": params,
         "zoi_rel_l2": rel_l2(sub_net, truth), "trace_rel_l2": rel_l2(trace_net, trace_exact),
         "network_s": t1 - t0, "zoi_solve_s": t2 - t1, "network_plus_submodel_s": t2 - t0,
         "campaign_full_solve_s": f.solve_s(case),
@@ -104,12 +122,13 @@ def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out
     model, info = load_trace_run(run)
     stats = info.stats
     path = Path(data) if data is not None else Path(info.config.data.path)
-    with TraceFile(path) as f:
+    with open_data(path) as f:
         check_geometry(stats, f)
         if not 0 <= int(case) < f.n_cases:
             raise UserError(f"--case: {case} out of range; {path} has cases 0..{f.n_cases - 1}")
         res = evaluate_case(model, stats, f, int(case))
-        frame_t, trace_t, zoi, (x, y) = f.frame_t, f.trace_t, f.zoi, f.zoi_xy
+        frame_t, trace_t, zoi = f.t, f.trace_t(GROUP), zoi_of(f)
+        x, y = (f.x, f.y) if "window_ij0" in f.attrs else (f.x[zoi.slices[1]], f.y[zoi.slices[0]])
     out_dir = Path(out) if out is not None else Path(run) / "submodel" / f"case_{int(case):04d}"
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = res.pop("arrays")

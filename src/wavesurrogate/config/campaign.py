@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainSerializer, PlainValidator
+from pydantic import Field, PlainSerializer, PlainValidator, SerializerFunctionWrapHandler, model_serializer
 from pydantic_core import PydanticCustomError
 
 from wavesurrogate.config.base import Strict, read_yaml, validate
@@ -70,6 +70,8 @@ Range = Annotated[float | tuple[float, float], _range(), _SER]
 PosRange = Annotated[float | tuple[float, float], _range(0.0, strict_low=True), _SER]
 PosPair = Annotated[tuple[float, float], _range(0.0, strict_low=True, pair_only=True), _SER]
 Contrast = Annotated[float | tuple[float, float], _range(0.0, below=1 / 3), _SER]
+Gradient = Annotated[float | tuple[float, float], _range(-1.0, strict_low=True, below=1.0), _SER]
+Band = Annotated[tuple[float, float], _range(0.0, pair_only=True), _SER]
 
 
 def bounds(r: float | tuple[float, float]) -> tuple[float, float]:
@@ -145,6 +147,14 @@ class InclusionsMedium(Strict):
     c_mps: PosPair
 
 
+class GradientMedium(Strict):
+    """Vertical gradient c = c0·(1 + gradient·(y − ly/2)/(ly/2)) in m/s (|gradient| < 1)."""
+
+    kind: Literal["gradient"]
+    c0_mps: PosRange
+    gradient: Gradient
+
+
 class FileMedium(Strict):
     """One fixed velocity model from a .npy file or an HDF5 dataset (path relative to the config file)."""
 
@@ -153,8 +163,8 @@ class FileMedium(Strict):
     dataset: str | None = None
 
 
-Medium = Annotated[ConstantMedium | LayeredMedium | GRFMedium | InclusionsMedium | FileMedium,
-                   Field(discriminator="kind")]
+Medium = Annotated[ConstantMedium | LayeredMedium | GRFMedium | InclusionsMedium | GradientMedium
+                   | FileMedium, Field(discriminator="kind")]
 
 
 class SourceConfig(Strict):
@@ -168,6 +178,7 @@ class SourceConfig(Strict):
     amplitude: Range = 1.0
     width_m: PosFloat | None = None
     delay_s: NonNegFloat | None = None
+    zoi_band_m: Band | None = Field(None, description="[lo, hi] Chebyshev distance outside record.zoi, m")
 
 
 class InitialConfig(Strict):
@@ -180,6 +191,24 @@ class InitialConfig(Strict):
     amplitude: Range = 1.0
     m: PosInt = 1
     n: PosInt = 1
+
+
+class ZoiConfig(Strict):
+    """Zone of interest: nx × ny grid nodes from node (i0, j0); centred in the grid when i0/j0 are omitted."""
+
+    nx: Annotated[int, Field(strict=True, ge=3)]
+    ny: Annotated[int, Field(strict=True, ge=3)]
+    i0: NonNegInt | None = None
+    j0: NonNegInt | None = None
+
+
+class RecordConfig(Strict):
+    """What each case stores: full frames or the ZOI window; the ZOI boundary every n steps; solve time."""
+
+    frames: Literal["full", "zoi"] = "full"
+    zoi: ZoiConfig | None = None
+    boundary_trace_stride: Annotated[int, Field(strict=True, ge=1, le=5)] | None = None
+    solve_s: bool = Field(False, description="store each case's solve wall time (s): bytes then vary")
 
 
 class CampaignConfig(Strict):
@@ -197,6 +226,16 @@ class CampaignConfig(Strict):
     medium: Medium
     source: SourceConfig = Field(default_factory=SourceConfig)
     initial: InitialConfig = Field(default_factory=InitialConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)  # configs without the record keys dump (and are stored) exactly as before them
+        if self.record == RecordConfig():
+            d.pop("record", None)
+        if self.source.zoi_band_m is None and isinstance(d.get("source"), dict):
+            d["source"].pop("zoi_band_m", None)
+        return d
 
     @property
     def n_total(self) -> int:
@@ -216,6 +255,14 @@ class CampaignConfig(Strict):
     def boundary_obj(self) -> Boundary:
         """The physics Boundary."""
         return Boundary(self.boundary.kind, self.boundary.width)
+
+    def zoi_obj(self) -> Any:
+        """The physics Zoi of record.zoi (centred unless i0/j0 are given), or None."""
+        from wavesurrogate.physics.zoi import Zoi
+
+        z = self.record.zoi
+        return None if z is None else Zoi((self.grid.nx - z.nx) // 2 if z.i0 is None else z.i0,
+                                          (self.grid.ny - z.ny) // 2 if z.j0 is None else z.j0, z.nx, z.ny)
 
 
 def _check_inside(name: str, r: float | tuple[float, float] | None, length: float) -> None:
@@ -260,6 +307,39 @@ def _check_size(cfg: CampaignConfig) -> None:
                           f"{have / 1e9:.3g} GB of memory available")
 
 
+def _check_record(cfg: CampaignConfig) -> None:
+    """ZOI inside the grid, trace stride dividing frame_stride, the source band inside the grid."""
+    r, g, band = cfg.record, cfg.grid_obj(), cfg.source.zoi_band_m
+    need = [k for k, used in (("record.frames: zoi", r.frames == "zoi"), ("source.zoi_band_m", band),
+                              ("record.boundary_trace_stride", r.boundary_trace_stride)) if used]
+    z = cfg.zoi_obj()
+    if z is None:
+        if need:
+            raise ConfigError(f"record.zoi: required by {need[0]}")
+        return
+    from wavesurrogate.physics.zoi import check_zoi
+
+    try:
+        check_zoi(g, z)
+    except ConfigError as exc:
+        raise ConfigError(f"record.{exc}") from None
+    i0, j0, nx, ny = z.i0, z.j0, z.nx, z.ny
+    if r.boundary_trace_stride is not None:
+        if cfg.solver.kind != "fe":
+            raise ConfigError("record.boundary_trace_stride: needs solver.kind 'fe'")
+        if cfg.time.frame_stride % r.boundary_trace_stride:
+            raise ConfigError(f"time.frame_stride: must be a multiple of record.boundary_trace_stride "
+                              f"({r.boundary_trace_stride}), got {cfg.time.frame_stride}")
+    if band is not None:
+        if cfg.source.x_m is not None or cfg.source.y_m is not None or cfg.source.kind == "none":
+            raise ConfigError("source.zoi_band_m: replaces source.x_m/y_m and needs a source")
+        x0, x1 = i0 * g.dx - band[1], (i0 + nx - 1) * g.dx + band[1]
+        y0, y1 = j0 * g.dy - band[1], (j0 + ny - 1) * g.dy + band[1]
+        if x0 < 0 or y0 < 0 or x1 > g.lx or y1 > g.ly:
+            raise ConfigError(f"source.zoi_band_m: the band up to {band[1]:g} m around the ZOI leaves the "
+                              f"grid [0, {g.lx:g}] × [0, {g.ly:g}] m")
+
+
 def check_campaign(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
     """Cross-field checks (size, domain, seeds, layers) without solvers; a medium path made absolute.
 
@@ -284,6 +364,7 @@ def check_campaign(cfg: CampaignConfig, base_dir: Path | None = None) -> Campaig
     for name, r, length in (("source.x_m", cfg.source.x_m, g.lx), ("source.y_m", cfg.source.y_m, g.ly),
                             ("initial.x_m", cfg.initial.x_m, g.lx), ("initial.y_m", cfg.initial.y_m, g.ly)):
         _check_inside(name, r, length)
+    _check_record(cfg)
     if cfg.source.kind == "none" and cfg.initial.kind == "zero":
         raise ConfigError("source.kind: 'none' with initial.kind 'zero' gives an all-zero wavefield")
     return cfg

@@ -16,14 +16,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from wavesurrogate.config.base import dump_yaml
 from wavesurrogate.config.campaign import CampaignConfig
-from wavesurrogate.data.cases import CaseSpec, load_campaign, resolve, run_case, sample_cases
+from wavesurrogate.data.cases import CaseSpec, load_campaign, resolve, sample_cases, solve_case, trace_layout
 from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
 from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
@@ -32,17 +32,25 @@ from wavesurrogate.io import atomic_path
 
 @dataclass(frozen=True)
 class EncodedCase:
-    """A simulated case ready for storage: compressed field chunk, velocity, checksum of the float data."""
+    """A simulated case ready for storage: compressed field chunk, velocity, receiver traces (name →
+    float32 [n_times, n_receivers]), checksum of the float data, solve wall time in s."""
 
     chunk: bytes
     velocity: np.ndarray
     checksum: str
+    traces: dict[str, np.ndarray] = field(default_factory=dict)
+    solve_s: float = float("nan")
+
+
+def _digest(frames: np.ndarray, velocity: np.ndarray, traces: dict[str, np.ndarray]) -> str:
+    return case_checksum(frames, velocity, *(traces[k] for k in sorted(traces)))
 
 
 def run_case_encoded(cfg: CampaignConfig, spec: CaseSpec) -> EncodedCase:
-    """run_case, then checksum and compress in the worker (the parent only moves bytes)."""
-    frames, velocity = run_case(cfg, spec)
-    return EncodedCase(encode_chunk(frames), velocity, case_checksum(frames, velocity))
+    """solve_case, then checksum and compress in the worker (the parent only moves bytes)."""
+    r = solve_case(cfg, spec)
+    return EncodedCase(encode_chunk(r.frames), r.velocity, _digest(r.frames, r.velocity, r.traces), r.traces,
+                       r.solve_s)
 
 
 # ---------------------------------------------------------------------------------------------- shards
@@ -53,10 +61,11 @@ def _shard_path(work: Path, index: int) -> Path:
 def write_shard(work: Path, spec: CaseSpec, case: EncodedCase) -> None:
     """Write one finished case atomically into the work directory (.npz: chunk, velocity, meta JSON)."""
     meta = json.dumps({"index": spec.index, "split": spec.split, "params": spec.params,
-                       "checksum": case.checksum})
+                       "checksum": case.checksum, "solve_s": case.solve_s})
+    traces = {f"trace_{k}": v.astype("<f4") for k, v in case.traces.items()}
     with atomic_path(_shard_path(work, spec.index)) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, chunk=np.frombuffer(case.chunk, dtype=np.uint8), velocity=case.velocity.astype("<f4"),
-                 meta=np.array(meta))
+                 meta=np.array(meta), **traces)
 
 
 def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: bool = True) -> EncodedCase:
@@ -65,15 +74,16 @@ def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: 
     try:
         with np.load(path, allow_pickle=False) as z:
             chunk, velocity, meta = z["chunk"].tobytes(), z["velocity"], json.loads(str(z["meta"]))
+            traces = {k[6:]: z[k] for k in z.files if k.startswith("trace_")}
         fields = decode_chunk(chunk, shape) if verify else None
     except Exception as exc:
         raise DataFileError(f"{path}: unreadable shard ({type(exc).__name__})") from None
     same_case = (meta.get("index"), meta.get("split"), meta.get("params")) == (spec.index, spec.split,
                                                                               spec.params)
     if (not same_case or velocity.shape != shape[1:] or not isinstance(meta.get("checksum"), str)
-            or (fields is not None and case_checksum(fields, velocity) != meta["checksum"])):
+            or (fields is not None and _digest(fields, velocity, traces) != meta["checksum"])):
         raise DataFileError(f"{path}: shard does not match its case or its checksum")
-    return EncodedCase(chunk, velocity, meta["checksum"])
+    return EncodedCase(chunk, velocity, meta["checksum"], traces, float(meta.get("solve_s", "nan")))
 
 
 def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, int, int]) -> bool:
@@ -205,8 +215,10 @@ def _output_matches(out: Path, manifest: dict[str, str]) -> bool:
 
 
 def _file_attrs(cfg: CampaignConfig, manifest: dict[str, str]) -> dict:
-    s = cfg.solver
-    return {"solver": f"fd/{s.backend}" if s.kind == "fd" else f"fe/{s.element}",
+    s, zoi = cfg.solver, cfg.zoi_obj()
+    window = {"grid_shape": [cfg.grid.ny, cfg.grid.nx], "window_ij0": [zoi.j0, zoi.i0]} \
+        if cfg.record.frames == "zoi" else {}
+    return {**window, "solver": f"fd/{s.backend}" if s.kind == "fd" else f"fe/{s.element}",
             "space_order": int(s.space_order), "dt": float(cfg.time.dt_s), "dx": float(cfg.grid.dx_m),
             "dy": float(cfg.grid.dy_m), "frame_stride": int(cfg.time.frame_stride),
             "boundary": cfg.boundary.kind, "boundary_width": int(cfg.boundary.width), "seed": int(cfg.seed),
@@ -251,7 +263,10 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
         tmp.unlink(missing_ok=True)
 
     specs = sample_cases(cfg)
-    shape = (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx)
+    x, y, zoi = cfg.grid_obj().x, cfg.grid_obj().y, cfg.zoi_obj()
+    if cfg.record.frames == "zoi":  # frames and velocity of the ZOI window only
+        y, x = y[zoi.slices[0]], x[zoi.slices[1]]
+    shape = (cfg.time.n_frames, y.size, x.size)
     n_workers = workers if workers else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                          else os.cpu_count() or 1)
     with _progress(progress) as bar:
@@ -273,14 +288,16 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
             if on_shard is not None:
                 on_shard(spec.index)
         t_asm = bar.add_task("writing file", total=len(specs), rate="")
-        writer = DataWriter(out, n_cases=len(specs), n_frames=cfg.time.n_frames, x=cfg.grid_obj().x,
-                            y=cfg.grid_obj().y, t=cfg.time_obj().times_s, attrs=_file_attrs(cfg, manifest),
-                            param_names=list(specs[0].params))
+        writer = DataWriter(out, n_cases=len(specs), n_frames=cfg.time.n_frames, x=x, y=y,
+                            t=cfg.time_obj().times_s, attrs=_file_attrs(cfg, manifest),
+                            param_names=list(specs[0].params), traces=trace_layout(cfg),
+                            solve_s=cfg.record.solve_s)
         with writer:
             for spec in specs:
                 case = read_shard(work, spec, shape, verify=False)  # write_case decodes and verifies
                 writer.write_case(spec.index, None, case.velocity, spec.params, split=spec.split,
-                                  checksum=case.checksum, chunk=case.chunk)
+                                  checksum=case.checksum, chunk=case.chunk, traces=case.traces,
+                                  solve_s=case.solve_s)
                 bar.advance(t_asm)
     _remove_work(work)
     return out

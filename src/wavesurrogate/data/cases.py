@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from wavesurrogate.config.campaign import (
     CampaignConfig,
     ConstantMedium,
     FileMedium,
+    GradientMedium,
     GRFMedium,
     InclusionsMedium,
     LayeredMedium,
@@ -51,9 +53,12 @@ def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, fl
     g = cfg.grid_obj()
     p: dict[str, float] = {}
     s = cfg.source
-    if s.kind != "none":
+    if s.kind != "none" and s.zoi_band_m is not None:
+        p["source_x_m"], p["source_y_m"] = _draw_in_band(cfg, rng)
+    elif s.kind != "none":
         p["source_x_m"] = _draw(rng, s.x_m if s.x_m is not None else (0.0, g.lx))
         p["source_y_m"] = _draw(rng, s.y_m if s.y_m is not None else (0.0, g.ly))
+    if s.kind != "none":
         p["freq_hz"] = _draw(rng, s.freq_hz)
         p["amplitude"] = _draw(rng, s.amplitude)
     m = cfg.medium
@@ -68,6 +73,9 @@ def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, fl
         p["medium_correlation_length_m"] = _draw(rng, m.correlation_length_m)
     elif isinstance(m, InclusionsMedium):
         p["medium_background_mps"] = _draw(rng, m.background_mps)
+    elif isinstance(m, GradientMedium):
+        p["medium_c0_mps"] = _draw(rng, m.c0_mps)
+        p["medium_gradient"] = _draw(rng, m.gradient)
     i = cfg.initial
     if i.kind == "gaussian":
         p["initial_x_m"] = _draw(rng, i.x_m if i.x_m is not None else (0.0, g.lx))
@@ -78,6 +86,19 @@ def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, fl
     if isinstance(m, GRFMedium | InclusionsMedium):
         p["medium_seed"] = float(rng.integers(0, 2**31))  # exact in float64
     return p
+
+
+def _draw_in_band(cfg: CampaignConfig, rng: np.random.Generator) -> tuple[float, float]:
+    """(x, y) in m uniform in the square band source.zoi_band_m (Chebyshev distance outside the ZOI)."""
+    z, g = cfg.zoi_obj(), cfg.grid_obj()
+    i0, j0, nx, ny = z.i0, z.j0, z.nx, z.ny
+    lo, hi = cfg.source.zoi_band_m
+    x0, x1, y0, y1 = i0 * g.dx, (i0 + nx - 1) * g.dx, j0 * g.dy, (j0 + ny - 1) * g.dy
+    for _ in range(100_000):
+        x, y = float(rng.uniform(x0 - hi, x1 + hi)), float(rng.uniform(y0 - hi, y1 + hi))
+        if lo <= max(x0 - x, x - x1, y0 - y, y - y1) <= hi:
+            return x, y
+    raise ConfigError("source.zoi_band_m: the band has no area")
 
 
 def sample_cases(cfg: CampaignConfig) -> list[CaseSpec]:
@@ -100,6 +121,10 @@ def velocity_bounds(cfg: CampaignConfig) -> tuple[float, float]:
     if isinstance(m, GRFMedium):
         (lo, hi), (_, kmax) = bounds(m.mean_mps), bounds(m.contrast)
         return lo * (1 - 3 * kmax), hi * (1 + 3 * kmax)
+    if isinstance(m, GradientMedium):
+        (lo, hi), (g0, g1) = bounds(m.c0_mps), bounds(m.gradient)
+        gmax = max(abs(g0), abs(g1))
+        return lo * (1 - gmax), hi * (1 + gmax)
     if isinstance(m, InclusionsMedium):
         lo, hi = bounds(m.background_mps)
         if m.n > 0:
@@ -115,13 +140,24 @@ def file_velocity(cfg: CampaignConfig) -> np.ndarray:
     return media.from_file(cfg.grid_obj(), cfg.medium.path, cfg.medium.dataset)
 
 
-def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
-    """FE time step: the bound of the uniform c_max medium holds for every c ≤ c_max (K grows with c²)."""
+@functools.lru_cache(maxsize=2)
+def _fe_reference(grid, boundary, element: str, c_max: float):
+    """One FE solver per process for the uniform c_max medium, its λ_max computed once (Lanczos).
+
+    That bound holds for every medium with c ≤ c_max (K grows with c²): cases reuse it through
+    ``with_velocity`` and pay neither a mesh set-up nor a Lanczos run.
+    """
     from wavesurrogate.physics.fe import FESolver
 
-    g = cfg.grid_obj()
-    problem = Problem(g, np.full(g.shape, c_max), TimeAxis(1.0, 2), boundary=cfg.boundary_obj())
-    solver = FESolver.from_problem(problem, cfg.solver.element)
+    problem = Problem(grid, np.full(grid.shape, c_max), TimeAxis(1.0, 2), boundary=boundary)
+    solver = FESolver.from_problem(problem, element)
+    solver.lambda_max()
+    return solver
+
+
+def _fe_dt(cfg: CampaignConfig, c_max: float) -> float:
+    """FE time step: the bound of the uniform c_max medium holds for every c ≤ c_max (K grows with c²)."""
+    solver = _fe_reference(cfg.grid_obj(), cfg.boundary_obj(), cfg.solver.element, float(c_max))
     if cfg.time.dt_s is None:
         return cfg.time.cfl_safety * solver.dt_max()
     solver.check_dt(cfg.time.dt_s, cfg.solver.element)
@@ -167,6 +203,8 @@ def case_velocity(cfg: CampaignConfig, spec: CaseSpec) -> np.ndarray:
     elif isinstance(m, InclusionsMedium):
         rng = np.random.default_rng(int(p["medium_seed"]))
         c = media.random_inclusions(g, p["medium_background_mps"], m.n, m.radius_m, m.c_mps, rng)
+    elif isinstance(m, GradientMedium):
+        c = media.vertical_gradient(g, p["medium_c0_mps"], p["medium_gradient"])
     else:
         assert isinstance(m, FileMedium)
         c = file_velocity(cfg)
@@ -200,24 +238,66 @@ def _fd_solver(grid, boundary, time_axis, space_order: int, backend: str, thread
     return FDSolver(grid, boundary, time_axis, space_order, backend=backend, dtype=np.float32)
 
 
-def run_case(cfg: CampaignConfig, spec: CaseSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate one case → (frames float32 [n_frames, ny, nx], velocity float32 [ny, nx] in m/s)."""
-    velocity = case_velocity(cfg, spec)
-    source, initial = case_source(cfg, spec), case_initial(cfg, spec)
-    grid, time_axis, boundary = cfg.grid_obj(), cfg.time_obj(), cfg.boundary_obj()
-    if cfg.solver.kind == "fd":
-        solver = _fd_solver(grid, boundary, time_axis, cfg.solver.space_order, cfg.solver.backend,
-                            threading.get_ident())
-        frames = solver.run(velocity.astype(np.float64), source, initial)
-    else:
-        from wavesurrogate.physics.fe import solve_fe
+def case_problem(cfg: CampaignConfig, spec: CaseSpec, velocity: np.ndarray | None = None) -> Problem:
+    """The full-domain physics Problem of a case (velocity: case_velocity's float32 values, as float64)."""
+    velocity = case_velocity(cfg, spec) if velocity is None else velocity
+    return Problem(cfg.grid_obj(), velocity.astype(np.float64), cfg.time_obj(), case_source(cfg, spec),
+                   case_initial(cfg, spec), cfg.boundary_obj(), cfg.solver.space_order)
 
-        problem = Problem(grid, velocity.astype(np.float64), time_axis, source, initial, boundary,
-                          cfg.solver.space_order)
-        frames = solve_fe(problem, element=cfg.solver.element)
+
+def trace_layout(cfg: CampaignConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Receiver traces a case records: name → (times in s [n_times], grid indices (j, i) [n_receivers, 2])."""
+    stride = cfg.record.boundary_trace_stride
+    if stride is None:
+        return {}
+    from wavesurrogate.physics.zoi import boundary_indices
+
+    n_steps = (cfg.time.n_frames - 1) * cfg.time.frame_stride
+    t = np.arange(n_steps // stride + 1) * stride * float(cfg.time.dt_s)
+    return {"boundary": (t, np.stack(boundary_indices(cfg.zoi_obj()), axis=1).astype(np.int32))}
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A solved case: frames float32 [n_frames, *window], velocity float32 [*window] in m/s, receiver
+    traces name → float32 [n_times, n_receivers], and the solve's wall time in s."""
+
+    frames: np.ndarray
+    velocity: np.ndarray
+    traces: dict[str, np.ndarray]
+    solve_s: float
+
+
+def solve_case(cfg: CampaignConfig, spec: CaseSpec) -> CaseResult:
+    """Simulate one case and record what ``cfg.record`` asks for (window, receiver traces, solve time)."""
+    velocity = case_velocity(cfg, spec)
+    problem = case_problem(cfg, spec, velocity)
+    layout, traces = trace_layout(cfg), {}
+    t0 = time.perf_counter()
+    if cfg.solver.kind == "fd":
+        solver = _fd_solver(problem.grid, problem.boundary, problem.time, cfg.solver.space_order,
+                            cfg.solver.backend, threading.get_ident())
+        frames = solver.run(problem.velocity, problem.source, problem.initial)
+    else:
+        ref = _fe_reference(problem.grid, problem.boundary, cfg.solver.element, velocity_bounds(cfg)[1])
+        solver = ref.with_velocity(problem.velocity, lambda_max=ref.lambda_max())
+        jj, ii = layout["boundary"][1].T if layout else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        frames, record = solver.solve_problem_recording(problem, jj, ii)
+        if layout:
+            traces["boundary"] = record[:: cfg.record.boundary_trace_stride].astype(np.float32)
+    solve_s = time.perf_counter() - t0
     frames = np.asarray(frames, dtype=np.float32)
     if frames.shape != (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx):
         raise RuntimeError(f"case {spec.index}: solver returned frames of shape {frames.shape}")
-    if not np.all(np.isfinite(frames)):
+    if not (np.all(np.isfinite(frames)) and all(np.all(np.isfinite(a)) for a in traces.values())):
         raise ConfigError(f"case {spec.index}: the solver produced non-finite values (unstable settings?)")
-    return frames, velocity
+    if cfg.record.frames == "zoi":
+        window = cfg.zoi_obj().slices
+        frames, velocity = np.ascontiguousarray(frames[(slice(None), *window)]), velocity[window].copy()
+    return CaseResult(frames, velocity, traces, solve_s)
+
+
+def run_case(cfg: CampaignConfig, spec: CaseSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate one case → (frames float32 [n_frames, *window], velocity float32 [*window] in m/s)."""
+    r = solve_case(cfg, spec)
+    return r.frames, r.velocity

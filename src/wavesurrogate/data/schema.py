@@ -29,6 +29,7 @@ BASE_DATASETS = ("fields", "velocity", "t", "split", "done", "checksum")
 SPLITS = {0: "train", 1: "test"}
 GZIP_LEVEL = 4  # deflate level of every compressed dataset (and of chunks encoded by encode_chunk)
 CHECKSUM_DTYPE = "S64"
+TRACE_DATASETS = ("values", "t_s", "index")  # of each receiver-trace group traces/<name>
 
 
 def spatial_axes(n_spatial_dims: int) -> tuple[str, ...]:
@@ -49,10 +50,11 @@ def required_attrs(schema: str, n_spatial_dims: int = 2) -> tuple[str, ...]:
     return BASE_ATTRS[:4] + tuple(f"d{a}" for a in spatial_axes(n_spatial_dims)) + BASE_ATTRS[4:] + extra
 
 
-def case_checksum(fields: np.ndarray, velocity: np.ndarray) -> str:
-    """sha256 hex digest of the case's little-endian float32 field bytes followed by its velocity bytes."""
+def case_checksum(fields: np.ndarray, velocity: np.ndarray, *traces: np.ndarray) -> str:
+    """sha256 hex digest of the case's little-endian float32 field bytes, then its velocity bytes, then
+    its receiver-trace values of each trace group in name order (none in a file without traces)."""
     h = hashlib.sha256()
-    for a in (fields, velocity):
+    for a in (fields, velocity, *traces):
         h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
     return h.hexdigest()
 
@@ -163,6 +165,35 @@ def validate(f: h5py.File, p: Path) -> tuple[dict[str, Any], tuple[str, ...], tu
     for k in (*spatial, "t"):
         if not np.all(np.isfinite(f[k][()])):
             raise bad(p, f"coordinate {k!r} is not finite")
+    _validate_records(f, p, a, n, nd)
     for k in ("split", "done", "checksum", *(f"params/{k}" for k in f["params"])):
         f[k][()]  # small [case] datasets: read now, so damage surfaces here as one DataFileError
     return a, ax, spacing
+
+
+def _validate_records(f: h5py.File, p: Path, a: dict[str, Any], n: int, nd: int) -> None:
+    """The optional parts: ``traces/<name>/{values, t_s, index}``, ``solve_s``, the window attributes."""
+    for k in ("grid_shape", "window_ij0"):
+        v = a.get(k)
+        if v is not None and (not isinstance(v, list) or len(v) != nd
+                              or not all(isinstance(x, int) and x >= 0 for x in v)):
+            raise bad(p, f"attribute {k!r} must be {nd} non-negative integers, got {v!r}")
+    if "solve_s" in f and (not isinstance(f["solve_s"], h5py.Dataset) or f["solve_s"].shape != (n,)
+                           or f["solve_s"].dtype.kind != "f"):
+        raise bad(p, f"dataset 'solve_s' must be float [{n}]")
+    if "traces" not in f:
+        return
+    if not isinstance(f["traces"], h5py.Group):
+        raise bad(p, "'traces' must be a group")
+    for name, g in f["traces"].items():
+        if not isinstance(g, h5py.Group) or any(not isinstance(g.get(k), h5py.Dataset)
+                                                for k in TRACE_DATASETS):
+            raise bad(p, f"trace group {name!r} must hold datasets {', '.join(TRACE_DATASETS)}")
+        v, t, idx = (g[k] for k in TRACE_DATASETS)
+        if v.dtype != np.float32 or v.ndim != 3 or v.shape[0] != n:
+            raise bad(p, f"'traces/{name}/values' must be float32 [{n}, time, receiver], got {v.dtype} "
+                         f"{v.shape}")
+        if t.shape != (v.shape[1],) or t.dtype.kind != "f" or not np.all(np.isfinite(t[()])):
+            raise bad(p, f"'traces/{name}/t_s' must be {v.shape[1]} finite times")
+        if idx.shape != (v.shape[2], nd) or idx.dtype.kind not in "iu":
+            raise bad(p, f"'traces/{name}/index' must be integers [{v.shape[2]}, {nd}], got {idx.shape}")

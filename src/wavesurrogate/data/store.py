@@ -1,12 +1,11 @@
-"""HDF5 data files (layout and validation in data/schema.py, docs/data-format.md): atomic writer,
-distrustful reader, summary. Files of schema ``wavesurrogate/1`` open as 2-D files."""
+"""HDF5 data files (layout and validation in data/schema.py, docs/data-format.md): distrustful reader,
+summary; the atomic writer ``DataWriter`` lives in data/writer.py. Files of schema ``wavesurrogate/1``
+open as 2-D files."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,132 +13,16 @@ import h5py
 import numpy as np
 
 from wavesurrogate.data.schema import (
-    CHECKSUM_DTYPE,
-    GZIP_LEVEL,
-    SCHEMA,
     SPLITS,
     attr_value,
-    axes,
     bad,
     case_checksum,
-    decode_chunk,
-    required_attrs,
-    set_attr,
     validate,
 )
+from wavesurrogate.data.writer import DataWriter
 from wavesurrogate.errors import DataFileError
-from wavesurrogate.io import atomic_path
 
-
-class DataWriter:
-    """Writes one schema-wavesurrogate/2 file into a temporary file; ``close()`` renames it into place.
-
-    2-D by default (coordinates ``y``, ``x``); 3-D when ``z`` is given (``attrs`` then carry ``dz`` too).
-    Use as a context manager: the file appears at ``path`` only if every case was written and no
-    exception escaped; otherwise nothing is left behind.
-    """
-
-    def __init__(self, path: str | Path, *, n_cases: int, n_frames: int, x: np.ndarray, y: np.ndarray,
-                 t: np.ndarray, attrs: Mapping[str, Any], param_names: Sequence[str],
-                 z: np.ndarray | None = None):
-        self.path = Path(path)
-        coords = {"z": z, "y": y, "x": x} if z is not None else {"y": y, "x": x}
-        self.axes = axes(len(coords))
-        missing = [k for k in required_attrs(SCHEMA, len(coords)) if k not in attrs and k not in (
-            "schema", "n_spatial_dims", "axes", "spacing_m")]
-        if missing:
-            raise ValueError(f"DataWriter: missing attributes {missing}")
-        self.n_cases, self.n_frames = int(n_cases), int(n_frames)
-        self.spatial_shape = tuple(len(c) for c in coords.values())
-        self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        self._f = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
-        f = self._f
-        set_attr(f, "schema", SCHEMA)
-        set_attr(f, "n_spatial_dims", len(coords))
-        set_attr(f, "axes", list(self.axes))
-        set_attr(f, "spacing_m", np.array([float(attrs[f"d{a}"]) for a in coords], dtype="<f8"))
-        for k, v in attrs.items():
-            set_attr(f, k, v)
-        kw: dict[str, Any] = {"track_times": False}
-        for name, shape in (("fields", (self.n_cases, self.n_frames, *self.spatial_shape)),
-                            ("velocity", (self.n_cases, *self.spatial_shape))):
-            f.create_dataset(name, shape=shape, dtype="<f4", chunks=(1, *shape[1:]), compression="gzip",
-                             compression_opts=GZIP_LEVEL, shuffle=True, fillvalue=np.float32(0), **kw)
-        for name, c in (*reversed(coords.items()), ("t", t)):  # x, y, (z,) t: the order of schema 1
-            f.create_dataset(name, data=np.asarray(c, dtype="<f8"), **kw)
-        f.create_dataset("split", shape=(self.n_cases,), dtype="u1", fillvalue=0, **kw)
-        f.create_dataset("done", shape=(self.n_cases,), dtype="bool", fillvalue=False, **kw)
-        f.create_dataset("checksum", shape=(self.n_cases,), dtype=CHECKSUM_DTYPE, fillvalue=b"", **kw)
-        g = f.create_group("params", track_order=False)
-        for name in param_names:
-            g.create_dataset(name, shape=(self.n_cases,), dtype="<f8", fillvalue=np.nan, **kw)
-        self._done = np.zeros(self.n_cases, dtype=bool)
-
-    def write_case(self, case: int, fields: np.ndarray | None, velocity: np.ndarray,
-                   params: Mapping[str, float], split: int = 0, checksum: str | None = None,
-                   chunk: bytes | None = None) -> str:
-        """Store one case (fields [frame, *spatial], velocity [*spatial] in m/s); returns its checksum.
-
-        Instead of ``fields`` a ``chunk`` = encode_chunk(fields) may be given: it is decoded and checked,
-        then stored as is (no second compression). A given ``checksum`` (e.g. from a shard) is verified
-        against the data before anything is written.
-        """
-        if chunk is not None:
-            try:
-                fields = decode_chunk(chunk, (self.n_frames, *self.spatial_shape))
-            except (ValueError, zlib.error) as exc:
-                raise DataFileError(f"case {case}: compressed chunk does not decode ({exc})") from None
-        fields = np.asarray(fields, dtype="<f4")
-        velocity = np.asarray(velocity, dtype="<f4")
-        if fields.shape != (self.n_frames, *self.spatial_shape) or velocity.shape != self.spatial_shape:
-            raise ValueError(f"case {case}: shapes {fields.shape}, {velocity.shape} do not match the file")
-        if not (np.all(np.isfinite(fields)) and np.all(np.isfinite(velocity))):
-            raise ValueError(f"case {case}: non-finite values")
-        digest = case_checksum(fields, velocity)
-        if checksum is not None and checksum != digest:
-            raise DataFileError(f"case {case}: checksum mismatch while assembling")
-        if set(params) != set(self._f["params"]):
-            raise ValueError(f"case {case}: params {sorted(params)} != {sorted(self._f['params'])}")
-        f = self._f
-        if chunk is None:
-            f["fields"][case] = fields
-        else:
-            f["fields"].id.write_direct_chunk((case,) + (0,) * (fields.ndim), chunk)
-        f["velocity"][case] = velocity
-        for k, v in params.items():
-            f["params"][k][case] = float(v)
-        f["split"][case] = int(split)
-        f["checksum"][case] = digest.encode("ascii")
-        f["done"][case] = True
-        self._done[case] = True
-        return digest
-
-    def close(self) -> Path:
-        """Flush, fsync and rename the file into place; raises if some case was never written."""
-        if not self._done.all():
-            missing = np.flatnonzero(~self._done)
-            self.abort()
-            raise RuntimeError(f"DataWriter: {missing.size} cases never written (first {missing[0]})")
-        self._f.close()
-        self._ctx.__exit__(None, None, None)
-        return self.path
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; nothing appears at ``path``."""
-        with contextlib.suppress(Exception):
-            self._f.close()
-        with contextlib.suppress(Exception):
-            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-    def __enter__(self) -> DataWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+__all__ = ["DataFile", "DataWriter", "describe", "open_data"]
 
 
 class DataFile:
@@ -291,12 +174,13 @@ class DataFile:
         try:
             fields = self._f["fields"][case]
             velocity = self._f["velocity"][case]
+            traces = [self._f["traces"][k]["values"][case] for k in self.trace_names]
             stored = attr_value(self._f["checksum"][case])
         except Exception as exc:
             raise bad(self.path, f"case {case} unreadable ({type(exc).__name__}; truncated?)") from None
-        if case_checksum(fields, velocity) != stored:
+        if case_checksum(fields, velocity, *traces) != stored:
             raise bad(self.path, f"case {case}: checksum mismatch (data corrupted)")
-        if not (np.all(np.isfinite(fields)) and np.all(np.isfinite(velocity))):
+        if not all(np.all(np.isfinite(a)) for a in (fields, velocity, *traces)):
             raise bad(self.path, f"case {case}: non-finite values")
         self._verified.add(case)
         return fields, velocity
@@ -311,6 +195,60 @@ class DataFile:
         if case not in self._verified:
             return self.case(case)[1]
         return self._f["velocity"][case]
+
+    @property
+    def trace_names(self) -> list[str]:
+        """Names of the receiver-trace groups (``traces/<name>``), sorted; empty without traces."""
+        return sorted(self._f["traces"]) if "traces" in self._f else []
+
+    def _traces(self, name: str) -> h5py.Group:
+        if name not in self.trace_names:
+            raise bad(self.path, f"no receiver traces {name!r} (the file has {self.trace_names or 'none'})")
+        return self._f["traces"][name]
+
+    def trace_t(self, name: str) -> np.ndarray:
+        """Sample times of the traces ``name`` in s, float64 [n_times]."""
+        return self._traces(name)["t_s"][()]
+
+    def trace_index(self, name: str) -> np.ndarray:
+        """Grid indices of the receivers of ``name`` in the full grid, int [n_receivers, n_spatial_dims]."""
+        return self._traces(name)["index"][()]
+
+    def traces(self, name: str, cases: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Receiver traces of cases, float32 [n, n_times, n_receivers]; each case checksum-verified once."""
+        values, out = self._traces(name)["values"], []
+        for c in np.asarray(cases, dtype=np.int64).reshape(-1):
+            if int(c) not in self._verified:
+                self.case(int(c))
+            out.append(values[int(c)])
+        return np.stack(out) if out else np.zeros((0, *values.shape[1:]), np.float32)
+
+    def solve_s(self, case: int) -> float | None:
+        """Wall time of the case's solve in the campaign in s; None if the campaign had no record.solve_s."""
+        case = self._check_index(case)
+        return float(self._f["solve_s"][case]) if "solve_s" in self._f else None
+
+    @property
+    def config(self) -> Any:
+        """The resolved CampaignConfig that wrote the file (from ``config_yaml``); DataFileError if bad."""
+        import yaml
+
+        from wavesurrogate.config.base import validate as validate_config
+        from wavesurrogate.config.campaign import CampaignConfig
+
+        try:
+            return validate_config(CampaignConfig, yaml.safe_load(self._attrs["config_yaml"]),
+                                   source="config_yaml")
+        except Exception as exc:
+            raise bad(self.path, f"unreadable config_yaml ({exc})".splitlines()[0]) from None
+
+    def problem(self, case: int) -> Any:
+        """The full-domain physics Problem of a case, rebuilt from the config and the case's parameters."""
+        from wavesurrogate.data.cases import CaseSpec, case_problem
+
+        case = self._check_index(case)
+        params = {k: float(v[case]) for k, v in self.params.items()}
+        return case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
 
     def load_all(self, cases: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(fields [n, frame, *spatial], velocity [n, *spatial]) float32 of cases (None: all); verified."""
@@ -371,6 +309,12 @@ def describe(path: str | Path) -> str:
             f"seed        {a['seed']}" + (f", test seed {a['test_seed']}" if "test_seed" in a else ""),
             f"velocity    {_fmt_range(vel[done] if done.any() else vel, ' m/s')}",
         ]
+        if "window_ij0" in a:
+            lines.insert(4, f"window      of the full grid {a['grid_shape']} from node {a['window_ij0']} "
+                            "(axis order)")
+        for k in d.trace_names:
+            shape = list(d._f["traces"][k]["values"].shape)
+            lines.append(f"traces      {k}: [case, time, receiver] = {shape} float32")
         for k, v in d.params.items():
             if k == "medium_seed":
                 continue

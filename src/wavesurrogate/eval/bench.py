@@ -221,11 +221,13 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     from wavesurrogate.data.store import open_data
     from wavesurrogate.errors import UserError
     from wavesurrogate.eval.evaluate import check_fits
+    from wavesurrogate.nn.registry import FRAMES, entry
     from wavesurrogate.runs import load_run
 
     model, info = load_run(run, "best")
-    if info.task != "forecast":
-        raise UserError(f"bench: run {info.run_dir} solves {info.task!r}; bench compares forecast runs")
+    if entry(info.model_name).interface != FRAMES:
+        raise UserError(f"bench: run {info.run_dir} solves {info.task!r}; bench compares rollouts of "
+                        "frame-to-frame models against the solver")
     data = Path(data if data is not None else info.config.data.path)
     solver_cache = {} if solver_cache is None else solver_cache
     with open_data(data) as f:

@@ -99,14 +99,16 @@ class FESolver:
         self._lam_max: float | None = None
         self._steppers: dict[float, tuple] = {}
 
-    def with_velocity(self, velocity: np.ndarray | float) -> FESolver:
-        """A solver on the same mesh and boundaries with another velocity (nodes, or the grid [ny, nx])."""
+    def with_velocity(self, velocity: np.ndarray | float, lambda_max: float | None = None) -> FESolver:
+        """A solver on the same mesh and boundaries with another velocity (nodes, or the grid [ny, nx]);
+        lambda_max: a known upper bound of λ_max(M⁻¹K) in 1/s² (e.g. of a faster medium), skips Lanczos."""
         new = copy.copy(self)
         c = self._to_nodes(velocity, edge=True)
         if self._layer is not None:  # the layer's σ_max scales with c_max, as in from_problem
             grid, strength = self._layer
             new.sigma = layer_damping(grid, self.grid_pad, float(np.max(c)), strength)
         new._assemble(c)
+        new._lam_max = None if lambda_max is None else float(lambda_max)
         return new
 
     # ---- stability

@@ -28,6 +28,13 @@ def layered(grid: Grid, velocities_mps: Sequence[float], interfaces_m: Sequence[
     return np.repeat(c[:, None], grid.nx, axis=1)
 
 
+def vertical_gradient(grid: Grid, c0_mps: float, gradient: float) -> np.ndarray:
+    """c = c0·(1 + gradient·(y − ly/2)/(ly/2)) in m/s, shape [ny, nx]."""
+    half = 0.5 * grid.ly
+    c = float(c0_mps) * (1.0 + float(gradient) * (grid.y - half) / half)
+    return np.repeat(c[:, None], grid.nx, axis=1)
+
+
 def gaussian_random_field(grid: Grid, mean_mps: float, contrast: float, correlation_length_m: float,
                           rng: np.random.Generator) -> np.ndarray:
     """Smooth random medium c = mean·(1 + contrast·z), z a unit-variance field with Gaussian covariance.

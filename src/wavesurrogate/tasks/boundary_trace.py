@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
+from wavesurrogate.data.store import open_data
 from wavesurrogate.data.windows import split_cases
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
 from wavesurrogate.metrics.suite import summarise
@@ -24,7 +25,9 @@ from wavesurrogate.tasks.base import Task, TrainData, check_numbers
 __all__ = ["BoundaryTrace", "TASK", "WARP_PARAMS", "relative_errors"]
 
 # Model keys of the arrival-time warp → the parameter names of a trace campaign.
-WARP_PARAMS = {"source_x": "source_x_m", "source_y": "source_y_m", "freq": "freq_hz", "velocity": "c0_mps"}
+WARP_PARAMS = {"source_x": "source_x_m", "source_y": "source_y_m", "freq": "freq_hz",
+               "velocity": "medium_c0_mps"}
+GROUP = "boundary"  # the receiver-trace group of the data file (traces/boundary)
 
 
 def relative_errors(pred: Tensor, target: Tensor) -> Tensor:
@@ -43,8 +46,8 @@ def _param_names(cfg: Any, known: list[str]) -> list[str]:
 
 
 def _dataset(f: Any, names: list[str], cases: np.ndarray) -> Dataset:
-    p = np.stack([np.asarray(f.params()[n], np.float64)[cases] for n in names], axis=1)
-    y = f.traces(cases).transpose(0, 2, 1) if len(cases) else np.zeros((0, 1, 1), np.float32)
+    p = np.stack([np.asarray(f.params[n], np.float64)[cases] for n in names], axis=1)
+    y = f.traces(GROUP, cases).transpose(0, 2, 1) if len(cases) else np.zeros((0, 1, 1), np.float32)
     return TensorDataset(torch.from_numpy(p), torch.from_numpy(np.ascontiguousarray(y)))
 
 
@@ -55,33 +58,32 @@ class BoundaryTrace(Task):
     interfaces = (TRACE,)
 
     def prepare(self, cfg: Any, stats: dict[str, Any] | None = None) -> TrainData:
-        from wavesurrogate.submodel.traces import TraceFile
-
         d = cfg.data
-        with TraceFile(d.path) as f:
+        with open_data(d.path) as f:
+            if GROUP not in f.trace_names:
+                raise DataFileError(f"{d.path}: no traces/boundary (set record.boundary_trace_stride)")
             n = f.n_cases if d.max_cases is None else min(d.max_cases, f.n_cases)
-            done = np.zeros(f.n_cases, bool)
-            done[f.cases()] = True
-            splits = split_cases(n, f.split[:n], d.val_fraction, cfg.seed, done[:n])
+            splits = split_cases(n, f.split[:n], d.val_fraction, cfg.seed, f.done[:n])
             if len(splits.train) == 0:
                 raise DataFileError(f"{d.path}: no finished training cases (split == 0) to train on")
             split_lists = {k: [int(i) for i in v] for k, v in splits._asdict().items()}
             if stats is not None and stats.get("splits") != split_lists:
                 raise CheckpointError(f"{d.path}: case splits differ from the run's stats.json")
-            names = _param_names(cfg, list(f.params()))
+            names = _param_names(cfg, list(f.params))
             train, val = _dataset(f, names, splits.train), _dataset(f, names, splits.val)
             if stats is None:
                 p = train.tensors[0].numpy()
                 std = p.std(axis=0)
-                zoi, g = f.zoi, f.config.grid
+                c, t_s = f.config, f.trace_t(GROUP)
+                zoi, g = c.zoi_obj(), c.grid
                 stats = {
                     "param_names": names, "param_mean": p.mean(axis=0).tolist(),
                     "param_std": np.where(std > 0, std, 1.0).tolist(),
                     "trace_scale": float(np.sqrt(np.mean(train.tensors[1].double().numpy() ** 2))) or 1.0,
                     "data": {"path": str(f.path), "nx": g.nx, "ny": g.ny, "dx_m": g.dx_m,
                              "zoi": [zoi.i0, zoi.j0, zoi.nx, zoi.ny], "n_boundary": zoi.n_boundary,
-                             "n_times": int(f.trace_t.size), "trace_dt_s": float(f.trace_t[1] - f.trace_t[0]),
-                             "frame_dt": float(f.frame_t[1] - f.frame_t[0])}}
+                             "n_times": int(t_s.size), "trace_dt_s": float(t_s[1] - t_s[0]),
+                             "frame_dt": f.frame_dt}}
         return TrainData(train, val if len(splits.val) else None,
                          {**stats, "task": self.name, "splits": split_lists})
 

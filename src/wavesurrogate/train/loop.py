@@ -144,6 +144,8 @@ def train(
     many finished epochs, as if interrupted (for tests and time-boxed jobs). ``init_from``: a run
     directory of the same model whose best weights start this run (fine-tuning; optimiser state is new).
     """
+    if resume is not None and init_from is not None:
+        raise ConfigError("--init-from: a resumed run continues from its own weights; give one of the two")
     if resume is not None:
         run_dir = Path(resume).resolve()
         saved = read_run_config(run_dir)
