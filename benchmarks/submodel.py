@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wavesurrogate import tasks
 from wavesurrogate.apps import submodel as app
 from wavesurrogate.data.cases import velocity_bounds
 from wavesurrogate.data.store import DataFile, open_data
@@ -57,7 +58,7 @@ def network_block(run: Path, f: DataFile, cases: np.ndarray) -> dict[str, Any]:
     """Errors and times of one trained network over the cases."""
     model, info = app.load_trace_run(run)
     stats, cfg = info.stats, info.config
-    app.check_geometry(stats, f)
+    tasks.get(info.task).check_fits(f, info)
     rows = [app.evaluate_case(model, stats, f, int(c), floor=False) for c in cases]
     for r in rows:
         r.pop("arrays")
