@@ -243,7 +243,10 @@ def write_sites(root: Path) -> list[dict[str, Any]]:
                     atomic = True
             receiver = isinstance(node.func, ast.Attribute) and name in {"write_text", "write_bytes"}
             target = ast.unparse(node.func.value) if receiver else " ".join(ast.unparse(a) for a in node.args)
-            atomic = atomic or any(w in target for w in ("tmp", "buf", "'/proc/", '"/proc/'))
+            first = target.split()[0] if target else ""
+            # a temporary path handed out by io.atomic_path (by convention named tmp), a buffer, or /proc
+            atomic = atomic or first in ("tmp", "str(tmp)", "self._tmp") or any(
+                w in target for w in ("buf", "'/proc/", '"/proc/'))
             sites.append({"where": f"{path.relative_to(root.parents[1])}:{node.lineno}",
                           "call": text.splitlines()[0][:90], "atomic": atomic, "line": node.lineno})
     return sorted(sites, key=lambda s: (s["where"].split(":")[0], s["line"]))

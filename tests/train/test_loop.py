@@ -108,10 +108,27 @@ def test_init_from_starts_at_the_other_runs_best_weights(data, tmp_path):
         train(config_from_dict(wide), init_from=a)
     with pytest.raises(ConfigError, match="--init-from"):
         train(_cfg(data, tmp_path / "a", epochs=3), resume=a, init_from=a)
+    with pytest.raises(ConfigError, match="run directory being written"):
+        train(_cfg(data, a, epochs=1), overwrite=True, init_from=a)
+    assert (a / ck.WEIGHTS).is_file()  # the source run is untouched
+    other = tt.tiny_config(data, tmp_path / "f", epochs=1)
+    other["model"] = {"name": "cnn2d", "kwargs": {"width": 4, "depth": 1}}
+    with pytest.raises(CheckpointError, match="holds model 'test_tiny_forecast'"):
+        train(config_from_dict(other), init_from=a)
+    assert json.loads((b / ck.MODEL_JSON).read_text())["init_from"] == str(a.resolve())
     cfg = tt.write_config(tmp_path / "e.yaml", tt.tiny_config(data, tmp_path / "e", epochs=1, seed=9,
                                                               optim=sgd))
     assert main(["train", str(cfg), "--init-from", str(a)]) == 0
     assert torch.equal(_weights(tmp_path / "e")["last.c1.weight"], wa["best.c1.weight"])
+
+
+def test_a_model_that_does_not_fit_its_data_fails_before_anything_is_written(data, tmp_path):
+    cfg = tt.tiny_config(data, tmp_path / "run", epochs=1)
+    cfg["data"] = {"path": str(data), "task": "source_to_field", "points_per_case": 8, "val_fraction": 0.25}
+    cfg["model"] = {"name": tt.FIELD, "kwargs": {"n_params": 3}}  # the file has 2 parameters
+    with pytest.raises(ConfigError, match="does not fit the data"):
+        train(config_from_dict(cfg))
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_may_extend_epochs_without_schedule(data, tmp_path):

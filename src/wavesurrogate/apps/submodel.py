@@ -10,7 +10,6 @@ sampled as the network's are.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from wavesurrogate import tasks
 from wavesurrogate.data.schema import SPLITS
 from wavesurrogate.data.store import DataFile, open_data
 from wavesurrogate.errors import CheckpointError, DataFileError, UserError
-from wavesurrogate.io import atomic_path
+from wavesurrogate.io import atomic_path, write_json
 from wavesurrogate.nn.registry import TRACE
 from wavesurrogate.physics.zoi import Zoi, solve_zoi
 from wavesurrogate.runs import RunInfo, load_run
@@ -55,22 +54,6 @@ def zoi_field(f: DataFile, case: int, zoi: Zoi) -> np.ndarray:
     """The stored full solve inside the ZOI, float32 [n_frames, zoi.ny, zoi.nx] (checksum verified)."""
     u = f.fields(case)
     return u if "window_ij0" in f.attrs else np.ascontiguousarray(u[(slice(None), *zoi.slices)])
-
-
-def check_geometry(stats: dict[str, Any], f: DataFile) -> None:
-    """DataFileError unless the file has the ZOI, trace length and trace step the network was trained on."""
-    d, z, t = stats["data"], zoi_of(f), f.trace_t(GROUP)
-    g = f.config.grid
-    have = {"zoi": [z.i0, z.j0, z.nx, z.ny], "n_times": int(t.size), "trace_dt_s": float(t[1] - t[0]),
-            "nx": g.nx, "ny": g.ny}
-    for k, v in have.items():
-        want = d.get(k)
-        same = np.allclose(want, v, rtol=1e-9) if k == "trace_dt_s" else want == v
-        if not same:
-            raise DataFileError(f"{f.path}: {k} is {v}, but the network was trained on {want}")
-    missing = [n for n in stats["param_names"] if n not in f.params]
-    if missing:
-        raise DataFileError(f"{f.path}: lacks the parameters {missing} the network takes")
 
 
 def predict_trace(model: nn.Module, stats: dict[str, Any], params: dict[str, float]) -> np.ndarray:
@@ -123,7 +106,7 @@ def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out
     stats = info.stats
     path = Path(data) if data is not None else Path(info.config.data.path)
     with open_data(path) as f:
-        check_geometry(stats, f)
+        tasks.get(info.task).check_fits(f, info)
         if not 0 <= int(case) < f.n_cases:
             raise UserError(f"--case: {case} out of range; {path} has cases 0..{f.n_cases - 1}")
         res = evaluate_case(model, stats, f, int(case))
@@ -136,8 +119,7 @@ def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out
         np.savez_compressed(fh, frame_t_s=frame_t, trace_t_s=trace_t, zoi_x_m=x, zoi_y_m=y, **arrays)
     summary = {"run": str(Path(run).resolve()), "data": str(path.resolve()),
                "zoi": [zoi.i0, zoi.j0, zoi.nx, zoi.ny], **res}
-    with atomic_path(out_dir / "submodel.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / "submodel.json", summary)
     plot_case(out_dir / "submodel.png", arrays, frame_t, res)
     return (f"case {case} ({res['split']}): ZOI rel L2 {res['zoi_rel_l2']:.3g} network + submodel, "
             f"{res['floor_rel_l2']:.3g} exact trace; network {1e3 * res['network_s']:.1f} ms + ZOI solve "

@@ -1,7 +1,7 @@
 """Loading configs: YAML → typed pydantic object, or a one-line ConfigError naming the field.
 
-The config models live beside the code they configure: ``wavesurrogate.data.campaign_config``
-(campaigns, ``CampaignConfig``) and ``wavesurrogate.train.config`` (training, ``TrainConfig``).
+Every config model of the package sits in this package on the ``Strict`` base: ``config.campaign``
+(``CampaignConfig``) and ``config.train`` (``TrainConfig``).
 """
 
 from __future__ import annotations

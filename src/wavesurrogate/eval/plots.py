@@ -8,8 +8,6 @@ scale shared by truth and prediction; the error has its own symmetric scale.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from wavesurrogate.io import atomic_path
 
 __all__ = [
     "snapshots",
@@ -36,19 +36,10 @@ GIF_LEVELS = 112  # colour-map levels per map in the GIF palette (2 maps + greys
 
 
 def _write_atomic(out: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``out``, then rename it to ``out`` (mode 0644)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Call ``write(tmp)`` on a temporary file beside ``out`` (``io.atomic_path``), then rename it."""
+    with atomic_path(out) as tmp:
+        write(str(tmp))
+    return Path(out)
 
 
 def _save(fig: Figure, out: Path) -> Path:

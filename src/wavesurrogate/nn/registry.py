@@ -178,7 +178,7 @@ def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
         raise ConfigError(f"model.kwargs: not JSON-serialisable ({exc})") from None
     try:
         return e.cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # e.g. a missing argument, or float("x") of a damaged value
         raise CheckpointError(f"model {name!r}: bad constructor arguments ({exc})") from None
     except (MemoryError, OverflowError, RuntimeError) as exc:  # e.g. width: 2**31 cannot be allocated
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

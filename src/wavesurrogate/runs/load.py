@@ -55,6 +55,9 @@ def load_weights(path: Path, which: str = "best") -> tuple[dict[str, torch.Tenso
         raise CheckpointError(f"{path}: malformed metadata") from None
     if not sd:
         raise CheckpointError(f"{path}: no {which!r} weights")
+    if not all(isinstance(meta.get(k, -1), int) and not isinstance(meta.get(k), bool)
+               for k in ("epoch", "best_epoch")):
+        raise CheckpointError(f"{path}: malformed metadata (epoch and best_epoch must be integers)")
     return sd, meta
 
 
@@ -134,17 +137,17 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     if not isinstance(name, str) or not isinstance(kwargs, dict) or not isinstance(version, int):
         raise CheckpointError(f"{where}: needs a string 'name', a mapping 'kwargs', an integer version")
     try:
-        model = registry.build(name, kwargs)
         entry = registry.entry(name)
+        if version > entry.version:
+            raise CheckpointError(f"{where}: model {name!r} version {version} is newer than this package's "
+                                  f"({entry.version}); upgrade wavesurrogate")
         task = tasks.get(str(meta.get("task", cfg.data.task)))
         tasks.check_model(task, entry, source=f"{where}: task {task.name!r} but model")
+        model = registry.build(name, kwargs)
     except CheckpointError:
         raise
     except UserError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
-    if version > entry.version:
-        raise CheckpointError(f"{where}: model {name!r} version {version} is newer than this package's "
-                              f"({entry.version}); upgrade wavesurrogate")
     task.check_stats(stats, str(run_dir / STATS))
     sd, wmeta = load_weights(run_dir / WEIGHTS, which)
     load_into(model, sd, name, str(run_dir / WEIGHTS))

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from wavesurrogate.config.base import dump_yaml
 from wavesurrogate.config.train import TrainConfig
-from wavesurrogate.io import atomic_write_bytes, atomic_write_text
+from wavesurrogate.io import atomic_write_bytes, atomic_write_text, write_json
 from wavesurrogate.runs.layout import (
     CONFIG,
     METRICS,
@@ -38,15 +38,19 @@ def save_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def save_header(run_dir: Path, cfg: TrainConfig, name: str, task: str, kwargs: dict[str, Any],
-                n_params: int, stats: dict[str, Any], model_version: int = 1) -> None:
-    """Write ``config.yaml``, ``model.json`` and ``stats.json`` (each atomically)."""
+                n_params: int, stats: dict[str, Any], model_version: int = 1, init_from: str | None = None
+                ) -> None:
+    """Write ``config.yaml``, ``model.json`` (``init_from``: the run whose weights started this one) and
+    ``stats.json``, each atomically."""
     from wavesurrogate import __version__
 
     model = {"format": MODEL_FORMAT, "name": name, "task": task, "kwargs": kwargs,
              "model_version": int(model_version), "package_version": __version__, "n_params": int(n_params)}
+    if init_from is not None:
+        model["init_from"] = init_from
     save_config(run_dir, cfg)
-    atomic_write_text(run_dir / MODEL_JSON, json.dumps(model, indent=2) + "\n")
-    atomic_write_text(run_dir / STATS, json.dumps(stats, indent=2) + "\n")
+    write_json(run_dir / MODEL_JSON, model)
+    write_json(run_dir / STATS, stats)
 
 
 def _cpu(sd: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -16,11 +16,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
 from wavesurrogate.data.store import open_data
-from wavesurrogate.data.windows import split_cases
+from wavesurrogate.data.windows import param_matrix, split_cases
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
-from wavesurrogate.metrics.suite import summarise
+from wavesurrogate.metrics.suite import METRICS, summarise
 from wavesurrogate.nn.registry import TRACE
-from wavesurrogate.tasks.base import Task, TrainData, check_numbers
+from wavesurrogate.tasks.base import Task, TrainData, check_numbers, finite
 
 __all__ = ["BoundaryTrace", "TASK", "WARP_PARAMS", "relative_errors"]
 
@@ -46,7 +46,7 @@ def _param_names(cfg: Any, known: list[str]) -> list[str]:
 
 
 def _dataset(f: Any, names: list[str], cases: np.ndarray) -> Dataset:
-    p = np.stack([np.asarray(f.params[n], np.float64)[cases] for n in names], axis=1)
+    p = param_matrix(f.params, names, cases)
     y = f.traces(GROUP, cases).transpose(0, 2, 1) if len(cases) else np.zeros((0, 1, 1), np.float32)
     return TensorDataset(torch.from_numpy(p), torch.from_numpy(np.ascontiguousarray(y)))
 
@@ -69,7 +69,7 @@ class BoundaryTrace(Task):
             split_lists = {k: [int(i) for i in v] for k, v in splits._asdict().items()}
             if stats is not None and stats.get("splits") != split_lists:
                 raise CheckpointError(f"{d.path}: case splits differ from the run's stats.json")
-            names = _param_names(cfg, list(f.params))
+            names = list(stats["param_names"]) if stats is not None else _param_names(cfg, list(f.params))
             train, val = _dataset(f, names, splits.train), _dataset(f, names, splits.val)
             if stats is None:
                 p = train.tensors[0].numpy()
@@ -118,11 +118,33 @@ class BoundaryTrace(Task):
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         names = stats.get("param_names") if isinstance(stats, dict) else None
         n = len(names) if isinstance(names, list) else -1
-        check_numbers(stats, source, lists={"param_mean": n, "param_std": n})
+        check_numbers(stats, source, {"trace_scale": True}, lists={"param_mean": n, "param_std": n})
+        if not all(finite(s, positive=True) for s in stats["param_std"]):
+            raise CheckpointError(f"{source}: 'param_std' must be positive")
         d = stats.get("data")
         if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("n_boundary", "n_times")) \
-                or not isinstance(d.get("zoi"), list):
-            raise CheckpointError(f"{source}: 'data' must give the ZOI, n_boundary and n_times trained on")
+                or not (isinstance(d.get("zoi"), list) and len(d["zoi"]) == 4) \
+                or not all(finite(d.get(k), positive=True) for k in ("trace_dt_s", "dx_m")):
+            raise CheckpointError(f"{source}: 'data' must give the ZOI, n_boundary, n_times, trace_dt_s and "
+                                  "dx_m trained on")
+
+    def check_fits(self, f: Any, info: Any) -> None:
+        """DataFileError unless the file has the ZOI, trace length, trace step and parameters trained on."""
+        if GROUP not in f.trace_names or f.config.zoi_obj() is None:
+            raise DataFileError(f"{f.path}: no ZOI boundary traces (set record.boundary_trace_stride)")
+        d, z, t = info.stats["data"], f.config.zoi_obj(), f.trace_t(GROUP)
+        g = f.config.grid
+        have = {"zoi": [z.i0, z.j0, z.nx, z.ny], "n_times": int(t.size), "trace_dt_s": float(t[1] - t[0]),
+                "nx": g.nx, "ny": g.ny}
+        for k, v in have.items():
+            want = d.get(k)
+            if not (np.allclose(want, v, rtol=1e-9) if k == "trace_dt_s" else want == v):
+                raise DataFileError(f"{f.path}: {k} is {v}, but the run was trained on {want}")
+        missing = [n for n in info.stats["param_names"] if n not in f.params]
+        if missing:
+            renamed = " (runs of the old trace trainer name it c0_mps)" if "c0_mps" in missing else ""
+            raise DataFileError(f"{f.path}: lacks the parameters {missing} run {info.run_dir.name} takes"
+                                + renamed)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, info: Any, f: Any, cases: np.ndarray, *, batch_size: int = 32,
@@ -130,7 +152,8 @@ class BoundaryTrace(Task):
         ds = _dataset(f, list(info.stats["param_names"]), cases)
         p, y = ds.tensors
         pred = torch.cat([model(p[i : i + batch_size]) for i in range(0, len(p), batch_size)])
-        one = summarise([pred.double()], [y.double()])
+        spatial = tuple(m for m in METRICS if m.kind == "spatial")  # no spectrum over (node, time)
+        one = summarise([pred.double()], [y.double()], metrics=spatial)
         return {"one_step": one, "rollout": None, "diverged": not np.isfinite(one["rmse"])}
 
 

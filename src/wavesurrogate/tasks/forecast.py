@@ -98,6 +98,10 @@ class Forecast(Task):
                 raise ConfigError(f"model.kwargs.{k} = {cfg.model.kwargs[k]} but data.{k} = "
                                   f"{getattr(cfg.data, k)}")
 
+    def model_kwargs(self, cfg: Any, stats: dict[str, Any]) -> dict[str, Any]:
+        """The config's kwargs; ``n_in`` and ``n_out`` from ``data`` where the config omits them."""
+        return {"n_in": cfg.data.n_in, "n_out": cfg.data.n_out, **cfg.model.kwargs}
+
     def prepare(self, cfg: Any, stats: dict[str, Any] | None = None) -> TrainData:
         d, got = cfg.data, load_cases(cfg, stats)
         if stats is None:
@@ -139,7 +143,7 @@ class Forecast(Task):
                 xs, ys = zip(*(ds[i] for i in range(start, min(start + batch_size, len(ds)))), strict=True)
                 preds.append(fa.decode(model(torch.stack(xs))))
                 trues.append(fa.decode(torch.stack(ys)))
-            out["one_step"] = summarise(preds, trues)
+            out["one_step"] = summarise(preds, trues, f.n_spatial_dims)
         last = fields.shape[1] - n_in - 1
         if not 0 <= rollout_start <= last:
             raise ConfigError(f"--rollout-start: frame {rollout_start} leaves no frame to forecast (the data "

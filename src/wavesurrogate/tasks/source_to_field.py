@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from wavesurrogate.data.windows import compute_stats, param_matrix, sample_seed, scale_axis
-from wavesurrogate.errors import DataFileError
+from wavesurrogate.errors import CheckpointError, DataFileError
 from wavesurrogate.metrics.suite import summarise
 from wavesurrogate.nn.registry import POINTS
 from wavesurrogate.tasks.base import (
@@ -27,6 +27,7 @@ from wavesurrogate.tasks.base import (
     check_geometry,
     check_grid_stats,
     check_numbers,
+    finite,
     load_cases,
 )
 
@@ -102,7 +103,8 @@ class SourceToField(Task):
 
     def prepare(self, cfg: Any, stats: dict[str, Any] | None = None) -> TrainData:
         d, got = cfg.data, load_cases(cfg, stats)
-        names = list(d.params) if d.params is not None else sorted(got.params)
+        names = list(stats["param_names"]) if stats is not None else (
+            list(d.params) if d.params is not None else sorted(got.params))
         c = got.coords
         if stats is None:
             sub = {k: np.asarray(got.params[k])[got.splits.train] for k in names if k in got.params}
@@ -123,6 +125,8 @@ class SourceToField(Task):
         names = stats.get("param_names")
         n = len(names) if isinstance(names, list) else -1
         check_numbers(stats, source, lists={"param_mean": n, "param_std": n, "coord_min": 3, "coord_max": 3})
+        if not all(finite(s, positive=True) for s in stats["param_std"]):
+            raise CheckpointError(f"{source}: 'param_std' must be positive")
 
     def check_fits(self, f: Any, info: Any) -> None:
         where = f"{f.path}: run {info.run_dir.name}"
@@ -144,9 +148,9 @@ class SourceToField(Task):
             v = torch.cat([model(p[i : i + 1], coords[None, q : q + chunk])[0]
                            for q in range(0, len(coords), chunk)])
             preds.append(fa.decode(v.reshape(fields.shape[1:])))
-        pred, true = torch.stack(preds), torch.from_numpy(fields.astype(np.float64))
-        one = summarise([pred], [true])
-        return {"one_step": one, "last_frame": summarise([pred[:, -1:]], [true[:, -1:]]), "rollout": None,
+        pred, true, nd = torch.stack(preds), torch.from_numpy(fields.astype(np.float64)), f.n_spatial_dims
+        one = summarise([pred], [true], nd)
+        return {"one_step": one, "last_frame": summarise([pred[:, -1:]], [true[:, -1:]], nd), "rollout": None,
                 "diverged": not np.isfinite(one["rmse"])}
 
 

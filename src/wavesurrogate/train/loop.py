@@ -187,13 +187,16 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
     stats = layout.read_json(run_dir / layout.STATS) if state is not None else None
     if stats is not None:
         task.check_stats(stats, str(run_dir / layout.STATS))
+        if "splits" not in stats:
+            raise CheckpointError(f"{run_dir / layout.STATS}: written before the shared training loop (no "
+                                  "case splits), so it cannot be resumed; retrain, or use --init-from")
     data = task.prepare(cfg, stats)
     model = build_model(cfg, data.stats)
     if state is not None:
         load_into(model, state["model"], cfg.model.name, str(run_dir / layout.OPTIM))
     elif init_from is not None:
-        load_into(model, load_weights(Path(init_from) / layout.WEIGHTS, "best")[0], cfg.model.name,
-                  f"--init-from {init_from}")
+        _init_from(model, cfg, run_dir, Path(init_from))
+    _dry_run(model, task, data.train)  # a model that does not fit its data fails before anything is written
     model.to(env.device)
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,11 +206,42 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
 
             for f in layout.RUN_FILES:
                 (run_dir / f).unlink(missing_ok=True)
-            kwargs = getattr(model, "init_kwargs", None) or task.model_kwargs(cfg, data.stats)
-            save_header(run_dir, cfg, cfg.model.name, task.name, kwargs, count_trainable(model), data.stats,
-                        registry.entry(cfg.model.name).version)
+            d = registry.describe(model)
+            save_header(run_dir, cfg, d["name"], task.name, d["kwargs"], count_trainable(model), data.stats,
+                        d["version"], init_from=None if init_from is None else str(Path(init_from).resolve()))
     barrier(env)
     return model, data, state
+
+
+def _init_from(model: nn.Module, cfg: TrainConfig, run_dir: Path, source: Path) -> None:
+    """Load the best weights of run ``source`` (same model name and version) into ``model``."""
+    from wavesurrogate.nn import registry
+
+    where = f"--init-from {source}"
+    if source.resolve() == run_dir.resolve():
+        raise ConfigError(f"{where}: is the run directory being written; choose another --out")
+    meta = layout.read_json(source / layout.MODEL_JSON)
+    want = (cfg.model.name, registry.entry(cfg.model.name).version)
+    got = (meta.get("name"), meta.get("model_version", 1)) if isinstance(meta, dict) else (None, None)
+    if got != want:
+        raise CheckpointError(f"{where}: holds model {got[0]!r} version {got[1]}, this run trains "
+                              f"{want[0]!r} version {want[1]}")
+    load_into(model, load_weights(source / layout.WEIGHTS, "best")[0], cfg.model.name, where)
+
+
+def _dry_run(model: nn.Module, task: Task, ds: Dataset) -> None:
+    """One sample through the model and the task's loss, in eval mode and without gradients."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            *inputs, target = _collate(ds, [0], torch.device("cpu"))
+            task.sample_loss(model(*inputs), target)
+    except RuntimeError as exc:  # e.g. a layer of another width than the data's
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"model: {type(model).__name__} does not fit the data ({first[:160]})") from None
+    finally:
+        model.train(was)
 
 
 def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrite: bool, env: DistEnv,
