@@ -313,21 +313,31 @@ def _objects(f: h5py.File) -> list[str]:
     return names
 
 
+def _flip(path: Path, rng: np.random.Generator, most: int) -> int:
+    """Flip 1..most-1 random bytes of ``path`` in place; how many."""
+    data = bytearray(path.read_bytes())
+    k = int(rng.integers(1, most))
+    for pos in rng.integers(0, len(data), k):
+        data[int(pos)] ^= int(rng.integers(1, 256))
+    path.write_bytes(bytes(data))
+    return k
+
+
+def _truncate(path: Path, rng: np.random.Generator) -> tuple[int, int]:
+    """Cut ``path`` at a random length; (new length, old length)."""
+    data = path.read_bytes()
+    n = int(rng.integers(0, len(data)))
+    path.write_bytes(data[:n])
+    return n, len(data)
+
+
 def h5_mutation(path: Path, rng: np.random.Generator) -> str:
     """Apply one random damage to the HDF5 file at ``path``; returns its description."""
     op = int(rng.integers(0, 10))
     if op == 0:  # bit flips anywhere
-        data = bytearray(path.read_bytes())
-        k = int(rng.integers(1, 65))
-        for pos in rng.integers(0, len(data), k):
-            data[int(pos)] ^= int(rng.integers(1, 256))
-        path.write_bytes(bytes(data))
-        return f"flip: {k} random bytes"
+        return f"flip: {_flip(path, rng, 65)} random bytes"
     if op == 1:
-        data = path.read_bytes()
-        n = int(rng.integers(0, len(data)))
-        path.write_bytes(data[:n])
-        return f"truncate: to {n} of {len(data)} bytes"
+        return "truncate: to {} of {} bytes".format(*_truncate(path, rng))
     if op == 2:  # zero a page
         data = bytearray(path.read_bytes())
         start = int(rng.integers(0, len(data)))
@@ -455,17 +465,9 @@ def ck_mutation(run: Path, rng: np.random.Generator) -> str:
     name = files[int(rng.integers(len(files)))]
     p = run / name
     if op == 0:
-        data = bytearray(p.read_bytes())
-        k = int(rng.integers(1, 17))
-        for pos in rng.integers(0, len(data), k):
-            data[int(pos)] ^= int(rng.integers(1, 256))
-        p.write_bytes(bytes(data))
-        return f"{k} byte flips in {name}"
+        return f"{_flip(p, rng, 17)} byte flips in {name}"
     if op == 1:
-        data = p.read_bytes()
-        n = int(rng.integers(0, len(data)))
-        p.write_bytes(data[:n])
-        return f"{name} truncated to {n} bytes"
+        return f"{name} truncated to {_truncate(p, rng)[0]} bytes"
     if op == 2:
         p.unlink()
         return f"{name} deleted"

@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from wavesurrogate.eval.table import markdown as table
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python -m benchmarks.results_md"
 BUDGET_TAGS = ("10k", "50k", "250k")
@@ -42,12 +44,6 @@ def speed(x: Any) -> str:
     if not isinstance(x, int | float) or not math.isfinite(x):
         return "n/a"
     return f"{x:.3g}×" if x >= 1 else f"{x:.2g}× (slower)"
-
-
-def table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """Markdown table lines (first column left-aligned, the others right-aligned)."""
-    return ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |",
-            *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def split_label(run: str) -> tuple[str, str]:

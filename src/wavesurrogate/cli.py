@@ -114,8 +114,6 @@ def _dispatch(a: argparse.Namespace) -> None:
     elif a.cmd == "train":
         from wavesurrogate.train.loop import train_from_config
 
-        if a.config is None and a.resume is None:
-            raise UserError("train: give a CONFIG or --resume RUN")
         run = train_from_config(a.config, resume=a.resume, out=a.out, overwrite=a.overwrite,
                                 init_from=a.init_from)
         print(run)

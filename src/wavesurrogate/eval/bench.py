@@ -60,28 +60,23 @@ def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: 
     warmed by one untimed run in this process, then timed ``repeats`` times advancing
     n_frames_advanced · frame_stride steps.
     """
-    from wavesurrogate.data.cases import CaseSpec, case_initial, case_source, case_velocity
-    from wavesurrogate.physics.problem import Problem
+    from wavesurrogate.data.cases import CaseSpec, case_problem
 
     cfg = solver_config(config_yaml, dt_s, n_frames_advanced + 1, backend)
     spec = CaseSpec(0, int(split), {k: float(v) for k, v in params.items()})
-    vel = np.asarray(case_velocity(cfg, spec) if velocity is None else velocity, dtype=np.float64)
-    source, initial = case_source(cfg, spec), case_initial(cfg, spec)
-    grid, axis, boundary = cfg.grid_obj(), cfg.time_obj(), cfg.boundary_obj()
+    p = case_problem(cfg, spec, None if velocity is None else np.asarray(velocity))
     if cfg.solver.kind == "fd":
         from wavesurrogate.physics.fd import FDSolver
 
-        solver = FDSolver(grid, boundary, axis, cfg.solver.space_order, cfg.solver.backend, np.float32)
+        solver = FDSolver(p.grid, p.boundary, p.time, cfg.solver.space_order, cfg.solver.backend, np.float32)
 
         def run() -> Any:
-            return solver.run(vel, source, initial)
+            return solver.run(p.velocity, p.source, p.initial)
     else:
         from wavesurrogate.physics.fe import solve_fe
 
-        problem = Problem(grid, vel, axis, source, initial, boundary, cfg.solver.space_order)
-
         def run() -> Any:
-            return solve_fe(problem, element=cfg.solver.element)
+            return solve_fe(p, element=cfg.solver.element)
 
     secs = solver_seconds(run, repeats=repeats)
     n_steps = n_frames_advanced * cfg.time.frame_stride

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["TABLE_COLUMNS", "speedup_cell", "table_row", "format_table"]
+__all__ = ["TABLE_COLUMNS", "speedup_cell", "table_row", "markdown", "format_table"]
 
 
 def _mib(b: float | None) -> str:
@@ -48,11 +48,14 @@ def table_row(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def markdown(head: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines (first column left-aligned, the others right-aligned)."""
+    return ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |",
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
 def format_table(bench: dict[str, Any]) -> str:
     """The markdown table of a bench result (bench.json mapping), with the definitions under it."""
-    head = "| " + " | ".join(TABLE_COLUMNS) + " |"
-    rule = "| " + " | ".join(["---"] + ["---:"] * (len(TABLE_COLUMNS) - 1)) + " |"
-    rows = ["| " + " | ".join(table_row(r)) + " |" for r in bench["runs"]]
     notes = [f"- {k}: {v}" for k, v in bench.get("definitions", {}).items()]
-    return "\n".join([head, rule, *rows, "", *notes])
+    return "\n".join([*markdown(TABLE_COLUMNS, [table_row(r) for r in bench["runs"]]), "", *notes])
 

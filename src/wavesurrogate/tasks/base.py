@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
 
 __all__ = ["Task", "TrainData", "Affine", "Loaded", "load_cases", "finite", "check_numbers",
-           "check_grid_stats", "check_geometry", "test_cases"]
+           "check_grid_stats", "check_geometry", "test_cases", "split_file"]
 
 
 @dataclass
@@ -159,22 +159,30 @@ class Loaded:
     record: dict[str, Any]
 
 
-def load_cases(cfg: Any, stats: dict[str, Any] | None) -> Loaded:
-    """Split the data file by case (test = the file's split 1) and load the training and validation cases."""
-    from wavesurrogate.data.store import open_data
+def split_file(f: Any, cfg: Any, stats: dict[str, Any] | None) -> tuple[Any, dict[str, list[int]]]:
+    """The case splits of open data file ``f`` (test = its split 1) and their lists as stats.json keeps
+    them; CheckpointError if they differ from the ``stats`` of a run being resumed."""
     from wavesurrogate.data.windows import split_cases
 
     d = cfg.data
-    with open_data(d.path) as f:
-        n = f.n_cases if d.max_cases is None else min(d.max_cases, f.n_cases)
-        splits = split_cases(n, f.split[:n], d.val_fraction, cfg.seed, f.done[:n])
-        if len(splits.train) == 0:
-            raise DataFileError(f"{d.path}: no finished training cases (split == 0) to train on")
+    n = f.n_cases if d.max_cases is None else min(d.max_cases, f.n_cases)
+    splits = split_cases(n, f.split[:n], d.val_fraction, cfg.seed, f.done[:n])
+    if len(splits.train) == 0:
+        raise DataFileError(f"{d.path}: no finished training cases (split == 0) to train on")
+    split_lists = {k: [int(i) for i in v] for k, v in splits._asdict().items()}
+    if stats is not None and stats.get("splits") != split_lists:
+        raise CheckpointError(f"{d.path}: case splits differ from the run's stats.json (data changed?)")
+    return splits, split_lists
+
+
+def load_cases(cfg: Any, stats: dict[str, Any] | None) -> Loaded:
+    """Split the data file by case (test = the file's split 1) and load the training and validation cases."""
+    from wavesurrogate.data.store import open_data
+
+    with open_data(cfg.data.path) as f:
+        splits, split_lists = split_file(f, cfg, stats)
         geometry = {"ny": f.ny, "nx": f.nx, "n_frames": f.n_frames, "dt": f.dt,
                     "frame_stride": f.frame_stride, "frame_dt": f.frame_dt, "dx": f.dx, "dy": f.dy}
-        split_lists = {k: [int(i) for i in v] for k, v in splits._asdict().items()}
-        if stats is not None and stats.get("splits") != split_lists:
-            raise CheckpointError(f"{d.path}: case splits differ from the run's stats.json (data changed?)")
         train = f.load_all(splits.train)
         val = f.load_all(splits.val) if len(splits.val) else None
         params, coords = f.params, {"x": f.x, "y": f.y, "t": f.t}

@@ -16,11 +16,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
 from wavesurrogate.data.store import open_data
-from wavesurrogate.data.windows import param_matrix, split_cases
+from wavesurrogate.data.windows import param_matrix
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
 from wavesurrogate.metrics.suite import METRICS, summarise
 from wavesurrogate.nn.registry import TRACE
-from wavesurrogate.tasks.base import Task, TrainData, check_numbers, finite
+from wavesurrogate.tasks.base import Task, TrainData, check_numbers, finite, split_file
 
 __all__ = ["BoundaryTrace", "TASK", "WARP_PARAMS", "relative_errors"]
 
@@ -62,13 +62,7 @@ class BoundaryTrace(Task):
         with open_data(d.path) as f:
             if GROUP not in f.trace_names:
                 raise DataFileError(f"{d.path}: no traces/boundary (set record.boundary_trace_stride)")
-            n = f.n_cases if d.max_cases is None else min(d.max_cases, f.n_cases)
-            splits = split_cases(n, f.split[:n], d.val_fraction, cfg.seed, f.done[:n])
-            if len(splits.train) == 0:
-                raise DataFileError(f"{d.path}: no finished training cases (split == 0) to train on")
-            split_lists = {k: [int(i) for i in v] for k, v in splits._asdict().items()}
-            if stats is not None and stats.get("splits") != split_lists:
-                raise CheckpointError(f"{d.path}: case splits differ from the run's stats.json")
+            splits, split_lists = split_file(f, cfg, stats)
             names = list(stats["param_names"]) if stats is not None else _param_names(cfg, list(f.params))
             train, val = _dataset(f, names, splits.train), _dataset(f, names, splits.val)
             if stats is None:

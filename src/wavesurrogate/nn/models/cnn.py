@@ -48,22 +48,19 @@ class ConvBlock(nn.Module):
         return self.act(x + y if self.skip else y)
 
 
-def _check_common(n_in: int, n_out: int, width: int, depth: int, kernel_size: int) -> None:
-    """ConfigError unless the shared hyper-parameters are positive (kernel odd)."""
-    if min(n_in, n_out, width) < 1 or depth < 0:
-        raise ConfigError(
-            f"model: need n_in, n_out, width >= 1 and depth >= 0, got {n_in}, {n_out}, {width}, {depth}"
-        )
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ConfigError(f"model.kernel_size: must be odd and >= 1, got {kernel_size}")
-
-
 class _Frames2d(nn.Module):
     """Shared input checks, residual on the last frame and the dense 1x1 head of the CNNs."""
 
-    n_in: int
-    n_out: int
-    residual: bool
+    def _setup(self, n_in: int, n_out: int, width: int, depth: int, kernel_size: int,
+               conv: dict[str, Any] | None, residual: bool) -> dict[str, Any]:
+        """Check and store the shared hyper-parameters (ConfigError: positive, kernel odd); the conv spec."""
+        if min(n_in, n_out, width) < 1 or depth < 0:
+            raise ConfigError(f"model: need n_in, n_out, width >= 1 and depth >= 0, got {n_in}, {n_out}, "
+                              f"{width}, {depth}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"model.kernel_size: must be odd and >= 1, got {kernel_size}")
+        self.n_in, self.n_out, self.residual = n_in, n_out, residual
+        return conv_spec(conv)
 
     def _check_input(self, x: Tensor) -> None:
         """ConfigError unless ``x`` is ``[B, n_in + 1, ny, nx]``."""
@@ -87,9 +84,8 @@ class CNN2d(_Frames2d):
         norm: str = "none", residual: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
-        _check_common(n_in, n_out, width, depth, kernel_size)
-        self.n_in, self.n_out, self.residual = n_in, n_out, residual
-        spec, k, pm = conv_spec(conv), kernel_size, padding_mode
+        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual), kernel_size, \
+            padding_mode
         widths = [width * 2**level for level in range(depth + 1)]
         self.lift = nn.Sequential(
             make_conv(n_in + 1, width, k, spec, padding_mode=pm), Activation(activation)
@@ -133,9 +129,8 @@ class UNet2d(_Frames2d):
         norm: str = "none", residual: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
-        _check_common(n_in, n_out, width, depth, kernel_size)
-        self.n_in, self.n_out, self.residual = n_in, n_out, residual
-        spec, k, pm = conv_spec(conv), kernel_size, padding_mode
+        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual), kernel_size, \
+            padding_mode
         widths = [width * 2**level for level in range(depth + 1)]
         self.enc = nn.ModuleList([ConvBlock(n_in + 1, widths[0], k, spec, 2, pm, activation, norm)])
         for level in range(depth):
@@ -172,9 +167,8 @@ class CNN3d(_Frames2d):
         norm: str = "none", residual: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
-        _check_common(n_in, n_out, width, depth, kernel_size)
-        self.n_in, self.n_out, self.residual = n_in, n_out, residual
-        spec, k, pm = conv_spec(conv), kernel_size, padding_mode
+        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual), kernel_size, \
+            padding_mode
         self.lift = nn.Sequential(
             make_conv(2, width, k, spec, dim=3, padding_mode=pm), Activation(activation)
         )
