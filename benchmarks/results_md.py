@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wavesurrogate.eval.table import markdown as table
+from wavesurrogate.eval.table import num
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python -m benchmarks.results_md"
@@ -25,13 +26,6 @@ FIELD_LABELS = {"deeponet": "DeepONet", "decoder_cp": "CP CNN decoder"}
 
 
 # ----------------------------------------------------------------------------------------------- format
-
-
-def num(x: Any, fmt: str = ".3g") -> str:
-    """A number for a table cell; n/a for None or non-finite."""
-    if x is None or isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-        return "n/a"
-    return format(x, fmt)
 
 
 def pct(x: Any) -> str:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["TABLE_COLUMNS", "speedup_cell", "table_row", "markdown", "format_table"]
+__all__ = ["TABLE_COLUMNS", "num", "speedup_cell", "table_row", "markdown", "format_table"]
 
 
 def _mib(b: float | None) -> str:
     return "n/a" if b is None else f"{b / 2**20:.1f}"
 
 
-def _num(x: float | None, fmt: str) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else format(x, fmt)
+def num(x: Any, fmt: str = ".3g") -> str:
+    """A number for a table cell; n/a for None, a non-number or a non-finite value."""
+    if x is None or isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return "n/a"
+    return format(x, fmt)
 
 
 def speedup_cell(s: float | None) -> str:
@@ -35,14 +38,14 @@ def table_row(r: dict[str, Any]) -> list[str]:
     roll = r.get("rollout_rel_l2") or {}
 
     def pct(x: float | None) -> str:
-        return _num(None if x is None else 100 * x, ".2f")
+        return num(None if x is None else 100 * x, ".2f")
 
     return [
         str(r["run"]), f"{r['params']:,}", f"{r['weight_bytes'] / 1024:.1f}", _mib(r.get("peak_infer_bytes")),
-        _mib(r.get("peak_train_bytes")), _num(r.get("train_s_per_epoch"), ".2f"),
-        _num(r["latency_b1"]["per_sample_ms"], ".3f"), _num(r["latency_b32"]["per_sample_ms"], ".3f"),
+        _mib(r.get("peak_train_bytes")), num(r.get("train_s_per_epoch"), ".2f"),
+        num(r["latency_b1"]["per_sample_ms"], ".3f"), num(r["latency_b32"]["per_sample_ms"], ".3f"),
         pct(r.get("test_rel_l2")), pct(roll.get("10")), pct(roll.get("40")),
-        _num(None if r.get("solver_step") is None else 1e3 * r["solver_step"]["seconds"], ".2f"),
+        num(None if r.get("solver_step") is None else 1e3 * r["solver_step"]["seconds"], ".2f"),
         speedup_cell(r.get("speedup_b1")), speedup_cell(r.get("speedup_b32")),
         speedup_cell(r.get("speedup_rollout")),
     ]
