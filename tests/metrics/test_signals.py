@@ -21,8 +21,9 @@ def test_hand_computed_values():
     want = [math.sqrt((1 + 4 + 1e-8) / (4 + 16 + 1e-8)), 1 / 2]
     torch.testing.assert_close(relative_rmse(PRED, TRUE), torch.tensor(want, dtype=torch.float64))
     # -60 dB of peak 4 is 4e-3: pair 0 keeps t = 2 and -4 (errors 0 and 1/2); 1e-4 and 0 drop out
-    torch.testing.assert_close(mean_relative_error_above(PRED, TRUE), torch.tensor([0.25, 0.25],
-                                                                                   dtype=torch.float64))
+    torch.testing.assert_close(
+        mean_relative_error_above(PRED, TRUE), torch.tensor([0.25, 0.25], dtype=torch.float64)
+    )
     # at -100 dB the 1e-4 sample counts too (relative error 1), the zero sample never
     assert float(mean_relative_error_above(PRED, TRUE, db=-100)[0]) == pytest.approx((0 + 0.5 + 1) / 3)
 

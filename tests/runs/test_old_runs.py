@@ -85,3 +85,10 @@ def test_a_run_of_the_old_trace_trainer_cannot_be_resumed(tmp_path: Path):
     cfg = runs.read_run_config(run)
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         train(cfg, resume=run)
+
+
+def test_an_old_deeponet_run_without_init_loads_with_glorot():
+    run_dir = FIXTURES / "run_v1_field_deeponet"
+    assert "init" not in json.loads((run_dir / "model.json").read_text())["kwargs"]
+    model, _ = runs.load_run(run_dir)
+    assert model.init_kwargs["init"] == "glorot" and model.trunk.omega0 == 1.0

@@ -75,6 +75,7 @@ class _DeepONetBase(nn.Module):
     def _build_trunk(
         self, n_basis: int, trunk_width: int, trunk_depth: int, activation: str, modified: bool, fourier: str,
         n_fourier: int, fourier_scale: float | Sequence[float], fourier_seed: int, include_coords: bool,
+        init: str,
     ) -> None:  # fmt: skip
         """Create the Fourier-feature buffer, the trunk MLP and the output bias."""
         self.n_basis = positive_int("n_basis", n_basis)
@@ -85,7 +86,7 @@ class _DeepONetBase(nn.Module):
         # persistent: a checkpoint carries the exact frequencies, even if torch's RNG stream ever changes
         self.register_buffer("freqs", fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed))
         d_trunk = _trunk_input_dim(fourier, n_fourier, include_coords)
-        self.trunk = MLP(d_trunk, trunk_width, trunk_depth, n_basis, activation, modified)
+        self.trunk = MLP(d_trunk, trunk_width, trunk_depth, n_basis, activation, modified, init)
         self.bias = nn.Parameter(torch.zeros(()))
 
     def encode(self, coords: Tensor) -> Tensor:
@@ -137,14 +138,14 @@ class DeepONet(_DeepONetBase):
 
     Branch MLP on the parameters, trunk MLP on Fourier features of the coordinates; output
     ``sum_k b_k t_k + bias``. Defaults follow Borrel-Jensen et al. (PNAS 2023): sine activation,
-    modified MLP, Fourier features.
+    modified MLP, Fourier features; their SIREN initialisation is ``init="siren"`` (default Glorot, see MLP).
     """
 
     def __init__(
         self, n_params: int, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 4,
         trunk_width: int = 128, trunk_depth: int = 4, activation: str = "sine", modified: bool = True,
         fourier: str = "gaussian", n_fourier: int = 64, fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0, include_coords: bool = True,
+        fourier_seed: int = 0, include_coords: bool = True, init: str = "glorot",
     ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params)
@@ -152,9 +153,9 @@ class DeepONet(_DeepONetBase):
         positive_int("branch_depth", branch_depth)
         self._build_trunk(
             n_basis, trunk_width, trunk_depth, activation, modified, fourier, n_fourier, fourier_scale,
-            fourier_seed, include_coords,
+            fourier_seed, include_coords, init,
         )  # fmt: skip
-        self.branch = MLP(n_params, branch_width, branch_depth, n_basis, activation, modified)
+        self.branch = MLP(n_params, branch_width, branch_depth, n_basis, activation, modified, init)
         _shrink_output(self.branch, n_basis)
 
     def branch_coeffs(self, params: Tensor) -> Tensor:
@@ -189,7 +190,7 @@ class TensorizedBranchDeepONet(_DeepONetBase):
         conv_rank: int | list[int] = 4, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 2,
         trunk_width: int = 128, trunk_depth: int = 4, activation: str = "sine", modified: bool = True,
         fourier: str = "gaussian", n_fourier: int = 64, fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0, include_coords: bool = True,
+        fourier_seed: int = 0, include_coords: bool = True, init: str = "glorot",
     ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params, minimum=0)
@@ -201,13 +202,15 @@ class TensorizedBranchDeepONet(_DeepONetBase):
         positive_int("kernel_size", kernel_size)
         self._build_trunk(
             n_basis, trunk_width, trunk_depth, activation, modified, fourier, n_fourier, fourier_scale,
-            fourier_seed, include_coords,
+            fourier_seed, include_coords, init,
         )  # fmt: skip
         spec = {"format": conv} if conv == "dense" else {"format": conv, "rank": conv_rank}
         pairs = zip([1] + channels[:-1], channels, strict=True)
         self.convs = nn.ModuleList(make_conv(c_in, c_out, kernel_size, spec) for c_in, c_out in pairs)
         self.conv_act = activation_fn("gelu")
-        self.branch = MLP(channels[-1] + n_params, branch_width, branch_depth, n_basis, activation, modified)
+        self.branch = MLP(
+            channels[-1] + n_params, branch_width, branch_depth, n_basis, activation, modified, init
+        )
         _shrink_output(self.branch, n_basis)
 
     def branch_coeffs(self, params: Tensor, velocity: Tensor) -> Tensor:
