@@ -7,7 +7,7 @@
 What it does, in order:
 1. Data: runs the campaigns configs/peers/forecast64_small.yaml (forecast task) and
    configs/peers/source64.yaml (source-to-field task) into runs/peers/data/ (skipped when the files exist).
-2. Training: every config in configs/peers/forecast/ and configs/peers/field/ through ``train.loop.train``
+2. Training: every config in configs/peers/forecast/ and configs/peers/field/ through ``train_or_reuse``
    (same optimiser, schedule, epochs, batch and data per task; one intra-op thread per run; ``--jobs`` runs at
    once). A run directory that already finished its epochs is reused.
 3. Measuring, one model at a time and nothing else of ours running: each model is rebuilt with ``load_run``
@@ -171,7 +171,7 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def train_one(cfg_path: str) -> tuple[str, float | None]:
     """Train, resume or reuse one config (in a worker process); (config path, wall seconds; None: reused)."""
-    os.chdir(ROOT)  # a spawned worker re-imports this module, which registers the decoder
+    os.chdir(ROOT)  # relative paths in the configs are from the repository root
     t0 = time.perf_counter()
     _, trained = train_or_reuse(load_train_config(cfg_path))
     return cfg_path, time.perf_counter() - t0 if trained else None

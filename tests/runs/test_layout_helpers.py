@@ -17,7 +17,7 @@ def test_read_metrics_round_trips_and_is_empty_without_a_file(tmp_path: Path) ->
 
 def test_holds_config_compares_all_but_the_ignored_keys(tmp_path: Path) -> None:
     from wavesurrogate.config.base import dump_yaml
-    from wavesurrogate.runs import CONFIG, holds_config
+    from wavesurrogate.runs import CONFIG, MODEL_JSON, holds_config
     from wavesurrogate.train.loop import config_from_dict
 
     raw = {"name": "r", "out": str(tmp_path), "epochs": 3,
@@ -25,7 +25,11 @@ def test_holds_config_compares_all_but_the_ignored_keys(tmp_path: Path) -> None:
     cfg = config_from_dict(raw).resolved()
     assert not holds_config(tmp_path, cfg)  # no run there
     (tmp_path / CONFIG).write_text(dump_yaml(cfg), encoding="utf-8")
+    assert not holds_config(tmp_path, cfg)  # no model.json: not a whole run
+    (tmp_path / MODEL_JSON).write_text("{}", encoding="utf-8")
     assert holds_config(tmp_path, cfg)
+    start = {"run": "/elsewhere", "weights_sha256": "0" * 64}
+    assert not holds_config(tmp_path, cfg, init_from=start)  # started from no weights, not from these
     more = config_from_dict({**raw, "epochs": 5})
     assert holds_config(tmp_path, more) and not holds_config(tmp_path, more, ignore=("progress",))
     assert not holds_config(tmp_path, config_from_dict({**raw, "seed": 7}))

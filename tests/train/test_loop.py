@@ -115,7 +115,11 @@ def test_init_from_starts_at_the_other_runs_best_weights(data, tmp_path):
     other["model"] = {"name": "cnn2d", "kwargs": {"width": 4, "depth": 1}}
     with pytest.raises(CheckpointError, match="holds model 'test_tiny_forecast'"):
         train(config_from_dict(other), init_from=a)
-    assert json.loads((b / ck.MODEL_JSON).read_text())["init_from"] == str(a.resolve())
+    import hashlib
+
+    start = json.loads((b / ck.MODEL_JSON).read_text())["init_from"]
+    assert start == {"run": str(a.resolve()),
+                     "weights_sha256": hashlib.sha256((a / ck.WEIGHTS).read_bytes()).hexdigest()}
     cfg = tt.write_config(tmp_path / "e.yaml", tt.tiny_config(data, tmp_path / "e", epochs=1, seed=9,
                                                               optim=sgd))
     assert main(["train", str(cfg), "--init-from", str(a)]) == 0
@@ -301,6 +305,12 @@ def test_train_or_reuse_reuses_resumes_and_retrains(data, tmp_path):
     assert (tmp_path / "r" / ck.WEIGHTS).stat().st_mtime_ns == before
     assert train_or_reuse(_cfg(data, tmp_path / "r", epochs=2, seed=4))[1] is True  # another config
     assert not torch.equal(_weights(ref)["last.c1.weight"], _weights(tmp_path / "r")["last.c1.weight"])
+    # a fine-tune is reused only when it started from the same weights
+    ft = _cfg(data, tmp_path / "ft", epochs=1)
+    assert train_or_reuse(ft, init_from=ref)[1] is True
+    assert train_or_reuse(ft, init_from=ref)[1] is False
+    assert train_or_reuse(ft, init_from=tmp_path / "r")[1] is True  # other start weights: trained again
+    assert train_or_reuse(ft)[1] is True  # and from scratch is yet another run
 
 
 def test_evaluate_window_stride_and_error_over_all_horizons(data, tmp_path):

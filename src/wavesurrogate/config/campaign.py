@@ -333,6 +333,8 @@ def _check_record(cfg: CampaignConfig) -> None:
     if band is not None:
         if cfg.source.x_m is not None or cfg.source.y_m is not None or cfg.source.kind == "none":
             raise ConfigError("source.zoi_band_m: replaces source.x_m/y_m and needs a source")
+        if not band[0] < band[1]:
+            raise ConfigError(f"source.zoi_band_m: needs min < max (a band of some width), got {list(band)}")
         x0, x1 = i0 * g.dx - band[1], (i0 + nx - 1) * g.dx + band[1]
         y0, y1 = j0 * g.dy - band[1], (j0 + ny - 1) * g.dy + band[1]
         if x0 < 0 or y0 < 0 or x1 > g.lx or y1 > g.ly:

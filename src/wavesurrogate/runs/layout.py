@@ -50,7 +50,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
-    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    try:
+        rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__})") from None
+    if not all(isinstance(r, dict) for r in rows):
+        raise CheckpointError(f"{path}: every line must be a JSON object")
+    return rows
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -64,13 +70,28 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
         raise CheckpointError(str(exc)) from None
 
 
-def holds_config(run_dir: str | Path, cfg: TrainConfig, ignore: tuple[str, ...] = RESUMABLE_CHANGES) -> bool:
-    """Whether ``run_dir`` holds a run of ``cfg``: its stored config equal in every key but ``ignore``."""
+def holds_config(run_dir: str | Path, cfg: TrainConfig, ignore: tuple[str, ...] = RESUMABLE_CHANGES,
+                 init_from: dict[str, str] | None = None) -> bool:
+    """Whether ``run_dir`` holds a run of ``cfg``: its stored config equal in every key but ``ignore``, and
+    started from the same weights (``init_from``: as ``start_weights`` describes them; None: from none)."""
     try:
         a, b = read_run_config(run_dir).model_dump(mode="json"), cfg.resolved().model_dump(mode="json")
+        meta = read_json(Path(run_dir) / MODEL_JSON)
     except UserError:
         return False
-    return all(a.get(k) == b.get(k) for k in a if k not in ignore)
+    return all(a.get(k) == b.get(k) for k in a if k not in ignore) and meta.get("init_from") == init_from
+
+
+def start_weights(source: str | Path) -> dict[str, str]:
+    """What ``model.json`` records of the run a training started from: its path and its weights' sha256."""
+    import hashlib
+
+    path = Path(source).resolve()
+    try:
+        digest = hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest()
+    except OSError:
+        raise CheckpointError(f"--init-from {source}: no {WEIGHTS} (not a finished run?)") from None
+    return {"run": str(path), "weights_sha256": digest}
 
 
 def prepare_dir(run_dir: Path, overwrite: bool) -> None:

@@ -38,7 +38,8 @@ def save_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def save_header(run_dir: Path, cfg: TrainConfig, name: str, task: str, kwargs: dict[str, Any],
-                n_params: int, stats: dict[str, Any], model_version: int = 1, init_from: str | None = None
+                n_params: int, stats: dict[str, Any], model_version: int = 1,
+                init_from: dict[str, str] | None = None
                 ) -> None:
     """Write ``config.yaml``, ``model.json`` (``init_from``: the run whose weights started this one) and
     ``stats.json``, each atomically."""

@@ -70,6 +70,9 @@ class BoundaryTrace(Task):
                 std = p.std(axis=0)
                 c, t_s = f.config, f.trace_t(GROUP)
                 zoi, g = c.zoi_obj(), c.grid
+                if g.dx_m != g.dy_m:  # the arrival-time warp places the ZOI with one spacing
+                    raise DataFileError(f"{d.path}: boundary_trace needs dx_m == dy_m, the file has "
+                                        f"{g.dx_m:g} and {g.dy_m:g}")
                 stats = {
                     "param_names": names, "param_mean": p.mean(axis=0).tolist(),
                     "param_std": np.where(std > 0, std, 1.0).tolist(),
@@ -129,10 +132,10 @@ class BoundaryTrace(Task):
         d, z, t = info.stats["data"], f.config.zoi_obj(), f.trace_t(GROUP)
         g = f.config.grid
         have = {"zoi": [z.i0, z.j0, z.nx, z.ny], "n_times": int(t.size), "trace_dt_s": float(t[1] - t[0]),
-                "nx": g.nx, "ny": g.ny}
+                "nx": g.nx, "ny": g.ny, "dx_m": g.dx_m}
         for k, v in have.items():
             want = d.get(k)
-            if not (np.allclose(want, v, rtol=1e-9) if k == "trace_dt_s" else want == v):
+            if not (np.allclose(want, v, rtol=1e-9) if k in ("trace_dt_s", "dx_m") else want == v):
                 raise DataFileError(f"{f.path}: {k} is {v}, but the run was trained on {want}")
         missing = [n for n in info.stats["param_names"] if n not in f.params]
         if missing:

@@ -40,7 +40,7 @@ from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from wavesurrogate.nn.registry import count_trainable
 from wavesurrogate.runs import layout
-from wavesurrogate.runs.layout import holds_config, read_metrics
+from wavesurrogate.runs.layout import holds_config, read_metrics, start_weights
 from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
 from wavesurrogate.tasks.base import Task, TrainData
@@ -208,7 +208,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
                 (run_dir / f).unlink(missing_ok=True)
             d = registry.describe(model)
             save_header(run_dir, cfg, d["name"], task.name, d["kwargs"], count_trainable(model), data.stats,
-                        d["version"], init_from=None if init_from is None else str(Path(init_from).resolve()))
+                        d["version"], init_from=None if init_from is None else start_weights(init_from))
     barrier(env)
     return model, data, state
 
@@ -237,7 +237,9 @@ def _dry_run(model: nn.Module, task: Task, ds: Dataset) -> None:
         with torch.no_grad():
             *inputs, target = _collate(ds, [0], torch.device("cpu"))
             task.sample_loss(model(*inputs), target)
-    except RuntimeError as exc:  # e.g. a layer of another width than the data's
+    except UserError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as exc:  # e.g. a layer of another width than the data's
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"model: {type(model).__name__} does not fit the data ({first[:160]})") from None
     finally:
@@ -345,7 +347,9 @@ def train_or_reuse(cfg: TrainConfig, *, init_from: str | Path | None = None) -> 
     """(run dir, trained?): a finished run of ``cfg`` is reused, an interrupted one resumed, else trained."""
     cfg = cfg.resolved()
     run = Path(cfg.out)  # type: ignore[arg-type]
-    done = len(read_metrics(run)) if holds_config(run, cfg, ignore=("num_threads", "progress")) else 0
+    start = None if init_from is None else start_weights(init_from)
+    same = holds_config(run, cfg, ignore=("num_threads", "progress"), init_from=start)
+    done = len(read_metrics(run)) if same else 0
     if done >= cfg.epochs:
         return run, False
     if done and (run / layout.OPTIM).is_file():
