@@ -189,6 +189,9 @@ H5_EDITS: dict[str, Callable[[h5py.File], None]] = {
     "h5_trace_float64": lambda f: _traces(f, np.float64),
     "h5_trace_missing_index": lambda f: _traces(f, np.float32).__delitem__("index"),
     "h5_trace_checksum": lambda f: _traces(f, np.float32),  # traces added, checksums not updated
+    "h5_trace_times_not_uniform": lambda f: _replace(_traces(f, np.float32), "t_s", np.r_[0, 1, 2, 4, 9.0]),
+    "h5_trace_index_outside": lambda f: _replace(_traces(f, np.float32), "index", np.full((3, 2), 99)),
+    "h5_window_alone": lambda f: f.attrs.create("window_ij0", np.array([1, 1], np.int64)),
     "h5_window_negative": lambda f: f.attrs.__setitem__("window_ij0", np.array([-1, 0])),
 }
 

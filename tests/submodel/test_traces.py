@@ -196,3 +196,26 @@ def test_damaged_trace_files(trace_file, tmp_path):
         with pytest.raises(DataFileError, match=msg) as exc:
             open_data(broken)
         assert len(str(exc.value).splitlines()) == 1
+
+
+def test_problem_is_refused_when_the_rebuilt_velocity_differs(trace_file, tmp_path):
+    """problem(case) rebuilds the case from config + parameters; a parameter edited after the campaign
+    (or media code that changed) gives another velocity than the stored one: one DataFileError."""
+    with open_data(trace_file) as f:
+        c = f.problem(2).velocity
+        window = tuple(slice(o, o + s) for o, s in zip(f.attrs["window_ij0"], f.spatial_shape, strict=True))
+        np.testing.assert_array_equal(c.astype(np.float32)[window], f.velocity(2))
+    edited = tmp_path / "edited.h5"
+    edited.write_bytes(trace_file.read_bytes())
+    with h5py.File(edited, "r+") as f:
+        f["params/medium_c0_mps"][2] += 50.0
+    with open_data(edited) as f, pytest.raises(DataFileError, match="case 2: the velocity rebuilt"):
+        f.problem(2)
+
+
+def test_trace_campaign_bytes_do_not_depend_on_the_number_of_workers(tmp_path):
+    """Without the wall-time record, the same config gives the same file bytes on 1 or 2 processes."""
+    cfg = small_config(cases=2, test_cases=1, record={"solve_s": False})
+    one = simulate(cfg, tmp_path / "one.h5", workers=1, progress=False)
+    two = simulate(cfg, tmp_path / "two.h5", workers=2, progress=False)
+    assert one.read_bytes() == two.read_bytes()

@@ -195,7 +195,12 @@ def _validate_records(f: h5py.File, p: Path, a: dict[str, Any], n: int, nd: int)
         if v.dtype != np.float32 or v.ndim != 3 or v.shape[0] != n:
             raise bad(p, f"'traces/{name}/values' must be float32 [{n}, time, receiver], got {v.dtype} "
                          f"{v.shape}")
-        if t.shape != (v.shape[1],) or t.dtype.kind != "f" or not np.all(np.isfinite(t[()])):
-            raise bad(p, f"'traces/{name}/t_s' must be {v.shape[1]} finite times")
+        ts = t[()] if t.shape == (v.shape[1],) and t.dtype.kind == "f" else None
+        if ts is None or ts.size < 2 or not np.all(np.isfinite(ts)) or not np.allclose(
+                np.diff(ts), ts[1] - ts[0], rtol=1e-9, atol=0) or not ts[1] > ts[0]:
+            raise bad(p, f"'traces/{name}/t_s' must be {v.shape[1]} (at least 2) uniformly increasing times")
         if idx.shape != (v.shape[2], nd) or idx.dtype.kind not in "iu":
             raise bad(p, f"'traces/{name}/index' must be integers [{v.shape[2]}, {nd}], got {idx.shape}")
+        full = a.get("grid_shape") or [f["fields"].shape[2 + k] for k in range(nd)]
+        if idx.size and (idx[()].min() < 0 or np.any(idx[()].max(axis=0) >= np.asarray(full))):
+            raise bad(p, f"'traces/{name}/index' points outside the grid {list(full)}")

@@ -248,7 +248,14 @@ class DataFile:
 
         case = self._check_index(case)
         params = {k: float(v[case]) for k, v in self.params.items()}
-        return case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
+        problem = case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
+        c = problem.velocity.astype(np.float32)
+        if "window_ij0" in self._attrs:
+            c = c[tuple(slice(o, o + s) for o, s in zip(self._attrs["window_ij0"], self.spatial_shape,
+                                                       strict=True))]
+        if not np.array_equal(c, self.velocity(case)):  # the media code changed since the file was made
+            raise bad(self.path, f"case {case}: the velocity rebuilt from the config differs from the file")
+        return problem
 
     def load_all(self, cases: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(fields [n, frame, *spatial], velocity [n, *spatial]) float32 of cases (None: all); verified."""
