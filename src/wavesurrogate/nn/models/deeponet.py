@@ -19,11 +19,13 @@ from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn.layers.blocks import MLP, activation_fn, make_conv, positive_int
+from wavesurrogate.nn.models.geometry import Geometry, parse_geometry
 from wavesurrogate.nn.registry import POINTS, register
 
 __all__ = ["DeepONet", "TensorizedBranchDeepONet", "fourier_frequencies"]
 
-FOURIER_KINDS = ("gaussian", "axis", "none")
+FOURIER_KINDS = ("gaussian", "axis", "none")  # plus "physical" (needs geometry, see geometry.py)
+BRANCH_INPUTS = ("params", "pulse")
 COORD_DIM = 3  # (x, y, t), each scaled to [-1, 1]
 
 
@@ -55,7 +57,7 @@ def fourier_frequencies(kind: str, n_fourier: int, scale: float | Sequence[float
     return (b * torch.tensor(scales, dtype=torch.float64)).to(torch.float32)
 
 
-def _trunk_input_dim(fourier: str, n_fourier: int, include_coords: bool) -> int:
+def _trunk_input_dim(fourier: str, n_fourier: int, include_coords: bool) -> int:  # physical: as axis
     """Width of the trunk's input: raw coordinates (optional) then cos and sin features."""
     n_feat = 0 if fourier == "none" else 2 * n_fourier
     return (COORD_DIM if include_coords or fourier == "none" else 0) + n_feat
@@ -75,7 +77,7 @@ class _DeepONetBase(nn.Module):
     def _build_trunk(
         self, n_basis: int, trunk_width: int, trunk_depth: int, activation: str, modified: bool, fourier: str,
         n_fourier: int, fourier_scale: float | Sequence[float], fourier_seed: int, include_coords: bool,
-        init: str,
+        init: str, geometry: Geometry | None = None,
     ) -> None:  # fmt: skip
         """Create the Fourier-feature buffer, the trunk MLP and the output bias."""
         self.n_basis = positive_int("n_basis", n_basis)
@@ -84,7 +86,13 @@ class _DeepONetBase(nn.Module):
         positive_int("n_fourier", n_fourier, minimum=0 if fourier == "none" else 1)
         self.include_coords = bool(include_coords) or fourier == "none"
         # persistent: a checkpoint carries the exact frequencies, even if torch's RNG stream ever changes
-        self.register_buffer("freqs", fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed))
+        if fourier == "physical":
+            if geometry is None:
+                raise ConfigError("model.fourier: 'physical' needs the task's geometry (model.geometry)")
+            freqs = geometry.physical_frequencies(n_fourier, fourier_scale)
+        else:
+            freqs = fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed)
+        self.register_buffer("freqs", freqs)
         d_trunk = _trunk_input_dim(fourier, n_fourier, include_coords)
         self.trunk = MLP(d_trunk, trunk_width, trunk_depth, n_basis, activation, modified, init)
         self.bias = nn.Parameter(torch.zeros(()))
@@ -139,30 +147,58 @@ class DeepONet(_DeepONetBase):
     Branch MLP on the parameters, trunk MLP on Fourier features of the coordinates; output
     ``sum_k b_k t_k + bias``. Defaults follow Borrel-Jensen et al. (PNAS 2023): sine activation,
     modified MLP, Fourier features; their SIREN initialisation is ``init="siren"`` (default Glorot, see MLP).
+    With the task's ``geometry`` (capability): ``branch_input="pulse"`` feeds the branch the initial Gaussian
+    pulse on a ``pulse_ppw``-points-per-wavelength grid (then any non-source params), and
+    ``fourier="physical"`` uses the paper's physical wavenumbers (geometry.py). Both default off.
     """
+
+    capabilities = {"geometry": True}
 
     def __init__(
         self, n_params: int, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 4,
         trunk_width: int = 128, trunk_depth: int = 4, activation: str = "sine", modified: bool = True,
         fourier: str = "gaussian", n_fourier: int = 64, fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0, include_coords: bool = True, init: str = "glorot",
+        fourier_seed: int = 0, include_coords: bool = True, init: str = "glorot", branch_input: str = "params",
+        pulse_ppw: float = 2.0, geometry: dict | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params)
         positive_int("branch_width", branch_width)
         positive_int("branch_depth", branch_depth)
+        if branch_input not in BRANCH_INPUTS:
+            raise ConfigError(f"model.branch_input: unknown {branch_input!r}; known: {', '.join(BRANCH_INPUTS)}")
+        needs = branch_input == "pulse" or fourier == "physical"
+        self.geometry = parse_geometry(geometry, n_params) if geometry is not None else None
+        if needs and self.geometry is None:
+            raise ConfigError("model.geometry: branch_input 'pulse' and fourier 'physical' need the task's geometry")
         self._build_trunk(
             n_basis, trunk_width, trunk_depth, activation, modified, fourier, n_fourier, fourier_scale,
-            fourier_seed, include_coords, init,
+            fourier_seed, include_coords, init, self.geometry,
         )  # fmt: skip
-        self.branch = MLP(n_params, branch_width, branch_depth, n_basis, activation, modified, init)
+        self.branch_input = branch_input
+        d_branch = n_params
+        if branch_input == "pulse":
+            gx, gy = self.geometry.pulse_grid(pulse_ppw)  # type: ignore[union-attr]
+            self.register_buffer("pulse_x", gx.float(), persistent=False)  # rebuilt from kwargs
+            self.register_buffer("pulse_y", gy.float(), persistent=False)
+            src = self.geometry.source_params  # type: ignore[union-attr]
+            self.other_params = [i for i in range(n_params) if i not in src]
+            d_branch = gx.numel() * gy.numel() + len(self.other_params)
+        self.branch = MLP(d_branch, branch_width, branch_depth, n_basis, activation, modified, init)
         _shrink_output(self.branch, n_basis)
+
+    def branch_features(self, params: Tensor) -> Tensor:
+        """Branch input ``[B, d]``: the params, or the flattened pulse ``[ny·nx]`` then the non-source params."""
+        if params.ndim != 2 or params.shape[1] != self.n_params:
+            raise ValueError(f"deeponet: expected params [B, {self.n_params}], got {list(params.shape)}")
+        if self.branch_input == "params":
+            return params
+        pulse = self.geometry.pulse(params, self.pulse_x, self.pulse_y)  # type: ignore[union-attr]
+        return torch.cat([pulse, params[:, self.other_params]], dim=1)
 
     def branch_coeffs(self, params: Tensor) -> Tensor:
         """Branch outputs ``[B, n_basis]`` from params ``[B, n_params]``."""
-        if params.ndim != 2 or params.shape[1] != self.n_params:
-            raise ValueError(f"deeponet: expected params [B, {self.n_params}], got {list(params.shape)}")
-        return self.branch(params)
+        return self.branch(self.branch_features(params))
 
     def forward(self, params: Tensor, coords: Tensor) -> Tensor:
         """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` (or ``[Q, 3]`` shared by the batch)."""
