@@ -66,11 +66,12 @@ class OptimConfig(Strict):
 
 
 class ScheduleConfig(Strict):
-    """Learning-rate schedule, stepped once per epoch."""
+    """Learning-rate schedule, stepped once per epoch; ``exponential_steps`` once per optimiser step."""
 
-    name: Literal["none", "cosine", "step", "exponential"] = "none"
+    name: Literal["none", "cosine", "step", "exponential", "exponential_steps"] = "none"
     step_size: int = Field(10, ge=1, description="step: epochs between decays")
-    gamma: float = Field(0.5, gt=0.0, le=1.0, description="step/exponential: decay factor")
+    gamma: float = Field(0.5, gt=0.0, le=1.0, description="step/exponential(_steps): decay factor")
+    decay_steps: int = Field(2000, ge=1, description="exponential_steps: lr = lr0 * gamma**(step / decay_steps)")
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
 
 

@@ -45,7 +45,7 @@ from wavesurrogate.runs.load import load_into, load_state, load_weights, read_ru
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
 from wavesurrogate.tasks.base import Task, TrainData
 from wavesurrogate.train.dist import DistEnv, all_sum, barrier, dist_env
-from wavesurrogate.train.optim import optimizer, scheduler
+from wavesurrogate.train.optim import optimizer, scheduler, steps_per_batch
 from wavesurrogate.train.progress import epoch_progress
 
 __all__ = ["train", "train_or_reuse", "train_from_config", "config_from_dict", "build_model", "prepare_data",
@@ -276,12 +276,12 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
         for epoch in range(start, cfg.epochs):
             if stop_after is not None and epoch >= stop_after:
                 break
+            lr = opt.param_groups[0]["lr"]  # the rate this epoch started with
             losses, train_seconds = _train_epoch(net, task, data.train, env, cfg, opt, epoch, bar, history,
-                                                 run_dir)
+                                                 run_dir, sched if steps_per_batch(cfg) else None)
             step += len(losses)
             t1 = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]
-            if sched is not None:
+            if sched is not None and not steps_per_batch(cfg):
                 sched.step()
             val_loss = None
             if data.val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
@@ -316,9 +316,10 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
 
 def _train_epoch(
     net: nn.Module, task: Task, ds: Dataset, env: DistEnv, cfg: TrainConfig, opt: torch.optim.Optimizer,
-    epoch: int, bar: Any, history: list[dict[str, Any]], run_dir: Path,
+    epoch: int, bar: Any, history: list[dict[str, Any]], run_dir: Path, step_sched: Any = None,
 ) -> tuple[list[float], float]:
-    """One epoch of steps (0-based ``epoch``) over a (seed, epoch) permutation; (step losses, seconds)."""
+    """One epoch of steps (0-based ``epoch``) over a (seed, epoch) permutation; (step losses, seconds).
+    ``step_sched`` (a per-step schedule) is stepped after every optimiser step."""
     torch.manual_seed(sample_seed(cfg.seed, epoch, env.rank))
     if hasattr(ds, "set_epoch"):
         ds.set_epoch(epoch)
@@ -333,6 +334,8 @@ def _train_epoch(
         idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
         where = f"epoch {epoch + 1}, step {s + 1} (last good checkpoint: {_last_good(history, run_dir)})"
         losses.append(_train_step(net, task, ds, idx, env, cfg, opt, where))
+        if step_sched is not None:
+            step_sched.step()
         done = min((s + 1) * cfg.batch_size, n)
         bar.update(bar_task, advance=1, loss=losses[-1], sps=done / max(time.perf_counter() - t0, 1e-9))
     bar.remove_task(bar_task)
