@@ -45,6 +45,8 @@ def _examples() -> dict[str, tuple[dict, tuple[torch.Tensor, ...]]]:
         "field_decoder": ({"n_params": 3, "n_frames": 2, "ny": 8, "nx": 8, "width": 4, "latent": 2,
                            "n_up": 2}, (params, coords)),
         "relative_operator": ({"n_params": 3, "geometry": _GEOMETRY, "width": 8}, (params, coords)),
+        "pod_deeponet": ({"n_params": 3, "n_frames": 2, "ny": 4, "nx": 4, "n_basis": 3, "branch_width": 8},
+                         (params, coords)),
         "trace_cnn": ({"n_params": 3, "n_boundary": 12, "n_times": 16, "trace_dt_s": 0.01, "hidden": 8,
                        "latent_channels": 4, "latent_shape": (4, 4), "channels": [4]}, (params,)),
     }
@@ -108,6 +110,7 @@ def test_every_model_declares_interface_version_and_capabilities():
         "cnn2d": registry.FRAMES, "unet2d": registry.FRAMES, "cnn3d": registry.FRAMES, "fno": registry.FRAMES,
         "tfno": registry.FRAMES, "deeponet": registry.POINTS, "deeponet_cnn": registry.POINTS,
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
+        "pod_deeponet": registry.POINTS,
     }  # fmt: skip
     assert not registry.entry("fno").capabilities["onnx"] and not registry.entry("tfno").capabilities["onnx"]
     assert registry.entry("cnn2d").capabilities["onnx"]
