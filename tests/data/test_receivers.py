@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.data.test_campaign import tiny
 from wavesurrogate.config.campaign import load_campaign_config
 from wavesurrogate.data.campaign import simulate
 from wavesurrogate.data.cases import load_campaign, run_case, sample_cases
 from wavesurrogate.data.store import open_data
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics.fd import FDSolver
-
-from tests.data.test_campaign import tiny
 
 
 def write(path: Path, **over) -> Path:
