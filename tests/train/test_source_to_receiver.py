@@ -34,7 +34,8 @@ def data(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("rec")
     cfg = tiny(cases=6, test_cases=2,
-               time={"n_frames": 8, "frame_stride": 4}, record={"receivers": {"lattice": [4, 3], "stride": 2}})
+               time={"n_frames": 8, "frame_stride": 4},
+               record={"receivers": {"lattice": [4, 3], "stride": 2}})
     cfg["medium"] = {"kind": "constant", "c_mps": 2000.0}
     (d / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return simulate(load_campaign(d / "c.yaml"), d / "r.h5", workers=1, progress=False)
@@ -59,7 +60,8 @@ def test_held_out_receivers_are_fixed_and_never_trained_on(data, tmp_path):
     lo, hi = td.stats["coord_min"][0], td.stats["coord_max"][0]
     np.testing.assert_allclose((xs + 1) / 2 * (hi - lo) + lo, idx[r["train"], 1] * dx, atol=1e-4)
     fm, fs = td.stats["field_mean"], td.stats["field_std"]
-    np.testing.assert_allclose(td.train.values.numpy(), (tr[:, :, r["train"]] - fm) / fs, rtol=1e-5, atol=1e-6)
+    want = (tr[:, :, r["train"]] - fm) / fs
+    np.testing.assert_allclose(td.train.values.numpy(), want, rtol=1e-5, atol=1e-6)
     # the same statistics as source_to_field: one model serves both tasks
     other = get("source_to_field").prepare(config_from_dict(_cfg(data, tmp_path / "f", "source_to_field")))
     for k in ("field_mean", "field_std", "param_mean", "param_std", "coord_min", "coord_max", "c_ref_mps",
@@ -85,10 +87,11 @@ def test_trains_and_evaluates_with_the_signal_metrics(data, tmp_path):
         px, py = f.params["source_x_m"][cases], f.params["source_y_m"][cases]
         for key, which in (("held_out", [0, 5]), ("trained", [r for r in range(12) if r not in (0, 5)])):
             pnr, rel, num, den = [], [], 0.0, 0.0
-            for n, c in enumerate(cases):
+            for n in range(len(cases)):
                 p = (np.array([px[n], py[n]]) - s["param_mean"]) / s["param_std"]
                 for r in which:
-                    xyt = np.stack([np.full_like(t_s, idx[r, 1] * f.dx), np.full_like(t_s, idx[r, 0] * f.dy), t_s], 1)
+                    xyt = np.stack([np.full_like(t_s, idx[r, 1] * f.dx), np.full_like(t_s, idx[r, 0] * f.dy),
+                                    t_s], 1)
                     lo, hi = np.array(s["coord_min"]), np.array(s["coord_max"])
                     q = torch.tensor(2 * (xyt - lo) / (hi - lo) - 1, dtype=torch.float32)[None]
                     with torch.no_grad():
@@ -136,7 +139,8 @@ def test_geometry_contract(data, tmp_path, geometry_model, task):
         want = {"coord_min": [0.0, 0.0, 0.0], "coord_max": [19 * 10.0, 17 * 10.0, float(f.t[-1])],
                 "source_params": [2, 1], "c_ref_mps": c_ref,
                 "f_max_hz": 2.5 * float(np.max(f.params["freq_hz"][train])),
-                "param_mean": [float(np.mean(f.params[k][train])) for k in ("freq_hz", "source_y_m", "source_x_m")]}
+                "param_mean": [float(np.mean(f.params[k][train]))
+                               for k in ("freq_hz", "source_y_m", "source_x_m")]}
     assert g["c_ref_mps"] == 2000.0 == pytest.approx(c_ref)  # constant medium: its speed
     for k, v in want.items():
         assert g[k] == pytest.approx(v, rel=1e-12), k
