@@ -176,7 +176,7 @@ def test_task_names_live_only_in_tasks():
         if rel.parts[0] in ("tasks", "config"):
             continue
         text = path.read_text(encoding="utf-8").lower()
-        for task in ('"forecast"', '"source_to_field"', '"boundary_trace"', "forecast", "source_to_field",
-                     "boundary_trace"):
+        for task in ('"forecast"', '"source_to_field"', '"boundary_trace"', '"source_to_receiver"', "forecast",
+                     "source_to_field", "boundary_trace", "source_to_receiver"):
             if rel.parts[0] == "nn" or task.startswith('"'):
                 assert task not in text, f"{rel} names the task {task}"

@@ -13,10 +13,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, PlainSerializer, PlainValidator, SerializerFunctionWrapHandler, model_serializer
 from pydantic_core import PydanticCustomError
 
 from wavesurrogate.config.base import Strict, read_yaml, validate
+from wavesurrogate.config.record import (  # noqa: F401  (RecordConfig, ZoiConfig: re-exported)
+    RecordConfig,
+    ZoiConfig,
+    check_receivers,
+    receiver_index,
+)
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
 
@@ -193,24 +200,6 @@ class InitialConfig(Strict):
     n: PosInt = 1
 
 
-class ZoiConfig(Strict):
-    """Zone of interest: nx × ny grid nodes from node (i0, j0); centred in the grid when i0/j0 are omitted."""
-
-    nx: Annotated[int, Field(strict=True, ge=3)]
-    ny: Annotated[int, Field(strict=True, ge=3)]
-    i0: NonNegInt | None = None
-    j0: NonNegInt | None = None
-
-
-class RecordConfig(Strict):
-    """What each case stores: full frames or the ZOI window; the ZOI boundary every n steps; solve time."""
-
-    frames: Literal["full", "zoi"] = "full"
-    zoi: ZoiConfig | None = None
-    boundary_trace_stride: Annotated[int, Field(strict=True, ge=1, le=5)] | None = None
-    solve_s: bool = Field(False, description="store each case's solve wall time (s): bytes then vary")
-
-
 class CampaignConfig(Strict):
     """A simulation campaign: N training cases (seed) and T test cases (test_seed) from the same ranges."""
 
@@ -233,6 +222,8 @@ class CampaignConfig(Strict):
         d = handler(self)  # configs without the record keys dump (and are stored) exactly as before them
         if self.record == RecordConfig():
             d.pop("record", None)
+        elif self.record.receivers is None and isinstance(d.get("record"), dict):
+            d["record"].pop("receivers", None)
         if self.source.zoi_band_m is None and isinstance(d.get("source"), dict):
             d["source"].pop("zoi_band_m", None)
         return d
@@ -255,6 +246,10 @@ class CampaignConfig(Strict):
     def boundary_obj(self) -> Boundary:
         """The physics Boundary."""
         return Boundary(self.boundary.kind, self.boundary.width)
+
+    def receiver_index(self) -> np.ndarray | None:
+        """Full-grid indices (j, i) of record.receivers ``[n_receivers, 2]`` int32, or None."""
+        return receiver_index(self.grid.nx, self.grid.ny, self.record.receivers)
 
     def zoi_obj(self) -> Any:
         """The physics Zoi of record.zoi (centred unless i0/j0 are given), or None."""
@@ -310,6 +305,7 @@ def _check_size(cfg: CampaignConfig) -> None:
 def _check_record(cfg: CampaignConfig) -> None:
     """ZOI inside the grid, trace stride dividing frame_stride, the source band inside the grid."""
     r, g, band = cfg.record, cfg.grid_obj(), cfg.source.zoi_band_m
+    check_receivers(r.receivers, g.nx, g.ny, cfg.solver.kind, cfg.time.frame_stride)
     need = [k for k, used in (("record.frames: zoi", r.frames == "zoi"), ("source.zoi_band_m", band),
                               ("record.boundary_trace_stride", r.boundary_trace_stride)) if used]
     z = cfg.zoi_obj()

@@ -46,6 +46,10 @@ class DataConfig(Strict):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of training cases for validation")
     points_per_case: int = Field(1024, ge=1, description="(x, y, t) samples per case, epoch")
     params: list[str] | None = Field(None, description="parameters fed to the model; default all")
+    receivers: str = Field("receivers", description="trace group traces/<name> (source_to_receiver)")
+    held_out_receivers: int | list[int] = Field(
+        8, description="source_to_receiver: receivers never trained on, a count (chosen deterministically) "
+                       "or their positions in the trace group")
     max_cases: int | None = Field(None, ge=1, description="use only the first N cases")
 
 

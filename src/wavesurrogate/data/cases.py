@@ -245,16 +245,24 @@ def case_problem(cfg: CampaignConfig, spec: CaseSpec, velocity: np.ndarray | Non
                    case_initial(cfg, spec), cfg.boundary_obj(), cfg.solver.space_order)
 
 
+RECEIVERS = "receivers"  # the trace group of record.receivers (FD); FE boundary traces are "boundary"
+
+
 def trace_layout(cfg: CampaignConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Receiver traces a case records: name → (times in s [n_times], grid indices (j, i) [n_receivers, 2])."""
-    stride = cfg.record.boundary_trace_stride
-    if stride is None:
-        return {}
-    from wavesurrogate.physics.zoi import boundary_indices
+    n_steps, out = (cfg.time.n_frames - 1) * cfg.time.frame_stride, {}
 
-    n_steps = (cfg.time.n_frames - 1) * cfg.time.frame_stride
-    t = np.arange(n_steps // stride + 1) * stride * float(cfg.time.dt_s)
-    return {"boundary": (t, np.stack(boundary_indices(cfg.zoi_obj()), axis=1).astype(np.int32))}
+    def times(stride: int) -> np.ndarray:
+        return np.arange(n_steps // stride + 1) * stride * float(cfg.time.dt_s)
+
+    if cfg.record.boundary_trace_stride is not None:
+        from wavesurrogate.physics.zoi import boundary_indices
+
+        out["boundary"] = (times(cfg.record.boundary_trace_stride),
+                           np.stack(boundary_indices(cfg.zoi_obj()), axis=1).astype(np.int32))
+    if cfg.record.receivers is not None:
+        out[RECEIVERS] = (times(cfg.record.receivers.stride), cfg.receiver_index())
+    return out
 
 
 @dataclass(frozen=True)
@@ -278,9 +286,16 @@ def solve_case(cfg: CampaignConfig, spec: CaseSpec) -> CaseResult:
         ref.lambda_max()
     t0 = time.perf_counter()
     if cfg.solver.kind == "fd":
-        solver = _fd_solver(problem.grid, problem.boundary, problem.time, cfg.solver.space_order,
+        rec = cfg.record.receivers  # receivers: frames every rec.stride steps, subsampled to the frames
+        k = 1 if rec is None else rec.stride
+        axis = TimeAxis(problem.time.dt_s, problem.time.n_steps // k + 1, k) if rec else problem.time
+        solver = _fd_solver(problem.grid, problem.boundary, axis, cfg.solver.space_order,
                             cfg.solver.backend, threading.get_ident())
         frames = solver.run(problem.velocity, problem.source, problem.initial)
+        if rec is not None:
+            jj, ii = layout[RECEIVERS][1].T
+            traces[RECEIVERS] = np.ascontiguousarray(frames[:, jj, ii], dtype=np.float32)
+            frames = frames[:: cfg.time.frame_stride // k]
     else:
         solver = ref.with_velocity(problem.velocity, lambda_max=ref.lambda_max())
         jj, ii = layout["boundary"][1].T if layout else (np.zeros(0, np.int64), np.zeros(0, np.int64))

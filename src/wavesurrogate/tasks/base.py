@@ -128,6 +128,10 @@ class Task:
         """Constructor arguments of the model: the config's (tasks may add what the data determines)."""
         return dict(cfg.model.kwargs)
 
+    def init_model(self, model: nn.Module, data: TrainData) -> None:
+        """Set up a freshly built model from the training data (not on resume or ``init_from``); nothing by
+        default. Must be deterministic."""
+
     def sample_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         """Loss per sample ``[B]`` (normalised units); the training loss is its mean over the batch."""
         if pred.shape != target.shape:

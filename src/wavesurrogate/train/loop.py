@@ -74,6 +74,9 @@ def build_model(cfg: TrainConfig, stats: dict[str, Any] | None = None) -> nn.Mod
 
 
 def _collate(ds: Dataset, idx: Sequence[int], device: torch.device) -> list[Tensor]:
+    """The batch of items ``idx`` on ``device``; a dataset with ``__getitems__`` builds it in one call."""
+    if hasattr(ds, "__getitems__"):
+        return [part.to(device) for part in ds.__getitems__([int(i) for i in idx])]
     items = [ds[int(i)] for i in idx]
     return [torch.stack(parts).to(device) for parts in zip(*items, strict=True)]
 
@@ -196,6 +199,8 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
         load_into(model, state["model"], cfg.model.name, str(run_dir / layout.OPTIM))
     elif init_from is not None:
         _init_from(model, cfg, run_dir, Path(init_from))
+    else:
+        task.init_model(model, data)  # fresh run only: e.g. a POD basis from the training fields
     _dry_run(model, task, data.train)  # a model that does not fit its data fails before anything is written
     model.to(env.device)
     if env.main:
