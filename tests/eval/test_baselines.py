@@ -33,7 +33,7 @@ from wavesurrogate.physics.problem import Boundary, Grid, Initial, Problem, Sour
 def test_coarse_grid_node_counts_and_spacing() -> None:
     g = Grid(64, 48, 10.0, 5.0)
     assert coarse_grid(g, 1.0) is g
-    h = coarse_grid(g, 0.5)  # n' = round(63·0.5) + 1 = 33 (round half to even: 31.5 → 32), round(47·0.5) + 1 = 25
+    h = coarse_grid(g, 0.5)  # n' = round(63·0.5) + 1 = 33 (31.5 rounds to even 32), round(47·0.5) + 1 = 25
     assert (h.nx, h.ny) == (33, 25)
     assert h.dx == pytest.approx(630.0 / 32) and h.dy == pytest.approx(235.0 / 24)
     assert (h.lx, h.ly) == pytest.approx((g.lx, g.ly))  # the same rectangle
@@ -170,5 +170,40 @@ def test_verdict_sentences_follow_the_numbers() -> None:
     mixed = verdict([{"name": "X", "error": 0.03, "seconds": 0.002},
                      {"name": "Y", "error": 0.05, "seconds": 0.009}], ROWS)
     assert "X beats every coarse solve" in mixed
-    assert "Y (5.0 %, 9 ms) is beaten on both error and time by the ½-resolution solve (4.1 %, 7 ms)." in mixed
+    assert ("Y (5.0 %, 9 ms) is beaten on both error and time by the ½-resolution solve (4.1 %, 7 ms)."
+            in mixed)
     assert verdict([], ROWS).startswith("No coarse-solver comparison")
+
+
+def test_bench_comparison_table_and_report(solves) -> None:
+    from wavesurrogate.eval.bench import coarse_comparison
+    from wavesurrogate.eval.report import verdicts
+    from wavesurrogate.eval.table import COARSE_COLUMNS, format_table
+
+    rows, n_frames, data = solves
+    half = rows[2]
+    base = {"data": str(Path(data).resolve()), "grid": [25, 25], "rollout_first_frame": 2, "n_frames": n_frames,
+            "rollout_horizon": 2}
+    # "slow" is worse than the ½-resolution solve on both; "fast" is 1,000× faster than any solve
+    slow = {**base, "run": "slow", "rollout_rel_l2_all": 2 * half["error"], "rollout_latency_s": 10.0}
+    fast = {**base, "run": "fast", "rollout_rel_l2_all": 2 * half["error"], "rollout_latency_s": 1e-6}
+    comp = coarse_comparison([slow, fast], (1.0, 0.5), repeats=1, max_cases=1)
+    assert len(comp) == 1 and comp[0]["start"] == 2 and comp[0]["cases"] == [1]  # the test case
+    assert [r["factor"] for r in comp[0]["rows"]] == [1.0, 0.5]
+    assert comp[0]["rows"][0]["error"] == 0.0  # the fine solve, re-run
+    pts = {m["name"]: m for m in comp[0]["models"]}
+    assert pts["slow"]["seconds"] == pytest.approx(10.0 / 2 * (n_frames - 2))  # scaled to the frames predicted
+    assert slow["coarse_beaten_by"] == "½-resolution" and fast["coarse_beaten_by"] is None
+    assert "slow (" in comp[0]["verdict"] and "is beaten on both error and time by the ½-resolution solve" \
+        in comp[0]["verdict"] and "fast beats every coarse solve of equal error" in comp[0]["verdict"]
+    lat = {"median_ms": 1.0, "per_sample_ms": 1.0}
+    runs = [{**r, "params": 10, "weight_bytes": 40, "latency_b1": lat, "latency_b32": lat} for r in (slow, fast)]
+    bench = {"runs": runs, "coarse": comp}
+    md = format_table(bench)
+    assert "| " + " | ".join(COARSE_COLUMNS) + " |" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| slow (rollout)"))
+    assert line.endswith("| **½-resolution solve** |")
+    assert next(ln for ln in md.splitlines() if ln.startswith("| fast (rollout)")).endswith("| none |")
+    assert next(ln for ln in md.splitlines() if ln.startswith("| FD ½-resolution")).startswith(
+        "| FD ½-resolution | 13×13 | 2 |")
+    assert comp[0]["verdict"] in verdicts(bench)

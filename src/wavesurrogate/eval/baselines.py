@@ -67,7 +67,8 @@ def coarse_grid(grid: Grid, factor: float) -> Grid:
         raise ConfigError(f"factor: must be in (0, 1], got {factor!r}")
     nx, ny = round((grid.nx - 1) * factor) + 1, round((grid.ny - 1) * factor) + 1
     if min(nx, ny) < 3:
-        raise ConfigError(f"factor {factor:g}: a {grid.ny} × {grid.nx} grid would keep {ny} × {nx} nodes (need ≥ 3)")
+        raise ConfigError(f"factor {factor:g}: a {grid.ny} × {grid.nx} grid would keep {ny} × {nx} nodes "
+                          "(need ≥ 3)")
     if (nx, ny) == (grid.nx, grid.ny):
         return grid
     return Grid(nx, ny, grid.lx / (nx - 1), grid.ly / (ny - 1))
@@ -184,7 +185,7 @@ def coarse_solves(f: Any, cases: Sequence[int], factors: Sequence[float] = DEFAU
             if solver is None:
                 solver = FDSolver(p.grid, p.boundary, p.time, p.space_order, backend, np.float32)
 
-            def run(p: Problem = p) -> np.ndarray:
+            def run(p: Problem = p, solver: FDSolver = solver) -> np.ndarray:
                 return solver.run(p.velocity, p.source, p.initial)
 
             frames = with_threads(threads, run)  # untimed: builds, compiles and warms the solver
