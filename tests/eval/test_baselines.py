@@ -182,8 +182,8 @@ def test_bench_comparison_table_and_report(solves) -> None:
 
     rows, n_frames, data = solves
     half = rows[2]
-    base = {"data": str(Path(data).resolve()), "grid": [25, 25], "rollout_first_frame": 2, "n_frames": n_frames,
-            "rollout_horizon": 2}
+    base = {"data": str(Path(data).resolve()), "grid": [25, 25], "rollout_first_frame": 2,
+            "n_frames": n_frames, "rollout_horizon": 2}
     # "slow" is worse than the ½-resolution solve on both; "fast" is 1,000× faster than any solve
     slow = {**base, "run": "slow", "rollout_rel_l2_all": 2 * half["error"], "rollout_latency_s": 10.0}
     fast = {**base, "run": "fast", "rollout_rel_l2_all": 2 * half["error"], "rollout_latency_s": 1e-6}
@@ -192,12 +192,14 @@ def test_bench_comparison_table_and_report(solves) -> None:
     assert [r["factor"] for r in comp[0]["rows"]] == [1.0, 0.5]
     assert comp[0]["rows"][0]["error"] == 0.0  # the fine solve, re-run
     pts = {m["name"]: m for m in comp[0]["models"]}
-    assert pts["slow"]["seconds"] == pytest.approx(10.0 / 2 * (n_frames - 2))  # scaled to the frames predicted
+    assert pts["slow"]["seconds"] == pytest.approx(10.0 / 2 * (n_frames - 2))  # scaled to predicted frames
     assert slow["coarse_beaten_by"] == "½-resolution" and fast["coarse_beaten_by"] is None
-    assert "slow (" in comp[0]["verdict"] and "is beaten on both error and time by the ½-resolution solve" \
-        in comp[0]["verdict"] and "fast beats every coarse solve of equal error" in comp[0]["verdict"]
+    said = comp[0]["verdict"]
+    assert "slow (" in said and "is beaten on both error and time by the ½-resolution solve" in said
+    assert "fast beats every coarse solve of equal error" in said
     lat = {"median_ms": 1.0, "per_sample_ms": 1.0}
-    runs = [{**r, "params": 10, "weight_bytes": 40, "latency_b1": lat, "latency_b32": lat} for r in (slow, fast)]
+    runs = [{**r, "params": 10, "weight_bytes": 40, "latency_b1": lat, "latency_b32": lat}
+            for r in (slow, fast)]
     bench = {"runs": runs, "coarse": comp}
     md = format_table(bench)
     assert "| " + " | ".join(COARSE_COLUMNS) + " |" in md
