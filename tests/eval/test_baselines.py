@@ -209,3 +209,13 @@ def test_bench_comparison_table_and_report(solves) -> None:
     assert next(ln for ln in md.splitlines() if ln.startswith("| FD ½-resolution")).startswith(
         "| FD ½-resolution | 13×13 | 2 |")
     assert comp[0]["verdict"] in verdicts(bench)
+
+
+def test_solver_pareto_figure(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from wavesurrogate.eval.plots import solver_pareto
+
+    out = solver_pareto([{"name": "X", "error": 0.03, "seconds": 0.002}], ROWS, tmp_path / "p.png")
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 300
