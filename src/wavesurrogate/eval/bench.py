@@ -342,11 +342,11 @@ def coarse_comparison(records: list[dict[str, Any]], factors: Any = None, *, rep
 
 
 def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, memory: bool = True,
-               threads: int = 1, coarse: Any = None, coarse_cases: int | None = None) -> str:
+               threads: int = 1, coarse: Any = None, coarse_cases: int | None = 8) -> str:
     """Bench every run directory of ``runs`` into ``out_dir``/bench.json and bench.md; returns the table.
 
     ``coarse``: factors of the coarse-solver baselines (default ``baselines.DEFAULT_FACTORS``; ``()``: none),
-    solved on the test cases (at most ``coarse_cases``) in this process after the runs are timed.
+    solved on the first ``coarse_cases`` test cases (None: all) in this process after the runs are timed.
     """
     from pathlib import Path
 
