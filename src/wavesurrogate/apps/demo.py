@@ -238,6 +238,12 @@ def _stage_figures(out: Path, data: Path, runs: dict[str, Path], evals: dict[str
     if pts:
         add("Test error against trainable parameters and against latency (Pareto front in red)",
             plots.pareto(pts, fig_dir / "pareto.png"))
+    for k, comp in enumerate(c for c in bench.get("coarse") or [] if c.get("rows") and c.get("models")):
+        add("Whole-rollout error against wall time for the same frames: surrogates and the campaign's FD "
+            "solver on coarser grids (coarse-solver baselines; a zero error is drawn a decade below the "
+            "smallest). " + comp["verdict"],
+            plots.solver_pareto(comp["models"], comp["rows"],
+                                fig_dir / f"pareto_solvers{'' if k == 0 else k}.png"))
     add("Training curves (normalised MSE)",
         plots.training_curves({k: read_metrics(v) for k, v in runs.items()}, fig_dir / "training.png"))
     best = min(bench["runs"],

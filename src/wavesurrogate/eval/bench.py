@@ -6,6 +6,8 @@ the table is drawn by :mod:`wavesurrogate.eval.table`. Here:
   default), compiled and warmed by one untimed run, advancing the same physical time; median of ``repeats``.
 - ``bench_run`` / ``bench_runs``: one record per run (see ``DEFINITIONS``), the solver timed in the same
   process, peak memory measured after all timing in fresh processes.
+- ``coarse_comparison``: the coarse-solver baselines (:mod:`wavesurrogate.eval.baselines`) of the runs' data
+  file, measured in the same run, against each run's whole rollout (error and time for the same frames).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from wavesurrogate.eval.table import format_table
 from wavesurrogate.eval.timing import latency_ms, solver_seconds, speedup, time_calls, with_threads
 
 __all__ = ["solver_config", "time_solver", "machine_info", "memory_specs", "measure_memory", "bench_run",
-           "bench_runs", "DEFINITIONS", "SCHEMA", "ROLLOUT_HORIZONS"]
+           "bench_runs", "coarse_comparison", "DEFINITIONS", "SCHEMA", "ROLLOUT_HORIZONS"]
 
 
 def solver_config(config_yaml: str, dt_s: float, n_frames: int, backend: str | None = "devito") -> Any:
@@ -112,6 +114,18 @@ DEFINITIONS = {
                 "b32 = per sample in batches of 32, rollout = a rollout of the longest horizon listed at "
                 "batch 1 against the solver advancing as many frames; below 1 the surrogate is slower than "
                 "the solver",
+    "coarse solver": "the campaign's FD solver (devito, one thread) re-run on the test cases on grids "
+                     "coarsened per axis by each factor (same rectangle, resampled velocity, absorbing layer "
+                     "of the same thickness in metres, the largest CFL-stable dt that hits every frame "
+                     "time), "
+                     "interpolated bilinearly onto the data grid; error = relative L2 against the stored "
+                     "fields pooled over the test cases and the frames a rollout predicts (from the first "
+                     "predicted frame); time = median wall seconds of one whole solve from t = 0, compiled "
+                     "and warm (docs/evaluation.md)",
+    "rollout (vs coarse)": "a run's whole-rollout error (all horizons pooled, evaluate.json "
+                           "rel_l2_all_horizons) and its batch-1 rollout time scaled to the same frames "
+                           "(rollout seconds / horizon × frames predicted); beaten = some coarse solve has "
+                           "both a smaller error and a shorter time",
 }
 
 
@@ -235,7 +249,9 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
         n_frames = f.n_frames
     n_in, n_out = int(info.stats["n_in"]), int(info.stats["n_out"])
     horizon = min(max(ROLLOUT_HORIZONS), n_frames - n_in)
-    test_rel, roll = _errors(_evaluation(model, info, data))
+    ev = _evaluation(model, info, data)
+    test_rel, roll = _errors(ev)
+    ev_roll = ev.get("rollout") or {}
     c_in = n_in + 1
     lat1 = with_threads(threads, lambda: latency_ms(model, (1, c_in, ny, nx), repeats=repeats))
     r32 = max(3, repeats // 3)
@@ -264,7 +280,9 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
         "latency_b32_all_threads": lat32_all.to_dict(),
         "test_rel_l2": test_rel, "rollout_rel_l2": roll, "rollout_horizon": horizon,
         "rollout_latency_s": roll_s, "solver_step": step, "solver_rollout": sol_h,
-        "best_epoch": info.best_epoch,
+        "best_epoch": info.best_epoch, "n_frames": n_frames,
+        "rollout_rel_l2_all": ev_roll.get("rel_l2_all_horizons"),
+        "rollout_first_frame": int(ev_roll.get("start_frame", 0)) + n_in,
     }
     rec["train_s_per_epoch"], rec["train_s_total"], rec["epochs"] = _train_seconds(info.run_dir)
     rec["speedup_b1"] = speedup(step["seconds"], lat1.median_ms / 1e3)
@@ -280,9 +298,56 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     return rec
 
 
+def coarse_comparison(records: list[dict[str, Any]], factors: Any = None, *, repeats: int = 3,
+                      max_cases: int | None = None) -> list[dict[str, Any]]:
+    """Coarse-solver rows per data file of ``records``, each run's comparable point, and a verdict.
+
+    Rows come from :func:`wavesurrogate.eval.baselines.coarse_solves` on the file's test cases (the first
+    ``max_cases`` if given), errors from the first frame the runs predict. A run's point: its whole-rollout
+    error and its batch-1 rollout time scaled to the frames predicted; ``rec["coarse_beaten_by"]`` is the
+    label of the cheapest solve that beats it on both, else None.
+    """
+    from pathlib import Path
+
+    from wavesurrogate.data.store import open_data
+    from wavesurrogate.eval import baselines as bl
+
+    factors = bl.DEFAULT_FACTORS if factors is None else tuple(factors)
+    out = []
+    for path in dict.fromkeys(r["data"] for r in records):
+        recs = [r for r in records if r["data"] == path]
+        start = min(r["rollout_first_frame"] for r in recs)
+        with open_data(path) as f:
+            if f.config.solver.kind != "fd":
+                out.append({"data": path, "start": start, "cases": [], "rows": [], "models": [],
+                            "verdict": f"No coarse-solver comparison: {Path(path).name} was made by the "
+                                       f"{f.config.solver.kind.upper()} solver (coarse baselines re-run "
+                                       "FD)."})
+                continue
+            test = np.flatnonzero((f.split == 1) & f.done)
+            cases = (test if len(test) else np.flatnonzero(f.done))[:max_cases]
+            rows = bl.coarse_solves(f, cases, factors, repeats=repeats, start=start)
+        models = []
+        for r in recs:
+            secs, err, h = r.get("rollout_latency_s"), r.get("rollout_rel_l2_all"), r.get("rollout_horizon")
+            point = {"name": r["run"], "error": err, "start": r["rollout_first_frame"],
+                     "seconds": secs / h * (r["n_frames"] - r["rollout_first_frame"]) if secs and h else None}
+            at = [{**row, "error": bl.row_error(row, point["start"])} for row in rows]
+            best = bl.beating_rows(err, point["seconds"], at) if err is not None and point["seconds"] else []
+            r["coarse_beaten_by"] = best[0]["label"] if best else None
+            models.append(point)
+        out.append({"data": path, "start": start, "cases": [int(c) for c in cases], "rows": rows,
+                    "models": models, "verdict": bl.verdict(models, rows)})
+    return out
+
+
 def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, memory: bool = True,
-               threads: int = 1) -> str:
-    """Bench every run directory of ``runs`` into ``out_dir``/bench.json and bench.md; returns the table."""
+               threads: int = 1, coarse: Any = None, coarse_cases: int | None = 8) -> str:
+    """Bench every run directory of ``runs`` into ``out_dir``/bench.json and bench.md; returns the table.
+
+    ``coarse``: factors of the coarse-solver baselines (default ``baselines.DEFAULT_FACTORS``; ``()``: none),
+    solved on the first ``coarse_cases`` test cases (None: all) in this process after the runs are timed.
+    """
     from pathlib import Path
 
     from wavesurrogate.io import atomic_write_text, write_json
@@ -291,15 +356,21 @@ def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, 
     machine = machine_info()
     records = [bench_run(r, data, repeats=repeats, memory=False, threads=threads, solver_cache=cache)
                for r in runs]
+    factors = None if coarse is None else tuple(coarse)
+    comparison = (coarse_comparison(records, factors, repeats=max(2, repeats // 5), max_cases=coarse_cases)
+                  if factors != () else [])
     load_end = machine_info()["load_1min"]
     if load_end is not None:
         machine["load_1min"] = max(machine["load_1min"], load_end)  # the busier of start and end
     if memory:
         measure_memory(records)  # after all timing: the children run side by side
-    bench = {"schema": SCHEMA, "machine": machine, "definitions": DEFINITIONS, "runs": records}
+    bench = {"schema": SCHEMA, "machine": machine, "definitions": DEFINITIONS, "runs": records,
+             "coarse": comparison}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = format_table(bench)
+    said = [c["verdict"] for c in comparison if c.get("verdict")]
+    text = text if not said else text + "\n\n" + "\n".join(f"Verdict: {v}" for v in said)
     write_json(out / "bench.json", bench)
     atomic_write_text(out / "bench.md", "# Bench\n\n" + text + "\n")
     return text

@@ -25,6 +25,7 @@ __all__ = [
     "rollout_curves",
     "pareto",
     "pareto_front",
+    "solver_pareto",
     "training_curves",
     "rollout_gif",
 ]
@@ -159,6 +160,46 @@ def pareto(points: Sequence[Mapping[str, Any]], out: Path,
                   "inference latency (ms per sample, batch 1)")
     a2.set_ylabel("")
     fig.suptitle(title)
+    return _save(fig, out)
+
+
+def solver_pareto(models: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], out: Path,
+                  title: str = "Surrogates against coarse solves") -> Path:
+    """Error against wall seconds for the same frames: surrogates (circles) and coarse solves (squares).
+
+    ``models``: ``{"name", "error", "seconds"}``; ``rows``: coarse-solver rows (``label``, ``error``,
+    ``seconds``), as in ``bench.json["coarse"]``. The Pareto front is taken over both kinds together.
+    """
+    pts = [(str(m["name"]), float(m["seconds"]), float(m["error"]), "o") for m in models
+           if m.get("error") is not None and m.get("seconds")]
+    pts += [(f"FD {r['label']}", float(r["seconds"]), float(r["error"]), "s") for r in rows
+            if r.get("error") is not None and r.get("seconds")]
+    if not pts:
+        raise ValueError("solver_pareto: no points with an error and a time")
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    floor = min([e for *_, e, _ in pts if e > 0] or [1e-6])  # the fine solve's 0 error, on a log axis
+    for marker, kind in (("o", "surrogate"), ("s", "coarse solve")):
+        sel = [p for p in pts if p[3] == marker]
+        if sel:
+            ax.scatter([1e3 * p[1] for p in sel], [100 * max(p[2], floor / 10) for p in sel], marker=marker,
+                       s=40, zorder=3, label=kind)
+    for lab, s, e, _ in pts:
+        ax.annotate(lab, (1e3 * s, 100 * max(e, floor / 10)), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    x, y = [1e3 * p[1] for p in pts], [100 * max(p[2], floor / 10) for p in pts]
+    front = pareto_front(x, y)
+    if len(front) > 1:
+        ax.step([x[i] for i in front], [y[i] for i in front], where="post", color="C3", alpha=0.7,
+                label="Pareto front", zorder=2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("wall ms for the predicted frames (one thread)")
+    ax.set_ylabel("relative L2 error (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
     return _save(fig, out)
 
 

@@ -1,7 +1,8 @@
 """``report.md``: what was run, the data, the bench table, the figures, and verdicts computed from numbers.
 
 Every sentence of the verdict is derived from ``bench.json`` (no number is typed by hand): which run is
-smallest, which is most accurate, what compression bought, and whether each surrogate beats the solver.
+smallest, which is most accurate, what compression bought, whether each surrogate beats the solver, and
+whether a coarse solve beats it on both error and time (``eval.baselines.verdict``, computed by the bench).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def verdicts(bench: Mapping[str, Any]) -> list[str]:
                            f"{ratio:.3g}× the one-step error of **{big['run']}**.")
     for r in runs:
         out.extend(_solver_verdict(r))
+    out.extend(c["verdict"] for c in bench.get("coarse") or [] if c.get("verdict"))
     for r in runs:
         h = r.get("rollout_rel_l2") or {}
         e10, e40 = h.get("10"), h.get("40")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["TABLE_COLUMNS", "num", "speedup_cell", "table_row", "markdown", "format_table"]
+__all__ = ["TABLE_COLUMNS", "COARSE_COLUMNS", "num", "speedup_cell", "table_row", "coarse_rows", "markdown",
+           "format_table"]
 
 
 def _mib(b: float | None) -> str:
@@ -57,8 +58,48 @@ def markdown(head: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[s
             *["| " + " | ".join(r) + " |" for r in rows]]
 
 
+COARSE_COLUMNS = ("solver / run", "grid", "steps per frame", "rel L2 from first predicted frame (%)",
+                  "ms per case", "beaten on error and time by")
+
+
+def coarse_rows(comparison: dict[str, Any], runs: list[dict[str, Any]]) -> list[list[str]]:
+    """Cells of the coarse-solver table of one data file: the solves, then the runs' rollouts, marked."""
+    from wavesurrogate.eval.baselines import beating_rows, row_error
+
+    rows = comparison.get("rows") or []
+    out = []
+    for r in rows:
+        g = r["geometry"]
+        out.append([f"FD {r['label']}", f"{g['grid'][0]}×{g['grid'][1]}", str(g["steps_per_frame"]),
+                    num(None if r["error"] is None else 100 * r["error"], ".2f"),
+                    num(None if r["seconds"] is None else 1e3 * r["seconds"], ".2f"), "–"])
+    by_name = {r["run"]: r for r in runs}
+    for m in comparison.get("models") or []:
+        rec = by_name.get(m["name"], {})
+        err, secs = m.get("error"), m.get("seconds")
+        at = [{**r, "error": row_error(r, m["start"])} for r in rows]
+        best = beating_rows(err, secs, at) if err is not None and secs is not None else []
+        grid = rec.get("grid")
+        mark = f"**{best[0]['label']} solve**" if best else ("none" if err is not None and secs else "n/a")
+        out.append([f"{m['name']} (rollout)", f"{grid[0]}×{grid[1]}" if grid else "n/a", "–",
+                    num(None if err is None else 100 * err, ".2f"),
+                    num(None if secs is None else 1e3 * secs, ".2f"),
+                    mark])
+    return out
+
+
 def format_table(bench: dict[str, Any]) -> str:
-    """The markdown table of a bench result (bench.json mapping), with the definitions under it."""
+    """The markdown table of a bench result (bench.json mapping), with the definitions under it.
+
+    With coarse-solver baselines (``bench["coarse"]``), a second table per data file follows the first (its
+    verdict sentence is in ``report.verdicts`` and under the table in bench.md).
+    """
     notes = [f"- {k}: {v}" for k, v in bench.get("definitions", {}).items()]
-    return "\n".join([*markdown(TABLE_COLUMNS, [table_row(r) for r in bench["runs"]]), "", *notes])
+    lines = markdown(TABLE_COLUMNS, [table_row(r) for r in bench["runs"]])
+    for comp in bench.get("coarse") or []:
+        if comp.get("rows"):
+            head = f"Coarse-solver baselines ({len(comp['cases'])} test cases, frames ≥ {comp['start']}):"
+            lines += ["", head,
+                      "", *markdown(COARSE_COLUMNS, coarse_rows(comp, bench["runs"]))]
+    return "\n".join([*lines, "", *notes])
 
