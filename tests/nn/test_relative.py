@@ -115,3 +115,25 @@ def test_bad_kwargs_are_one_line_config_errors(kw, field):
     with pytest.raises(ConfigError) as err:
         registry.build("relative_operator", {"n_params": 3, "geometry": PHYS, **kw})
     assert str(err.value).startswith(field)
+
+
+def test_radial_inputs_give_the_distance_in_metres_and_rotation_invariance():
+    torch.manual_seed(2)
+    m = registry.build("relative_operator", dict(n_params=3, geometry=PHYS, inputs="radial")).double()
+    params, coords = torch.randn(2, 3, dtype=torch.float64), torch.rand(2, 5, 3, dtype=torch.float64) * 2 - 1
+    phys = params.numpy() * [0.5, 100.0, 0.4] + [2.0, 700.0, 1.5]
+    c = coords.numpy()
+    xm, ym = (c[..., 0] + 1) * 2.0, (c[..., 1] + 1) * 1.0 + 0.5  # half extents 2 m and 1 m
+    r = np.hypot(xm - phys[:, :1], ym - phys[:, 2:]) / 2.0 - 1.0  # over the larger half-extent, minus 1
+    want = np.stack([r, c[..., 2]], -1)
+    np.testing.assert_allclose(m.features(coords, m.source(params)).numpy(), want, atol=1e-6)
+    sq = registry.build("relative_operator", dict(n_params=3, geometry=UNIT, inputs="radial"))
+    g = torch.Generator().manual_seed(3)
+    p, q = dyadic(3, 3, gen=g), dyadic(3, 40, 3, gen=g)
+    src = torch.stack([p[:, 1], p[:, 0]], 1).unsqueeze(1)
+    d = q[..., :2] - src
+    rot = q.clone()  # each point turned by 90 degrees about its source
+    rot[..., 0], rot[..., 1] = src[..., 0] - d[..., 1], src[..., 1] + d[..., 0]
+    assert torch.allclose(sq(p, q), sq(p, rot), atol=1e-6)
+    with pytest.raises(ConfigError, match="model.inputs"):
+        registry.build("relative_operator", dict(n_params=3, geometry=UNIT, inputs="polar"))

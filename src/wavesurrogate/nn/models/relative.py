@@ -1,7 +1,9 @@
 """``relative_operator``: a translation-aware source → field operator (interface ``POINTS``, needs geometry).
 
 A point source in a homogeneous medium gives a field that depends on ``x - x_s`` and ``t`` only, so the network
-sees the query point relative to the source: features ``(x - x_s, y - y_s, t)`` in the scaled frame (the source
+sees the query point relative to the source: features ``(x - x_s, y - y_s, t)`` in the scaled frame, or the
+distance ``r = |x - x_s|`` and t (``inputs="radial"``: an isotropic medium in free space makes the field a
+function of (r, t) alone), or both (the source
 position comes from the normalised params through the task's geometry), optionally the absolute ``(x, y)``
 (``absolute=True``: walls and media break the invariance) and Fourier features of the relative coordinates. As a
 DeepONet, a trunk MLP maps the features to ``n_basis`` values τ_k, a branch MLP maps the remaining (non-source)
@@ -25,6 +27,7 @@ from wavesurrogate.nn.registry import POINTS, register
 __all__ = ["RelativeOperator"]
 
 RELATIVE_FOURIER = ("none", "physical", "gaussian", "axis")
+RELATIVE_INPUTS = ("relative", "radial", "both")
 
 
 @register("relative_operator", interface=POINTS)
@@ -41,7 +44,7 @@ class RelativeOperator(nn.Module):
     def __init__(
         self, n_params: int, geometry: dict | None = None, n_basis: int = 16, width: int = 48, depth: int = 3,
         branch_width: int = 32, branch_depth: int = 2, activation: str = "gelu", modified: bool = False,
-        absolute: bool = False, fourier: str = "none", n_fourier: int = 9, fourier_scale: float | list[float] = 1.0,
+        absolute: bool = False, inputs: str = "relative", fourier: str = "none", n_fourier: int = 9, fourier_scale: float | list[float] = 1.0,
         fourier_seed: int = 0, init: str = "glorot",
     ) -> None:  # fmt: skip
         super().__init__()
@@ -54,6 +57,8 @@ class RelativeOperator(nn.Module):
             positive_int(name, v)
         if not isinstance(absolute, bool):
             raise ConfigError(f"model.absolute: expected true or false, got {absolute!r}")
+        if inputs not in RELATIVE_INPUTS:
+            raise ConfigError(f"model.inputs: unknown {inputs!r}; known: {', '.join(RELATIVE_INPUTS)}")
         if fourier not in RELATIVE_FOURIER:
             raise ConfigError(f"model.fourier: unknown {fourier!r}; known: {', '.join(RELATIVE_FOURIER)}")
         if fourier == "physical":
@@ -66,8 +71,11 @@ class RelativeOperator(nn.Module):
         self.register_buffer("src_offset", offset.float(), persistent=False)
         self.source_params = list(g.source_params)
         self.other_params = [i for i in range(n_params) if i not in g.source_params]
-        self.absolute, self.n_basis = absolute, n_basis
-        d_in = 3 + 2 * absolute + 2 * freqs.shape[0]
+        self.absolute, self.n_basis, self.inputs = absolute, n_basis, inputs
+        hx, hy, _ = g.half_extent
+        # metres per scaled unit along x and y, over the larger half-extent: r is isotropic in metres
+        self.register_buffer("r_scale", torch.tensor([hx, hy]) / max(hx, hy), persistent=False)
+        d_in = {"relative": 3, "radial": 2, "both": 4}[inputs] + 2 * absolute + 2 * freqs.shape[0]
         self.trunk = MLP(d_in, width, depth, n_basis, activation, modified, init)
         if self.other_params:
             self.branch: MLP | None = MLP(len(self.other_params), branch_width, branch_depth, n_basis, activation,
@@ -93,13 +101,20 @@ class RelativeOperator(nn.Module):
         return self.branch(params[:, self.other_params])
 
     def features(self, coords: Tensor, source: Tensor) -> Tensor:
-        """Trunk input ``[B, Q, d]``: ``(x - x_s, y - y_s, t)``, then (x, y) if absolute, then cos/sin features."""
-        rel = torch.cat([coords[..., :2] - source.unsqueeze(1), coords[..., 2:]], dim=-1)
-        parts = [rel] + ([coords[..., :2]] if self.absolute else [])
+        """Trunk input ``[B, Q, d]``: ``(x - x_s, y - y_s)`` and/or the distance r (``inputs``: relative, radial,
+        both; r in metres over the larger half-extent, minus 1), then t, then (x, y) if absolute, then cos/sin
+        features of the relative coordinates."""
+        d = coords[..., :2] - source.unsqueeze(1)
+        parts = [] if self.inputs == "radial" else [d]
+        if self.inputs != "relative":
+            parts.append((d * self.r_scale).norm(dim=-1, keepdim=True) - 1.0)
+        parts.append(coords[..., 2:])
+        if self.absolute:
+            parts.append(coords[..., :2])
         if self.freqs.shape[0]:
-            z = (2 * math.pi) * (rel @ self.freqs.T)
+            z = (2 * math.pi) * (torch.cat([d, coords[..., 2:]], dim=-1) @ self.freqs.T)
             parts += [torch.cos(z), torch.sin(z)]
-        return torch.cat(parts, dim=-1) if len(parts) > 1 else rel
+        return torch.cat(parts, dim=-1)
 
     def forward(self, params: Tensor, coords: Tensor) -> Tensor:
         """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` (or ``[Q, 3]`` shared by the batch)."""
