@@ -82,7 +82,8 @@ def test_windows_carry_forcing_noise_and_the_curriculum(data, tmp_path):
     assert x.shape == (4, 16, 16) and y.shape == (1, 16, 16)
     ds.set_epoch(2)
     x3, y3 = ds[0]
-    assert x3.shape == (6, 16, 16) and y3.shape == (3, 16, 16) and len(ds) == len(td.stats["splits"]["train"]) * (20 - 2 - 3 + 1)
+    assert x3.shape == (6, 16, 16) and y3.shape == (3, 16, 16)
+    assert len(ds) == len(td.stats["splits"]["train"]) * (20 - 2 - 3 + 1)
     with open_data(data) as f:
         amp, foot = frame_forcing(f.problem(int(td.stats["splits"]["train"][0])))
     want = amp[2:5, None, None] * foot[None] / td.stats["forcing_scale"]
@@ -145,7 +146,8 @@ def test_bad_options_are_one_line_config_errors(data, tmp_path):
     with pytest.raises(ConfigError, match="unroll"):
         cfg(data, tmp_path / "a", rollout={"unroll": [0]})
     with pytest.raises(ConfigError, match="residual: false"):
-        train(cfg(data, tmp_path / "a", FULL, model={"name": "cnn2d", "kwargs": {"width": 4, "residual": True}}))
+        model = {"name": "cnn2d", "kwargs": {"width": 4, "residual": True}}
+        train(cfg(data, tmp_path / "a", FULL, model=model))
     tiny = tt.write_tiny_file(tmp_path / "tiny.h5")  # synthetic: no campaign config to rebuild sources from
     with pytest.raises(DataFileError, match="forcing inputs need the campaign config"):
         train(cfg(tiny, tmp_path / "b", {"inputs": ["frames", "velocity", "forcing"]}))

@@ -23,7 +23,7 @@ UPDATES = ("direct", "leapfrog")
 
 def step(model: nn.Module, frames: Tensor, velocity: Tensor, extra: Tensor | None = None,
          update: str = "direct") -> Tensor:
-    """The next ``n_out`` frames ``[B, n_out, ny, nx]`` from ``frames`` ``[B, n_in, ny, nx]`` (one model call).
+    """The next ``n_out`` frames ``[B, n_out, ny, nx]`` from ``frames`` ``[B, n_in, ny, nx]`` (one call).
 
     ``velocity`` ``[B, 1, ny, nx]``; ``extra`` ``[B, n_extra, ny, nx]`` or None.
     """

@@ -1,4 +1,4 @@
-"""Stability diagnostics of autoregressive maps: the discrete energy of a rollout, the spectral radius of a step.
+"""Stability diagnostics of autoregressive maps: a rollout's discrete energy, a step's spectral radius.
 
 - ``discrete_energy(frames)`` ``[B, T, ...]`` → ``[B, T−1]``: ``E^n = Σ (u^n)² + Σ (u^n − u^{n−1})²`` (frames
   n = 1 … T−1). ``energy_growth`` = ``max_n E^n / E^{first}``: a rollout of a conservative or absorbing wave
@@ -22,7 +22,7 @@ __all__ = ["discrete_energy", "energy_growth", "spectral_radius", "jvp"]
 
 
 def discrete_energy(frames: Tensor) -> Tensor:
-    """``[B, T−1]``: ``Σ (u^n)² + Σ (u^n − u^{n−1})²`` over space, for n = 1 … T−1 of ``frames`` ``[B, T, ...]``."""
+    """``[B, T−1]``: ``Σ (u^n)² + Σ (u^n − u^{n−1})²`` over space, n = 1 … T−1 of ``frames [B, T, ...]``."""
     u = frames.double().flatten(2)
     return u[:, 1:].pow(2).sum(-1) + (u[:, 1:] - u[:, :-1]).pow(2).sum(-1)
 

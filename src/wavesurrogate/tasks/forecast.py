@@ -52,7 +52,7 @@ def velocity_affine(stats: Mapping[str, Any]) -> Affine:
 
 
 class ForecastWindows(Dataset):
-    """Windows of consecutive frames: input = n_in frames + velocity (+ forcing) channels, target = next frames.
+    """Windows of consecutive frames: input = n_in frames + velocity (+ forcing), target = next frames.
 
     ``fields`` ``[case, frame, y, x]`` and ``velocity`` ``[case, y, x]`` hold only this split's cases;
     item ``i`` is ``(x [n_in + 1 (+ F), y, x], y [F, y, x])`` float32, normalised with ``stats``, where
@@ -65,9 +65,9 @@ class ForecastWindows(Dataset):
     """
 
     def __init__(self, fields: np.ndarray, velocity: np.ndarray, n_in: int, n_out: int,
-                 stats: Mapping[str, Any], stride: int = 1, *, forcing: tuple[np.ndarray, np.ndarray] | None = None,
-                 unroll: tuple[int, ...] = (1,), stage_epochs: int = 1, noise_std: float = 0.0,
-                 seed: int = 0) -> None:
+                 stats: Mapping[str, Any], stride: int = 1, *,
+                 forcing: tuple[np.ndarray, np.ndarray] | None = None, unroll: tuple[int, ...] = (1,),
+                 stage_epochs: int = 1, noise_std: float = 0.0, seed: int = 0) -> None:
         fields, velocity = np.asarray(fields), np.asarray(velocity)
         if fields.ndim != 4 or velocity.shape != (fields.shape[0], *fields.shape[2:]):
             raise DataFileError(f"fields {fields.shape} and velocity {velocity.shape} do not match")
@@ -77,13 +77,15 @@ class ForecastWindows(Dataset):
         if n_frames < need:
             raise DataFileError(f"cases have {n_frames} frames, fewer than n_in + unroll · n_out = {need}")
         self.n_in, self.n_out, self.stride, self.n_frames = n_in, n_out, stride, n_frames
-        self.unroll, self.stage_epochs, self.noise_std, self.seed = tuple(unroll), stage_epochs, noise_std, seed
+        self.unroll, self.stage_epochs = tuple(unroll), stage_epochs
+        self.noise_std, self.seed = noise_std, seed
         self.fields = field_affine(stats).encode(fields)
         self.velocity = velocity_affine(stats).encode(velocity)
         self.forcing = None
         if forcing is not None:
             scale = float(stats["forcing_scale"])
-            self.forcing = (torch.from_numpy(forcing[0] / scale).float(), torch.from_numpy(forcing[1]).float())
+            self.forcing = (torch.from_numpy(forcing[0] / scale).float(),
+                            torch.from_numpy(forcing[1]).float())
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -213,7 +215,7 @@ def step_radius(model: nn.Module, state: Tensor, velocity: Tensor, update: str, 
 
 
 def run_options(stats: Mapping[str, Any]) -> tuple[bool, str]:
-    """(forcing in the inputs?, update) of a run's statistics; runs from before these options: (False, direct)."""
+    """(forcing in the inputs?, update) of a run's statistics; older runs: (False, "direct")."""
     return "forcing" in stats.get("inputs", ["frames", "velocity"]), str(stats.get("update", "direct"))
 
 
@@ -349,10 +351,12 @@ class Forecast(Task):
         s0, n_steps = rollout_start, fields.shape[1] - n_in - rollout_start
         norm_f, norm_v = fa.encode(fields[:, s0 : s0 + n_in]), velocity_affine(s).encode(velocity)
         extra = None if forcing is None else forcing_channels(forcing, s, s0 + n_in, fields.shape[1] + n_out)
-        pred = torch.cat([fa.decode(rollout(
-            model, norm_f[c : c + batch_size], norm_v[c : c + batch_size], n_steps, update=update, n_out=n_out,
-            extra=None if extra is None else extra[c : c + batch_size])) for c in range(0, fields.shape[0],
-                                                                                      batch_size)])
+        parts = []
+        for c in range(0, fields.shape[0], batch_size):
+            ex = None if extra is None else extra[c : c + batch_size]
+            parts.append(fa.decode(rollout(model, norm_f[c : c + batch_size], norm_v[c : c + batch_size],
+                                           n_steps, update=update, n_out=n_out, extra=ex)))
+        pred = torch.cat(parts)
         true = torch.from_numpy(fields[:, s0 + n_in :].astype(np.float64))
         errs = temporal.rollout_errors(pred, true)
         at = temporal.diverged_at(errs)

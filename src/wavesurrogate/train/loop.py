@@ -195,7 +195,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
         load_into(model, state["model"], cfg.model.name, str(run_dir / layout.OPTIM))
     elif init_from is not None:
         _init_from(model, cfg, run_dir, Path(init_from))
-    _dry_run(model, task, data.train, cfg)  # a model that does not fit its data fails before anything is written
+    _dry_run(model, task, data.train, cfg)  # a model that does not fit its data fails before any write
     model.to(env.device)
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,8 @@ class FNO2d(nn.Module):
         """Next ``n_out`` frames ``[B, n_out, ny, nx]`` from ``x`` ``[B, n_in + 1, ny, nx]``."""
         if x.ndim != 4 or x.shape[1] != self.n_in + 1 + self.n_extra:
             raise ValueError(
-                f"{self.registry_name}: expected x [B, {self.n_in + 1 + self.n_extra}, ny, nx], got {list(x.shape)}"
+                f"{self.registry_name}: expected x [B, {self.n_in + 1 + self.n_extra}, ny, nx], "
+                f"got {list(x.shape)}"
             )
         if x.shape[2] < self.n_modes[0] or x.shape[3] < self.n_modes[1]:
             raise ValueError(
