@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.rollout_training [--epochs 8] [--out benchmarks/out/rollout_training.json]
 
 1. Data: a small campaign (configs/demo.yaml scaled down: 32 × 32 nodes at 20 m, 16 training and 4 test
-   cases, 44 frames, NumPy FD), simulated into ``<workdir>/data.h5`` unless complete.
+   cases, 44 frames, NumPy FD), simulated into ``runs/rollout_training/data.h5`` (``--work``) unless complete.
 2. Two ``cnn2d`` runs (width 16, 2 levels, n_in 4, n_out 1, Adam 1e-3, same epochs, batch and seed):
    ``one_step`` (frames + velocity in, next frame out, one-step loss: the project's default) and
    ``stabilised`` (frames + velocity + forcing in, leapfrog update, unrolled curriculum [2, 4, 8, 16]
@@ -63,7 +63,7 @@ def run_config(data: Path, work: Path, name: str, epochs: int, stabilised: bool)
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "rollout_training"))
+    p.add_argument("--work", default=str(ROOT / "runs" / "rollout_training"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "rollout_training.json"))
     a = p.parse_args()
     from wavesurrogate.eval.evaluate import evaluate_model
