@@ -75,7 +75,8 @@ class ForecastWindows(Dataset):
             raise ValueError("n_in, n_out, stride, unroll and stage_epochs must be >= 1")
         n_frames, need = fields.shape[1], n_in + max(unroll) * n_out
         if n_frames < need:
-            raise DataFileError(f"cases have {n_frames} frames, fewer than n_in + unroll · n_out = {need}")
+            times = " · max(unroll)" if max(unroll) > 1 else ""
+            raise DataFileError(f"cases have {n_frames} frames, fewer than n_in + n_out{times} = {need}")
         self.n_in, self.n_out, self.stride, self.n_frames = n_in, n_out, stride, n_frames
         self.unroll, self.stage_epochs = tuple(unroll), stage_epochs
         self.noise_std, self.seed = noise_std, seed
