@@ -26,6 +26,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "ScheduleConfig",
+    "RolloutConfig",
     "TrainConfig",
     "load_train_config",
     "RESUMABLE_CHANGES",
@@ -51,6 +52,20 @@ class DataConfig(Strict):
         8, description="source_to_receiver: receivers never trained on, a count (chosen deterministically) "
                        "or their positions in the trace group")
     max_cases: int | None = Field(None, ge=1, description="use only the first N cases")
+    inputs: list[Literal["frames", "velocity", "forcing"]] = Field(
+        ["frames", "velocity"], description="forecast input channels: frames, velocity, then forcing "
+        "(the source term of the frames being predicted)")
+    update: Literal["direct", "leapfrog"] = Field(
+        "direct", description="forecast: the network gives the next frames (direct) or the correction in "
+        "u^{n+1} = 2u^n - u^{n-1} + network (leapfrog, needs n_in >= 2)")
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> DataConfig:
+        if self.inputs[:2] != ["frames", "velocity"] or self.inputs[2:] not in ([], ["forcing"]):
+            raise ValueError("inputs must be [frames, velocity] or [frames, velocity, forcing]")
+        if self.update == "leapfrog" and self.n_in < 2:
+            raise ValueError("update: leapfrog needs two time levels, n_in >= 2")
+        return self
 
 
 class ModelConfig(Strict):
@@ -79,6 +94,33 @@ class ScheduleConfig(Strict):
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
 
 
+class RolloutConfig(Strict):
+    """Rollout-aware training of forecasts: unrolled steps on a curriculum, pushforward, input noise."""
+
+    unroll: list[int] = Field([1], min_length=1, description="model calls per training sample, one entry "
+                              "per curriculum stage (e.g. [2, 4, 8, 16]); the loss is over all of them")
+    stage_epochs: int = Field(1, ge=1, description="epochs per curriculum stage (the last stage stays)")
+    pushforward: bool = Field(False, description="unroll without gradient, then one step with gradient "
+                              "(loss on that step only)")
+    noise_std: float = Field(0.0, ge=0.0, description="std of Gaussian noise on the input frames "
+                             "(normalised units; training only, seeded by seed, epoch, sample)")
+
+    @model_validator(mode="after")
+    def _check(self) -> RolloutConfig:
+        if any(k < 1 for k in self.unroll):
+            raise ValueError("unroll: every stage needs >= 1 step")
+        return self
+
+    @property
+    def default(self) -> bool:
+        """Whether this is plain one-step training."""
+        return self.unroll == [1] and not self.pushforward and self.noise_std == 0.0
+
+    def steps(self, epoch: int) -> int:
+        """Unrolled steps in 0-based ``epoch``."""
+        return self.unroll[min(epoch // self.stage_epochs, len(self.unroll) - 1)]
+
+
 class TrainConfig(Strict):
     """Everything one training run needs; the resolved copy is ``config.yaml`` in the run directory."""
 
@@ -97,6 +139,7 @@ class TrainConfig(Strict):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     progress: bool | None = Field(None, description="rich progress bar; default: when stderr is a terminal")
     log_step_losses: bool = Field(False, description="add the per-step training losses to metrics.jsonl")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -105,6 +148,10 @@ class TrainConfig(Strict):
         for what, p in (("name", self.name), ("data.path", self.data.path), ("out", self.out or "")):
             if "\x00" in p:  # the OS refuses such paths (ValueError deep in pathlib otherwise)
                 raise ValueError(f"{what} must not contain a NUL character")
+        d = self.data
+        if self.data.task != "forecast" and (not self.rollout.default or d.update != "direct"
+                                             or d.inputs != ["frames", "velocity"]):
+            raise ValueError("rollout, data.inputs and data.update are options of the forecast task")
         return self
 
     def resolved(self) -> TrainConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wavesurrogate.physics.problem import Grid, Initial, Source
+from wavesurrogate.physics.problem import Grid, Initial, Problem, Source
 
 
 def ricker(t_s: np.ndarray, freq_hz: float, delay_s: float) -> np.ndarray:
@@ -94,3 +94,18 @@ def initial_field(init: Initial, grid: Grid, boundary_kind: str) -> np.ndarray:
         return init.amplitude * np.exp(-r2 / (2.0 * init.width_m**2))
     kind = "neumann" if boundary_kind == "neumann" else "dirichlet"
     return init.amplitude * mode_shape(grid, init.m, init.n, kind)
+
+
+def frame_forcing(problem: Problem, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The source term per frame interval as the FD scheme injects it: ``(amplitude [n_frames], g [ny, nx])``.
+
+    Frame k's forcing is ``amplitude[k] · g(x)`` with ``amplitude[k] = Σ_m a·w(t_m)·dt`` over the solver steps
+    m = (k−1)·stride … k·stride − 1 that lead to frame k (the time integral of the source over the frame
+    interval, by the scheme's own rule), ``amplitude[0] = 0``; g is ``grid_footprint`` (1/m²). ``n_frames``
+    may exceed the stored frames (the source is known at any time).
+    """
+    t = problem.time
+    n = t.n_frames if n_frames is None else int(n_frames)
+    w = wavelet(problem.source, np.arange(max(n - 1, 0) * t.frame_stride) * t.dt_s) * t.dt_s
+    amp = np.concatenate([[0.0], w.reshape(max(n - 1, 0), t.frame_stride).sum(axis=1)])[:n]
+    return amp, grid_footprint(problem.source, problem.grid)

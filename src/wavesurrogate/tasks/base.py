@@ -139,6 +139,12 @@ class Task:
                               f"{tuple(target.shape)}")
         return (pred - target).pow(2).flatten(1).mean(1)
 
+    def batch_loss(self, model: nn.Module, batch: list[Tensor], cfg: Any) -> Tensor:
+        """Loss per sample ``[B]`` of one collated batch, for training and validation (the loop's only
+        loss): by default the model on every tensor but the last, ``sample_loss`` against the last."""
+        *inputs, target = batch
+        return self.sample_loss(model(*inputs), target)
+
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         """CheckpointError (one line) unless ``stats`` holds what evaluating this task's models reads."""
 

@@ -91,8 +91,7 @@ def _train_step(model: nn.Module, task: Task, ds: Dataset, idx: Tensor, env: Dis
                 opt: torch.optim.Optimizer, where: str) -> float:
     """One optimiser step on the global batch ``idx``; returns the global-batch mean loss."""
     part, weight = _local_slice(idx, env)
-    *inputs, target = _collate(ds, part.tolist(), env.device)
-    local = task.sample_loss(model(*inputs), target).sum() * weight
+    local = task.batch_loss(model, _collate(ds, part.tolist(), env.device), cfg).sum() * weight
     (loss,) = all_sum(env, float(local.detach()))
     loss /= len(idx)
     if not math.isfinite(loss):
@@ -106,17 +105,17 @@ def _train_step(model: nn.Module, task: Task, ds: Dataset, idx: Tensor, env: Dis
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, task: Task, ds: Dataset, env: DistEnv, batch_size: int) -> float:
+def _evaluate(model: nn.Module, task: Task, ds: Dataset, env: DistEnv, cfg: TrainConfig) -> float:
     """Mean per-sample loss (normalised units) over ``ds``, each rank taking every world-th batch."""
     was = model.training
     model.eval()
     sse, count = 0.0, 0.0
     n = len(ds)  # type: ignore[arg-type]
-    starts = list(range(0, n, batch_size))
+    starts = list(range(0, n, cfg.batch_size))
     for s in starts[env.rank :: env.world]:
-        *inputs, target = _collate(ds, range(s, min(s + batch_size, n)), env.device)
-        sse += float(task.sample_loss(model(*inputs), target).double().sum())
-        count += target.shape[0]
+        batch = _collate(ds, range(s, min(s + cfg.batch_size, n)), env.device)
+        sse += float(task.batch_loss(model, batch, cfg).double().sum())
+        count += batch[-1].shape[0]
     model.train(was)
     tot, cnt = all_sum(env, sse, count)
     return tot / cnt
@@ -201,7 +200,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
         _init_from(model, cfg, run_dir, Path(init_from))
     else:
         task.init_model(model, data)  # fresh run only: e.g. a POD basis from the training fields
-    _dry_run(model, task, data.train)  # a model that does not fit its data fails before anything is written
+    _dry_run(model, task, data.train, cfg)  # a model that does not fit its data fails before any write
     model.to(env.device)
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,14 +233,13 @@ def _init_from(model: nn.Module, cfg: TrainConfig, run_dir: Path, source: Path) 
     load_into(model, load_weights(source / layout.WEIGHTS, "best")[0], cfg.model.name, where)
 
 
-def _dry_run(model: nn.Module, task: Task, ds: Dataset) -> None:
+def _dry_run(model: nn.Module, task: Task, ds: Dataset, cfg: TrainConfig) -> None:
     """One sample through the model and the task's loss, in eval mode and without gradients."""
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            *inputs, target = _collate(ds, [0], torch.device("cpu"))
-            task.sample_loss(model(*inputs), target)
+            task.batch_loss(model, _collate(ds, [0], torch.device("cpu")), cfg)
     except UserError:
         raise
     except (RuntimeError, ValueError, IndexError) as exc:  # e.g. a layer of another width than the data's
@@ -290,7 +288,7 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
                 sched.step()
             val_loss = None
             if data.val is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                val_loss = _evaluate(model, task, data.val, env, cfg.batch_size)
+                val_loss = _evaluate(model, task, data.val, env, cfg)
                 if not math.isfinite(val_loss):
                     raise TrainingDiverged(f"validation loss became {val_loss} at epoch {epoch + 1} "
                                            f"(last good checkpoint: {_last_good(history, run_dir)})")

@@ -3,7 +3,8 @@
 Every spatial conv is built by ``nn.layers.blocks.make_conv`` in any kernel format, so a dense and a
 compressed network of the same family differ only in those layers (the 1x1 output head stays dense: it has
 no one-way filters to compress). Interface ``FRAMES``: ``forward(x)`` with ``x`` ``[B, n_in + 1, ny, nx]``
-(the last n_in frames, then the velocity map) returns the next ``n_out`` frames ``[B, n_out, ny, nx]``.
+(the last n_in frames, then the velocity map, then ``n_extra`` more channels such as the forcing; default
+0) returns the next ``n_out`` frames ``[B, n_out, ny, nx]``.
 
 With ``residual=True`` (default) each network predicts the increment over the last input frame: wave fields
 change little between frames, so the network learns the small update instead of copying the field through.
@@ -52,20 +53,21 @@ class _Frames2d(nn.Module):
     """Shared input checks, residual on the last frame and the dense 1x1 head of the CNNs."""
 
     def _setup(self, n_in: int, n_out: int, width: int, depth: int, kernel_size: int,
-               conv: dict[str, Any] | None, residual: bool) -> dict[str, Any]:
+               conv: dict[str, Any] | None, residual: bool, n_extra: int = 0) -> dict[str, Any]:
         """Check and store the shared hyper-parameters (ConfigError: positive, kernel odd); the conv spec."""
-        if min(n_in, n_out, width) < 1 or depth < 0:
+        if min(n_in, n_out, width) < 1 or depth < 0 or n_extra < 0:
             raise ConfigError(f"model: need n_in, n_out, width >= 1 and depth >= 0, got {n_in}, {n_out}, "
                               f"{width}, {depth}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"model.kernel_size: must be odd and >= 1, got {kernel_size}")
-        self.n_in, self.n_out, self.residual = n_in, n_out, residual
+        self.n_in, self.n_out, self.residual, self.n_extra = n_in, n_out, residual, n_extra
         return conv_spec(conv)
 
     def _check_input(self, x: Tensor) -> None:
-        """ConfigError unless ``x`` is ``[B, n_in + 1, ny, nx]``."""
-        if x.ndim != 4 or x.shape[1] != self.n_in + 1:
-            raise ConfigError(f"model input: expected [batch, {self.n_in + 1}, ny, nx], got {tuple(x.shape)}")
+        """ConfigError unless ``x`` is ``[B, n_in + 1 + n_extra, ny, nx]``."""
+        c = self.n_in + 1 + self.n_extra
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ConfigError(f"model input: expected [batch, {c}, ny, nx], got {tuple(x.shape)}")
 
     def _finish(self, x: Tensor, y: Tensor) -> Tensor:
         """Head output ``y`` plus (if residual) the last input frame, contiguous ``[B, n_out, ny, nx]``."""
@@ -81,14 +83,14 @@ class CNN2d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
         conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-        norm: str = "none", residual: bool = True,
+        norm: str = "none", residual: bool = True, n_extra: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
-        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual), kernel_size, \
-            padding_mode
+        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual, n_extra), \
+            kernel_size, padding_mode
         widths = [width * 2**level for level in range(depth + 1)]
         self.lift = nn.Sequential(
-            make_conv(n_in + 1, width, k, spec, padding_mode=pm), Activation(activation)
+            make_conv(n_in + 1 + n_extra, width, k, spec, padding_mode=pm), Activation(activation)
         )
         self.down = nn.ModuleList()
         self.up = nn.ModuleList()
@@ -126,13 +128,13 @@ class UNet2d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
         conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-        norm: str = "none", residual: bool = True,
+        norm: str = "none", residual: bool = True, n_extra: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
-        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual), kernel_size, \
-            padding_mode
+        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual, n_extra), \
+            kernel_size, padding_mode
         widths = [width * 2**level for level in range(depth + 1)]
-        self.enc = nn.ModuleList([ConvBlock(n_in + 1, widths[0], k, spec, 2, pm, activation, norm)])
+        self.enc = nn.ModuleList([ConvBlock(n_in + 1 + n_extra, widths[0], k, spec, 2, pm, activation, norm)])
         for level in range(depth):
             self.enc.append(ConvBlock(widths[level], widths[level + 1], k, spec, 2, pm, activation, norm))
         self.dec = nn.ModuleList()
@@ -164,13 +166,13 @@ class CNN3d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 16, depth: int = 2, kernel_size: int = 3,
         conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-        norm: str = "none", residual: bool = True,
+        norm: str = "none", residual: bool = True, n_extra: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
-        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual), kernel_size, \
-            padding_mode
+        spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual, n_extra), \
+            kernel_size, padding_mode
         self.lift = nn.Sequential(
-            make_conv(2, width, k, spec, dim=3, padding_mode=pm), Activation(activation)
+            make_conv(2 + n_extra, width, k, spec, dim=3, padding_mode=pm), Activation(activation)
         )
         self.blocks = nn.Sequential(
             *[ConvBlock(width, width, k, spec, 3, pm, activation, norm) for _ in range(depth)]
@@ -181,7 +183,7 @@ class CNN3d(_Frames2d):
         """[B, n_in + 1, ny, nx] -> [B, n_out, ny, nx] via a [B, width, n_in, ny, nx] space-time volume."""
         self._check_input(x)
         frames = x[:, : self.n_in].unsqueeze(1)  # [B, 1, T, ny, nx]
-        vel = x[:, self.n_in :].unsqueeze(1).expand_as(frames)
+        vel = x[:, self.n_in :].unsqueeze(2).expand(-1, -1, self.n_in, -1, -1)  # velocity (+ extra) per frame
         h = self.blocks(self.lift(torch.cat([frames, vel], dim=1)))
         h = h.reshape(h.shape[0], -1, *h.shape[-2:])  # [B, width * T, ny, nx]
         return self._finish(x, self.head(h))

@@ -52,11 +52,15 @@ class FNO2d(nn.Module):
         positional_embedding: bool = True,
         factorization: str | None = None,
         rank: float = 1.0,
+        n_extra: int = 0,
     ) -> None:
         super().__init__()
         fno_cls = _load_neuralop_fno(self.registry_name)
         self.n_in = positive_int("n_in", n_in)
         self.n_out = positive_int("n_out", n_out)
+        if not isinstance(n_extra, int) or n_extra < 0:
+            raise ConfigError(f"model.n_extra: expected an integer >= 0, got {n_extra!r}")
+        self.n_extra = n_extra
         modes = list(n_modes) if isinstance(n_modes, list | tuple) else None
         if modes is None or len(modes) != 2 or not all(isinstance(m, int) and m >= 1 for m in modes):
             raise ConfigError(f"model.n_modes: expected two positive integers [my, mx], got {n_modes!r}")
@@ -68,7 +72,7 @@ class FNO2d(nn.Module):
             raise ConfigError(f"model.rank: expected a fraction in (0, 1], got {rank!r}")
         self.n_modes = modes
         self.fno = fno_cls(
-            n_modes=tuple(modes), in_channels=self.n_in + 1, out_channels=self.n_out,
+            n_modes=tuple(modes), in_channels=self.n_in + 1 + n_extra, out_channels=self.n_out,
             hidden_channels=hidden_channels, n_layers=n_layers, lifting_channel_ratio=lifting_channel_ratio,
             projection_channel_ratio=projection_channel_ratio, domain_padding=domain_padding,
             positional_embedding="grid" if positional_embedding else None, factorization=factorization,
@@ -77,9 +81,10 @@ class FNO2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Next ``n_out`` frames ``[B, n_out, ny, nx]`` from ``x`` ``[B, n_in + 1, ny, nx]``."""
-        if x.ndim != 4 or x.shape[1] != self.n_in + 1:
+        if x.ndim != 4 or x.shape[1] != self.n_in + 1 + self.n_extra:
             raise ValueError(
-                f"{self.registry_name}: expected x [B, {self.n_in + 1}, ny, nx], got {list(x.shape)}"
+                f"{self.registry_name}: expected x [B, {self.n_in + 1 + self.n_extra}, ny, nx], "
+                f"got {list(x.shape)}"
             )
         if x.shape[2] < self.n_modes[0] or x.shape[3] < self.n_modes[1]:
             raise ValueError(
