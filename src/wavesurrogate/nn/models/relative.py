@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
@@ -24,7 +25,7 @@ from wavesurrogate.nn.models.deeponet import fourier_frequencies
 from wavesurrogate.nn.models.geometry import parse_geometry
 from wavesurrogate.nn.registry import POINTS, register
 
-__all__ = ["RelativeOperator"]
+__all__ = ["RelativeOperator", "RadialTable"]
 
 RELATIVE_FOURIER = ("none", "physical", "gaussian", "axis")
 RELATIVE_INPUTS = ("relative", "radial", "both")
@@ -136,3 +137,40 @@ class RelativeOperator(nn.Module):
         pts = torch.stack([xx, yy, tt], dim=-1).reshape(-1, 3)
         out = torch.cat([self(params, pts[i : i + chunk]) for i in range(0, pts.shape[0], chunk)], dim=1)
         return out.reshape(params.shape[0], t.numel(), y.numel(), x.numel())
+
+
+class RadialTable(nn.Module):
+    """A radial ``relative_operator`` tabulated on an (r, t) lattice: the fast path for arbitrary points.
+
+    With ``inputs="radial"``, no absolute coordinates, no Fourier features and no params besides the source
+    position, the operator is a function of (r, t) alone, so it can be evaluated once on an ``n_r × n_t``
+    lattice (r over [0, the domain's diagonal], t over [-1, 1]) and answered at any point by bilinear
+    interpolation: ``forward(params, coords)`` has the operator's interface and costs one gather per point.
+    Exact at lattice nodes; between them the error is the interpolation's (benchmarks measure it).
+    """
+
+    def __init__(self, op: RelativeOperator, n_r: int = 2048, n_t: int = 1024) -> None:
+        super().__init__()
+        if op.inputs != "radial" or op.absolute or op.freqs.shape[0] or op.branch is not None:
+            raise ValueError("radial_table: needs inputs='radial', absolute=False, no Fourier features and no "
+                             "params besides the source position")
+        self.op = op
+        r_max = float(2.0 * op.r_scale.norm())  # farthest two points of the [-1, 1]^2 frame, in r units
+        self.r_max = r_max
+        r = torch.linspace(0.0, r_max, positive_int("n_r", n_r, minimum=2))
+        t = torch.linspace(-1.0, 1.0, positive_int("n_t", n_t, minimum=2))
+        tt, rr = torch.meshgrid(t, r, indexing="ij")
+        feats = torch.stack([rr - 1.0, tt], dim=-1).reshape(-1, 2)
+        with torch.no_grad():
+            vals = op.trunk(feats) @ op.coeffs + op.bias  # type: ignore[operator]
+        self.register_buffer("table", vals.reshape(1, 1, n_t, n_r))
+
+    def forward(self, params: Tensor, coords: Tensor) -> Tensor:
+        """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` or ``[Q, 3]`` (bilinear in the (r, t) table)."""
+        src = self.op.source(params)
+        if coords.ndim == 2:
+            coords = coords.unsqueeze(0).expand(params.shape[0], -1, -1)
+        r = ((coords[..., :2] - src.unsqueeze(1)) * self.op.r_scale).norm(dim=-1)
+        grid = torch.stack([r * (2.0 / self.r_max) - 1.0, coords[..., 2]], dim=-1).unsqueeze(1)  # [B, 1, Q, 2]
+        table = self.table.expand(params.shape[0], -1, -1, -1)
+        return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0, 0]
