@@ -253,6 +253,30 @@ def measure(name: str, smoke: bool, coarse: dict[str, list[dict[str, Any]]], flo
     return rec
 
 
+def paper_width_cost(smoke: bool) -> dict[str, Any]:
+    """Seconds per training step of the paper's 2-D DeepONet (2 × 2048, batch 64 sources × 200 points) here:
+    why the paper-width run is not trained on this CPU (the paper trains 60–80k steps)."""
+    cfg = config_from_dict(run_config("free_deeponet_paper_256", smoke))
+    kw = {**cfg.model.kwargs, "branch_width": 2048, "trunk_width": 2048}
+    from wavesurrogate.train.loop import build_model, prepare_data
+
+    data = prepare_data(cfg)
+    model = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"kwargs": kw})}),
+                        data.stats)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    batch = data.train.__getitems__([i % len(data.train) for i in range(64)])
+
+    def step() -> None:
+        opt.zero_grad()
+        ((model(batch[0], batch[1]) - batch[2]) ** 2).mean().backward()
+        opt.step()
+
+    secs = with_threads(1, lambda: time_calls(step, warmup=1, repeats=2))
+    sps = statistics.median(secs)
+    return {"params": count_trainable(model), "seconds_per_step": sps, "steps_in_60_min": int(3600 / sps),
+            "paper_steps": 80000, "hours_for_paper_steps": 80000 * sps / 3600}
+
+
 def is_radial(model: torch.nn.Module) -> bool:
     """Whether ``model`` is a radial relative_operator that ``RadialTable`` can tabulate."""
     kw = getattr(model, "init_kwargs", {})
@@ -359,10 +383,12 @@ def main() -> None:
     floors = {s: pod_floors(s, a.smoke) for s in sets}
     coarse = {s: solver_rows(s, a.smoke, 2 if a.smoke else 3) for s in sets}
     records = [measure(n, a.smoke, coarse, floors, 5 if a.smoke else a.repeats) for n in names]
+    paper_cost = paper_width_cost(a.smoke) if "free_deeponet_paper_256" in names else None
     res = {"benchmark": "operators2d", "smoke": a.smoke, "command": " ".join(["python -m benchmarks.operators2d",
                                                                            *sys.argv[1:]]),
            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_info(),
            "data": data, "pod_floor": floors, "solver": coarse, "runs": records, "goals": goals(records),
+           "paper_width_cost": paper_cost,
            "training": {"common": COMMON, "paper": PAPER, "wall_seconds": walls},
            "verdicts": {s: B.verdict([{"name": r["run"], "error": r["error"],
                                        "seconds": r["latency"]["arbitrary_ms"] / 1e3}
