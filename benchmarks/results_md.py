@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.results_md [--out docs/results.md] [--json-dir benchmarks/out]
 
-``operators.json`` (benchmarks/operators.py) gets dedicated tables; any other ``*.json`` there (compression,
-solver, submodel, ...) is summarised generically (its scalar fields and tables of its record lists). Winners
-are picked from the numbers, whatever they are; nothing is typed in by hand.
+``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py) and
+``compression.json`` (benchmarks/md_compression.py) get dedicated tables; any other ``*.json`` there (solver,
+submodel, ...) is summarised generically (its scalar fields and tables of its record lists); ``*_smoke.json``
+files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed in by hand.
 """
 
 from __future__ import annotations
@@ -15,29 +16,20 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks.md_compression import compression_section
+from benchmarks.md_format import COMMAND, pct, speed
+from benchmarks.md_format import get as _get
+from benchmarks.md_operators2d import operators2d_section
 from wavesurrogate.eval.table import markdown as table
 from wavesurrogate.eval.table import num
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = ".venv/bin/python -m benchmarks.results_md"
 BUDGET_TAGS = ("10k", "50k", "250k")
 FORECAST_LABELS = {"cnn_dense": "dense CNN", "cnn_cp": "CP CNN", "fno": "FNO", "tfno": "TFNO"}
 FIELD_LABELS = {"deeponet": "DeepONet", "decoder_cp": "CP CNN decoder"}
 
 
-# ----------------------------------------------------------------------------------------------- format
-
-
-def pct(x: Any) -> str:
-    """A fraction as a percentage with one decimal."""
-    return "n/a" if not isinstance(x, int | float) or not math.isfinite(x) else f"{100 * x:.1f}"
-
-
-def speed(x: Any) -> str:
-    """A speed-up; below 1 says the surrogate is slower than the solver."""
-    if not isinstance(x, int | float) or not math.isfinite(x):
-        return "n/a"
-    return f"{x:.3g}×" if x >= 1 else f"{x:.2g}× (slower)"
+# ----------------------------------------------------------------------------------------------- labels
 
 
 def split_label(run: str) -> tuple[str, str]:
@@ -58,14 +50,6 @@ def best(records: list[dict[str, Any]], key: Any) -> dict[str, Any] | None:
     scored = [(key(r), r) for r in records]
     scored = [(v, r) for v, r in scored if isinstance(v, int | float) and math.isfinite(v)]
     return min(scored, key=lambda vr: vr[0])[1] if scored else None
-
-
-def _get(r: dict[str, Any], *path: str) -> Any:
-    for p in path:
-        if not isinstance(r, dict) or p not in r:
-            return None
-        r = r[p]
-    return r
 
 
 # --------------------------------------------------------------------------------------------- operators
@@ -288,89 +272,6 @@ def operators_section(res: dict[str, Any]) -> list[str]:
         "re-measures.", ""]
 
 
-# ----------------------------------------------------------------------------------------------- compression
-
-
-def _mib(b: Any) -> str:
-    return "n/a" if not isinstance(b, int | float) else f"{b / 2**20:.2f}"
-
-
-def _ratio(r: dict[str, Any], key: str) -> str:
-    q = (r.get("ratio_to_dense") or {}).get(key)
-    return "" if r.get("kind") == "dense" or q is None else f" ({q:.2f}×)"
-
-
-def compression_section(res: dict[str, Any]) -> list[str]:
-    """Dense against a priori / a posteriori compressed CNNs, from compression.json."""
-    st = res.get("settings", {})
-    arch = st.get("architecture", {})
-    mach = res.get("machine", {})
-    lines = ["## A priori compressed CNNs against the dense CNN (benchmarks/compression.py)", "",
-             f"Data `{Path(res.get('data', '?')).name}`: first {st.get('max_cases')} cases of the file for "
-             f"training and validation (window stride {st.get('window_stride')}), all its test cases for the "
-             f"errors. cnn2d width {arch.get('width')}, depth {arch.get('depth')}, kernel "
-             f"{arch.get('kernel_size')}, n_in {arch.get('n_in')}; every model {st.get('epochs')} epochs, "
-             f"batch {st.get('batch')}, Adam with cosine decay; learning rate per model from "
-             f"{st.get('learning_rates')}, the one with the lowest validation loss. Ratios in brackets are "
-             "compressed / dense, measured in the same run. `cp_pN`: every conv layer's CP rank is the "
-             "largest whose factors fit N numbers (`layer_params`); `cp_rN`: one rank N for all layers; "
-             "`post_`: the trained dense network compressed by `from_dense` then fine-tuned for the same "
-             "epochs.", "",
-             f"Machine: {mach.get('cores')} cores, torch {mach.get('torch')}, load "
-             f"{num(mach.get('load_1min'))}.", ""]
-    rows = []
-    for r in res.get("results", []):
-        rows.append([r["label"], r.get("kind", ""), num(r.get("lr"), "g"),
-                     f"{r['params']:,}{_ratio(r, 'params')}",
-                     pct(r.get("test_rel_l2")) + _ratio(r, "test_rel_l2"),
-                     pct(r.get("rollout40_rel_l2_late")) + _ratio(r, "rollout40_rel_l2_late"),
-                     _mib(r.get("tensor_peak_train_bytes")) + _ratio(r, "tensor_peak_train_bytes"),
-                     _mib(r.get("tensor_peak_infer_bytes")) + _ratio(r, "tensor_peak_infer_bytes"),
-                     _mib(r.get("peak_train_bytes")) + _ratio(r, "peak_train_bytes"),
-                     num(r.get("ms_b1")) + _ratio(r, "ms_b1"),
-                     num(r.get("ms_per_sample_b32")) + _ratio(r, "ms_per_sample_b32")])
-    lines += table(["model", "kind", "lr", "parameters", "one-step test rel. L2 %", "40-frame rollout %",
-                    "train peak MiB (tensors)", "inference peak MiB (tensors)", "train peak MiB (RSS)",
-                    "ms batch 1", "ms/sample batch 32"], rows) + [""]
-    lrs = [f"{x:g}" for x in st.get("learning_rates", [])]
-    if lrs:
-        lines += ["Learning-rate search: best validation loss (MSE on normalised frames) per rate; the "
-                  "chosen rate in bold, a dash where the model was not trained at that rate.", ""]
-        vrows = []
-        for r in res.get("results", []):
-            by = r.get("val_loss_by_lr") or {}
-            cells = []
-            for lr in lrs:
-                v = by.get(lr)
-                cell = "–" if v is None else num(v, ".3g")
-                cells.append(f"**{cell}**" if v is not None and lr == f"{r.get('lr'):g}" else cell)
-            vrows.append([r["label"], *cells])
-        lines += table(["model", *lrs], vrows) + [""]
-    lines += ["Rollout: 40 frames autoregressively from the latest start that leaves 40 frames (after the "
-              "sources have fired), relative L2 over the 40 frames. Tensor peaks: live tensor bytes "
-              "(weights, gradients, Adam state, activations) from the profiler's allocation records; RSS: "
-              "process resident-set growth, which also counts library code pages touched for the first "
-              "time. Latency: median of timed calls at torch's default threads.", ""]
-    goals = res.get("goals") or {}
-    if goals:
-        lines += ["Goals of issue 3, per compressed model (measured ratio, then whether it holds):", ""]
-        grows = []
-        for name, g in goals.items():
-            def yes(v: Any) -> str:
-                return "n/a" if v is None else ("yes" if v else "**no**")
-            inf = g.get("inference_not_slower (batch 1, batch 32)") or [None, None]
-            grows.append([name, f"{num(g.get('test_rel_l2_ratio'))} {yes(g.get('accuracy_met (<= 1.10)'))}",
-                          f"{num(g.get('rollout_ratio'))} {yes(g.get('rollout_met (<= 1.2)'))}",
-                          yes(g.get("memory_lower (weights, tensor peak train, tensor peak inference)")),
-                          f"{yes(inf[0])}, {yes(inf[1])}"])
-        lines += table(["model", "error ratio ≤ 1.10", "rollout ratio ≤ 1.2",
-                        "memory lower (weights, train, inference)", "not slower (batch 1, 32)"], grows) + [""]
-    lines += ["Reproduce: `.venv/bin/python -m benchmarks.compression --out benchmarks/out/compression.json` "
-              "(defaults: 8 epochs, 120 cases, the rate grid above; simulates configs/forecast64.yaml once; "
-              f"finished runs are reused), then `{COMMAND}`.", ""]
-    return lines
-
-
 # ----------------------------------------------------------------------------------------------- generic
 
 
@@ -410,8 +311,8 @@ def generic_section(name: str, res: Any) -> list[str]:
 
 
 def render(json_dir: Path) -> str:
-    """The whole results.md text."""
-    files = sorted(json_dir.glob("*.json"))
+    """The whole results.md text (``*_smoke.json`` files are harness checks, not results: left out)."""
+    files = sorted(f for f in json_dir.glob("*.json") if not f.name.endswith("_smoke.json"))
     lines = ["# Results", "",
              f"Generated by `{COMMAND}` from the JSON files in `benchmarks/out/` ({len(files)} file(s)); "
              "do not edit by hand, rerun the command. Each section says which benchmark made its numbers and "
@@ -419,15 +320,15 @@ def render(json_dir: Path) -> str:
              "pessimistic, the load average is recorded.", ""]
     if not files:
         lines += ["No benchmark output yet.", ""]
+    dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section}
     for f in files:
-        res = json.loads(f.read_text(encoding="utf-8"))
-        if f.name == "operators.json":
-            lines += operators_section(res)
+        if f.name in dedicated:
+            lines += dedicated[f.name](json.loads(f.read_text(encoding="utf-8")))
     for f in files:
         res = json.loads(f.read_text(encoding="utf-8"))
         if f.name == "compression.json" and isinstance(res, dict) and "goals" in res:
             lines += compression_section(res)
-        elif f.name != "operators.json":
+        elif f.name not in dedicated:
             lines += generic_section(f.name, res)
     return "\n".join(lines).rstrip() + "\n"
 
