@@ -360,6 +360,18 @@ def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def verdict_models(records: list[dict[str, Any]], s: str) -> list[dict[str, Any]]:
+    """(name, error, seconds at arbitrary points) of every run of set ``s`` and of its (r, t) table."""
+    out = []
+    for r in records:
+        if r["set"] == s:
+            out.append({"name": r["run"], "error": r["error"], "seconds": r["latency"]["arbitrary_ms"] / 1e3})
+            if r.get("table"):
+                t = r["table"]
+                out.append({"name": f"{r['run']} (r, t) table", "error": t["error"], "seconds": t["arbitrary_ms"] / 1e3})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once (one thread each)")
@@ -390,9 +402,7 @@ def main() -> None:
            "data": data, "pod_floor": floors, "solver": coarse, "runs": records, "goals": goals(records),
            "paper_width_cost": paper_cost,
            "training": {"common": COMMON, "paper": PAPER, "wall_seconds": walls},
-           "verdicts": {s: B.verdict([{"name": r["run"], "error": r["error"],
-                                       "seconds": r["latency"]["arbitrary_ms"] / 1e3}
-                                      for r in records if r["set"] == s], coarse[s]) for s in sets},
+           "verdicts": {s: B.verdict(verdict_models(records, s), coarse[s]) for s in sets},
            "seconds": {"training": t_train - t0, "total": time.perf_counter() - t0}}
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "out" / ("operators2d_smoke.json" if a.smoke
                                                                    else "operators2d.json")
