@@ -116,7 +116,8 @@ def table_run(r: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
             "params": r.get("params"), "steps": r.get("steps"), "train_seconds": r.get("train_seconds"),
             "test": {"rel_l2_pooled": t.get("error")}, "error": t.get("error"),
             "latency": {"arbitrary_ms": t.get("arbitrary_ms")},
-            "baselines": {"speedup_vs_fine": t.get("speedup_vs_fine"), "beaten_by_solver": t.get("beaten_by_solver"),
+            "baselines": {"speedup_vs_fine": t.get("speedup_vs_fine"),
+                          "beaten_by_solver": t.get("beaten_by_solver"),
                           "coarsest_no_worse": None if c is None else dict(c)}}
 
 

@@ -9,8 +9,9 @@
    the number of training sources (``metrics.pod.pod_floor_curve``).
 3. Training through ``train_or_reuse`` (one thread per run, ``--jobs`` at once), settings in ``RUNS``:
    the translation-aware operator (``relative_operator``), DeepONet as Borrel-Jensen et al. build it (pulse
-   branch input, physical Fourier features, sine, SIREN, AdamW, clipping, 0.9^(step/2000) decay) at a CPU width,
-   POD-DeepONet, the CP CNN decoder beside its dense twin, and the receiver model (``source_to_receiver``).
+   branch input, physical Fourier features, sine, SIREN, AdamW, clipping, 0.9^(step/2000) decay) at a CPU
+   width, POD-DeepONet, the CP CNN decoder beside its dense twin, and the receiver model
+   (``source_to_receiver``).
 4. Measuring, one model at a time: held-out errors through the task's ``evaluate``; a new source at 4,096
    arbitrary (x, y, t) points at batch 1 and one thread (and the cached-trunk path on a fixed grid where the
    model has one); the fine FD solve of the same question and coarser FD solves (``eval.baselines``) of the
@@ -55,35 +56,42 @@ PARAMS = ["source_x_m", "source_y_m"]
 QUERY_POINTS, TARGET_MS, TARGET_SPEEDUP = 4096, 5.0, 20.0
 FACTORS = (1.0, 0.75, 0.5, 0.375, 0.25)
 SIREN_SINE = {"activation": "sine", "init": "siren"}
+RADIAL = {"inputs": "radial", "width": 48, "depth": 3, "n_basis": 1, **SIREN_SINE}
 
 # name: (set, task, model, model kwargs, training overrides). Steps = epochs × ceil(630 / batch).
 COMMON: dict[str, Any] = {"seed": 0, "num_threads": 1, "progress": False, "eval_every": 25, "batch_size": 32,
-                          "optim": {"name": "adam", "lr": 1e-3}, "schedule": {"name": "cosine", "min_lr": 1e-5}}
+                          "optim": {"name": "adam", "lr": 1e-3},
+                          "schedule": {"name": "cosine", "min_lr": 1e-5}}
 PAPER = {"optim": {"name": "adamw", "lr": 1e-3}, "grad_clip": 0.01, "batch_size": 64,
          "schedule": {"name": "exponential_steps", "gamma": 0.9, "decay_steps": 2000}}
 RUNS: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
     "free_relative": ("free", "source_to_field", "relative_operator",
-                      {"inputs": "radial", "width": 48, "depth": 3, "n_basis": 1, **SIREN_SINE}, {"epochs": 800}),
+                      RADIAL, {"epochs": 800}),
     "free_deeponet_paper_256": ("free", "source_to_field", "deeponet",
-                                {"branch_input": "pulse", "fourier": "physical", "n_fourier": 9, "n_basis": 100,
+                                {"branch_input": "pulse", "fourier": "physical", "n_fourier": 9,
+                                 "n_basis": 100,
                                  "branch_width": 256, "branch_depth": 2, "trunk_width": 256, "trunk_depth": 2,
                                  "modified": True, "include_coords": True, **SIREN_SINE},
                                 {**PAPER, "epochs": 300, "points_per_case": 200}),
     "free_pod_deeponet_100": ("free", "source_to_field", "pod_deeponet", {"n_basis": 100}, {"epochs": 300}),
     "free_decoder_dense": ("free", "source_to_field", "field_decoder", {"width": 32},
                            {"epochs": 40, "batch_size": 8}),
-    "free_decoder_cp": ("free", "source_to_field", "field_decoder", {"width": 32, "conv": {"format": "cp", "rank": 8}},
+    "free_decoder_cp": ("free", "source_to_field", "field_decoder",
+                        {"width": 32, "conv": {"format": "cp", "rank": 8}},
                         {"epochs": 40, "batch_size": 8, "lr": 1e-2}),
     "free_receivers": ("free", "source_to_receiver", "relative_operator",
-                       {"inputs": "radial", "width": 48, "depth": 3, "n_basis": 1, **SIREN_SINE}, {"epochs": 300}),
+                       RADIAL, {"epochs": 300}),
     "room_relative": ("room", "source_to_field", "relative_operator",
-                      {"inputs": "both", "absolute": True, "width": 96, "depth": 4, "n_basis": 1, **SIREN_SINE},
+                      {"inputs": "both", "absolute": True, "width": 96, "depth": 4, "n_basis": 1,
+                       **SIREN_SINE},
                       {"epochs": 400}),
     "room_pod_deeponet_100": ("room", "source_to_field", "pod_deeponet", {"n_basis": 100}, {"epochs": 300}),
 }
-ORDER = {"room_relative": 9, "free_deeponet_paper_256": 8, "free_decoder_dense": 7, "free_relative": 6}  # long first
+# the longest trainings first
+ORDER = {"room_relative": 9, "free_deeponet_paper_256": 8, "free_decoder_dense": 7, "free_relative": 6}
 GROUPS = {"relative": "translation-aware", "deeponet_paper": "DeepONet (paper recipe)",
-          "pod_deeponet": "POD-DeepONet", "decoder_dense": "dense CNN decoder", "decoder_cp": "CP CNN decoder",
+          "pod_deeponet": "POD-DeepONet", "decoder_dense": "dense CNN decoder",
+          "decoder_cp": "CP CNN decoder",
           "receivers": "translation-aware (receivers)"}
 
 
@@ -130,7 +138,8 @@ def make_data(smoke: bool) -> dict[str, Any]:
             out[s] = {"file": str(path.relative_to(ROOT)), "train_pool_cases": int(np.sum(f.split == 0)),
                       "test_cases": int(np.sum(f.split == 1)), "frames": int(f.n_frames),
                       "grid": [int(f.ny), int(f.nx)], "spacing_m": [float(f.dy), float(f.dx)],
-                      "frame_dt_s": float(f.frame_dt), "dt_s": float(f.dt), "boundary": f.config.boundary.kind,
+                      "frame_dt_s": float(f.frame_dt), "dt_s": float(f.dt),
+                      "boundary": f.config.boundary.kind,
                       "medium": f.config.medium.kind}
     return out
 
@@ -185,7 +194,8 @@ def history(run: Path) -> dict[str, Any]:
     last_q = [v for s, v in val if s >= 0.75 * val[-1][0]] if val else []
     return {"epochs": len(lines), "steps": int(lines[-1]["step"]),
             "train_seconds": sum(x["seconds"] for x in lines), "last_train_loss": lines[-1]["train_loss"],
-            "val_loss": val, "val_gain_last_quarter": (1 - min(last_q) / max(last_q)) if len(last_q) > 1 else None}
+            "val_loss": val,
+            "val_gain_last_quarter": (1 - min(last_q) / max(last_q)) if len(last_q) > 1 else None}
 
 
 # -------------------------------------------------------------------------------------------- measuring
@@ -293,7 +303,8 @@ def radial_table(model: Any, info: Any, s: str, task: str, fine_s: float, rows: 
     with open_data(data_path(s)) as f:
         ms = latency(table, info, f, repeats)["arbitrary_ms"]
     out = {"n_r": int(table.table.shape[-1]), "n_t": int(table.table.shape[-2]), "error": err,
-           "arbitrary_ms": ms, "speedup_vs_fine": fine_s / (ms / 1e3), "beaten_by_solver": B.beaten(err, ms / 1e3, rows)}
+           "arbitrary_ms": ms, "speedup_vs_fine": fine_s / (ms / 1e3),
+           "beaten_by_solver": B.beaten(err, ms / 1e3, rows)}
     if task == "source_to_receiver":
         out["receivers_held_out"] = ev["held_out"]
     return out
@@ -337,7 +348,8 @@ def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
     if paper:
         out["paper_deeponet_converged"] = _goal(paper["val_gain_last_quarter"], 0.05, "<=",
                                                 "fraction of val loss gained in the last quarter of training",
-                                                error=paper["error"], pod_floor_same_p=paper.get("pod_floor_same_p"))
+                                                error=paper["error"],
+                                                pod_floor_same_p=paper.get("pod_floor_same_p"))
     if free:
         out["new_source_4096_points_ms"] = _goal(free["latency"]["arbitrary_ms"], TARGET_MS, "<=", "ms",
                                                  run=free["run"])
@@ -350,13 +362,17 @@ def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
     dense, cp = by.get("free_decoder_dense"), by.get("free_decoder_cp")
     if dense and cp:
         out["cp_decoder_error_ratio"] = _goal(cp["error"] / dense["error"], 1.2, "<=", "x dense twin's error")
-        out["cp_decoder_param_ratio"] = _goal(cp["params"] / dense["params"], 0.1, "<=", "x dense twin's params")
+        out["cp_decoder_param_ratio"] = _goal(cp["params"] / dense["params"], 0.1, "<=",
+                                              "x dense twin's params")
     rec = by.get("free_receivers")
     if rec:
-        out["receivers_peak_normalised_rmse"] = _goal(rec["receivers"]["held_out"]["peak_normalised_rmse"], 0.05,
+        out["receivers_peak_normalised_rmse"] = _goal(rec["receivers"]["held_out"]["peak_normalised_rmse"],
+                                                      0.05,
                                                       "<=", "peak-normalised RMSE, 8 held-out receivers")
-    with_rows = [r for r in records if r["baselines"]["fine_seconds"] > 0 and "coarsest_no_worse" in r["baselines"]]
-    out["rows_with_both_baselines"] = _goal(len(with_rows) / max(1, len(records)), 1.0, ">=", "fraction of rows")
+    with_rows = [r for r in records
+                 if r["baselines"]["fine_seconds"] > 0 and "coarsest_no_worse" in r["baselines"]]
+    out["rows_with_both_baselines"] = _goal(len(with_rows) / max(1, len(records)), 1.0, ">=",
+                                            "fraction of rows")
     return out
 
 
@@ -368,7 +384,8 @@ def verdict_models(records: list[dict[str, Any]], s: str) -> list[dict[str, Any]
             out.append({"name": r["run"], "error": r["error"], "seconds": r["latency"]["arbitrary_ms"] / 1e3})
             if r.get("table"):
                 t = r["table"]
-                out.append({"name": f"{r['run']} (r, t) table", "error": t["error"], "seconds": t["arbitrary_ms"] / 1e3})
+                out.append({"name": f"{r['run']} (r, t) table", "error": t["error"],
+                            "seconds": t["arbitrary_ms"] / 1e3})
     return out
 
 
@@ -396,8 +413,8 @@ def main() -> None:
     coarse = {s: solver_rows(s, a.smoke, 2 if a.smoke else 3) for s in sets}
     records = [measure(n, a.smoke, coarse, floors, 5 if a.smoke else a.repeats) for n in names]
     paper_cost = paper_width_cost(a.smoke) if "free_deeponet_paper_256" in names else None
-    res = {"benchmark": "operators2d", "smoke": a.smoke, "command": " ".join(["python -m benchmarks.operators2d",
-                                                                           *sys.argv[1:]]),
+    command = " ".join([".venv/bin/python -m benchmarks.operators2d", *sys.argv[1:]])
+    res = {"benchmark": "operators2d", "smoke": a.smoke, "command": command,
            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_info(),
            "data": data, "pod_floor": floors, "solver": coarse, "runs": records, "goals": goals(records),
            "paper_width_cost": paper_cost,
