@@ -110,7 +110,9 @@ def test_paper_options_rebuild_from_kwargs_and_defaults_are_unchanged_by_geometr
     torch.manual_seed(4)
     plain = registry.build("deeponet", dict(n_params=3, branch_width=16, trunk_width=16))
     torch.manual_seed(4)
-    with_geo = registry.build("deeponet", dict(n_params=3, branch_width=16, trunk_width=16, geometry=geometry()))
+    with_geo = registry.build(
+        "deeponet", dict(n_params=3, branch_width=16, trunk_width=16, geometry=geometry())
+    )
     assert torch.equal(plain(p, c), with_geo(p, c))  # geometry alone changes nothing
     assert registry.entry("deeponet").capabilities["geometry"] is True
 

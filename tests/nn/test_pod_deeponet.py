@@ -1,5 +1,6 @@
-"""``pod_deeponet``: a basis from ``pod_modes`` of synthetic fields plus least-squares branch weights reproduces
-fields of the span; interpolation is exact at nodes and trilinear between them; set_basis checks shapes."""
+"""``pod_deeponet``: a basis from ``pod_modes`` of synthetic fields plus least-squares branch weights
+reproduces fields of the span; interpolation is exact at nodes and trilinear between them; set_basis checks
+shapes."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ PACKAGE = "wavesurrogate.nn.models"
 _CNN = {"n_in": 2, "n_out": 1, "width": 4, "depth": 1, "conv": {"format": "cp", "rank": 2}}
 _ONET = {"n_params": 3, "n_basis": 8, "branch_width": 8, "trunk_width": 8, "n_fourier": 4}
 _GEOMETRY = {"coord_min": [0.0, 0.0, 0.0], "coord_max": [1.0, 1.0, 0.01], "source_params": [0, 1],
-             "param_mean": [0.5, 0.5, 0.0], "param_std": [0.2, 0.2, 1.0], "c_ref_mps": 343.0, "f_max_hz": 500.0}
+             "param_mean": [0.5, 0.5, 0.0], "param_std": [0.2, 0.2, 1.0], "c_ref_mps": 343.0,
+             "f_max_hz": 500.0}
 _FNO = {"n_in": 1, "n_out": 1, "n_modes": (4, 4), "hidden_channels": 4}
 
 
@@ -176,7 +177,7 @@ def test_task_names_live_only_in_tasks():
         if rel.parts[0] in ("tasks", "config"):
             continue
         text = path.read_text(encoding="utf-8").lower()
-        for task in ('"forecast"', '"source_to_field"', '"boundary_trace"', '"source_to_receiver"', "forecast",
-                     "source_to_field", "boundary_trace", "source_to_receiver"):
+        for task in ('"forecast"', '"source_to_field"', '"boundary_trace"', '"source_to_receiver"',
+                     "forecast", "source_to_field", "boundary_trace", "source_to_receiver"):
             if rel.parts[0] == "nn" or task.startswith('"'):
                 assert task not in text, f"{rel} names the task {task}"

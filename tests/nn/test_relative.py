@@ -22,8 +22,10 @@ def dyadic(*shape, gen):
     return torch.randint(-32, 33, shape, generator=gen).float() / 64
 
 
-@pytest.mark.parametrize("kw", [{}, {"fourier": "physical", "n_fourier": 9, "activation": "sine", "modified": True},
-                                {"n_basis": 1}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"fourier": "physical", "n_fourier": 9, "activation": "sine", "modified": True},
+           {"n_basis": 1}]
+)
 def test_shifting_source_and_points_together_leaves_the_output_identical(kw):
     torch.manual_seed(0)
     m = registry.build("relative_operator", dict(n_params=3, geometry=UNIT, **kw))

@@ -27,8 +27,12 @@ def _cfg(data, out, **over):
 
 
 def test_lr_after_k_steps_is_the_closed_form(tmp_path):
-    cfg = config_from_dict(tt.tiny_config(tmp_path / "d.h5", tmp_path / "r", optim={"name": "adamw", "lr": 1e-3},
-                                          schedule={"name": "exponential_steps", "gamma": 0.9, "decay_steps": 2000}))
+    cfg = config_from_dict(
+        tt.tiny_config(
+            tmp_path / "d.h5", tmp_path / "r", optim={"name": "adamw", "lr": 1e-3},
+            schedule={"name": "exponential_steps", "gamma": 0.9, "decay_steps": 2000},
+        )
+    )
     assert steps_per_batch(cfg) and not steps_per_batch(config_from_dict(tt.tiny_config(tmp_path, tmp_path)))
     w = torch.nn.Parameter(torch.ones(2))
     opt = optimizer(cfg, iter([w]))
@@ -59,7 +63,9 @@ def test_resume_with_per_step_schedule_is_bit_exact(data, tmp_path):
     part = train(_cfg(data, tmp_path / "part", epochs=3), stop_after_epoch=1)
     resumed = train_from_config(None, resume=part)
     a, b = ck.load_state(straight / ck.OPTIM), ck.load_state(resumed / ck.OPTIM)
-    assert [(m["train_loss"], m["lr"]) for m in a["metrics"]] == [(m["train_loss"], m["lr"]) for m in b["metrics"]]
+    assert [(m["train_loss"], m["lr"]) for m in a["metrics"]] == [
+        (m["train_loss"], m["lr"]) for m in b["metrics"]
+    ]
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
@@ -67,4 +73,6 @@ def test_resume_with_per_step_schedule_is_bit_exact(data, tmp_path):
 
 def test_decay_steps_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="decay_steps"):
-        config_from_dict(tt.tiny_config(tmp_path, tmp_path, schedule={"name": "exponential_steps", "decay_steps": 0}))
+        config_from_dict(
+            tt.tiny_config(tmp_path, tmp_path, schedule={"name": "exponential_steps", "decay_steps": 0})
+        )

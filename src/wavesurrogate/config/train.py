@@ -90,7 +90,9 @@ class ScheduleConfig(Strict):
     name: Literal["none", "cosine", "step", "exponential", "exponential_steps"] = "none"
     step_size: int = Field(10, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.5, gt=0.0, le=1.0, description="step/exponential(_steps): decay factor")
-    decay_steps: int = Field(2000, ge=1, description="exponential_steps: lr = lr0 * gamma**(step / decay_steps)")
+    decay_steps: int = Field(
+        2000, ge=1, description="exponential_steps: lr = lr0 * gamma**(step / decay_steps)"
+    )
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
 
 

@@ -158,19 +158,23 @@ class DeepONet(_DeepONetBase):
         self, n_params: int, n_basis: int = 100, branch_width: int = 128, branch_depth: int = 4,
         trunk_width: int = 128, trunk_depth: int = 4, activation: str = "sine", modified: bool = True,
         fourier: str = "gaussian", n_fourier: int = 64, fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0, include_coords: bool = True, init: str = "glorot", branch_input: str = "params",
-        pulse_ppw: float = 2.0, geometry: dict | None = None,
+        fourier_seed: int = 0, include_coords: bool = True, init: str = "glorot",
+        branch_input: str = "params", pulse_ppw: float = 2.0, geometry: dict | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params)
         positive_int("branch_width", branch_width)
         positive_int("branch_depth", branch_depth)
         if branch_input not in BRANCH_INPUTS:
-            raise ConfigError(f"model.branch_input: unknown {branch_input!r}; known: {', '.join(BRANCH_INPUTS)}")
+            raise ConfigError(
+                f"model.branch_input: unknown {branch_input!r}; known: {', '.join(BRANCH_INPUTS)}"
+            )
         needs = branch_input == "pulse" or fourier == "physical"
         self.geometry = parse_geometry(geometry, n_params) if geometry is not None else None
         if needs and self.geometry is None:
-            raise ConfigError("model.geometry: branch_input 'pulse' and fourier 'physical' need the task's geometry")
+            raise ConfigError(
+                "model.geometry: branch_input 'pulse' and fourier 'physical' need the task's geometry"
+            )
         self._build_trunk(
             n_basis, trunk_width, trunk_depth, activation, modified, fourier, n_fourier, fourier_scale,
             fourier_seed, include_coords, init, self.geometry,
@@ -188,7 +192,8 @@ class DeepONet(_DeepONetBase):
         _shrink_output(self.branch, n_basis)
 
     def branch_features(self, params: Tensor) -> Tensor:
-        """Branch input ``[B, d]``: the params, or the flattened pulse ``[ny·nx]`` then the non-source params."""
+        """Branch input ``[B, d]``: the params, or the flattened pulse ``[ny·nx]`` then the non-source
+        params."""
         if params.ndim != 2 or params.shape[1] != self.n_params:
             raise ValueError(f"deeponet: expected params [B, {self.n_params}], got {list(params.shape)}")
         if self.branch_input == "params":

@@ -2,14 +2,15 @@
 
 A task passes such a model ``geometry: dict`` with exactly the keys
 
-- ``coord_min``, ``coord_max``: ``[x, y, t]`` (m, m, s), the physical values of the scaled coordinate -1 and +1;
+- ``coord_min``, ``coord_max``: ``[x, y, t]`` (m, m, s), the physical values of the scaled coordinate -1
+  and +1;
 - ``source_params``: ``[i_x, i_y]``, the indices of the source x and y (in metres) within the parameters;
 - ``param_mean``, ``param_std``: the normalisation of the parameters, ``p_norm = (p - mean) / std``;
 - ``c_ref_mps``: the reference wave speed of the data; ``f_max_hz``: the highest frequency of the source.
 
-:func:`parse_geometry` validates it (``ConfigError``, one line naming the field) into a :class:`Geometry`, which
-maps normalised parameters to the source position in the scaled frame and physical quantities to scaled units.
-This module is plain arithmetic: it knows no file, task or solver.
+:func:`parse_geometry` validates it (``ConfigError``, one line naming the field) into a :class:`Geometry`,
+which maps normalised parameters to the source position in the scaled frame and physical quantities to scaled
+units. This module is plain arithmetic: it knows no file, task or solver.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from wavesurrogate.errors import ConfigError
 
 __all__ = ["GEOMETRY_KEYS", "Geometry", "parse_geometry", "pulse_sigma_m"]
 
-GEOMETRY_KEYS = ("coord_min", "coord_max", "source_params", "param_mean", "param_std", "c_ref_mps", "f_max_hz")
+GEOMETRY_KEYS = (
+    "coord_min", "coord_max", "source_params", "param_mean", "param_std", "c_ref_mps", "f_max_hz"
+)
 
 
 def _numbers(geometry: dict[str, Any], key: str, n: int | None = None) -> tuple[float, ...]:
@@ -42,13 +45,18 @@ def _numbers(geometry: dict[str, Any], key: str, n: int | None = None) -> tuple[
 
 def _positive(geometry: dict[str, Any], key: str) -> float:
     value = geometry[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
         raise ConfigError(f"model.geometry.{key}: expected a positive finite number, got {value!r}")
     return float(value)
 
 
 def pulse_sigma_m(c_ref_mps: float, f_max_hz: float) -> float:
-    """Width σ (m) of the initial pulse ``exp(-r²/σ²)`` as Borrel-Jensen et al.'s code: ``c / (π f_max / 2)``."""
+    """Width σ (m) of the initial pulse ``exp(-r²/σ²)`` as Borrel-Jensen et al.'s code:
+    ``c / (π f_max / 2)``."""
     return c_ref_mps / (math.pi * f_max_hz / 2.0)
 
 
@@ -74,7 +82,8 @@ class Geometry:
         return value / self.half_extent[axis]
 
     def source_affine(self) -> tuple[Tensor, Tensor]:
-        """``(scale [2], offset [2])`` (float64) with source (x, y) scaled ``= p_norm[source_params] * scale + offset``."""
+        """``(scale [2], offset [2])`` (float64) with source (x, y) scaled
+        ``= p_norm[source_params] * scale + offset``."""
         scale, offset = [], []
         for axis, i in enumerate(self.source_params):
             h = self.half_extent[axis]
@@ -98,13 +107,14 @@ class Geometry:
         """Frequency matrix ``[n_fourier, 3]`` (cycles per scaled unit) of Borrel-Jensen et al.'s features.
 
         ``n_fourier / 3`` physical frequencies ``f_j = f_max / (2 j)``, j = 1, 2, ... (the paper: f_max/2, /4,
-        /6 for ``n_fourier = 9``), wavenumbers ``k_j = f_j / c_ref`` (cycles per metre) on x, y and on ``c_ref t``
-        (time in metres), each feature along one axis; in scaled units ``k_j · half-extent`` (x, y) and
-        ``f_j · half-extent_t`` (t). ``scale`` (one number or one per axis) multiplies them.
+        /6 for ``n_fourier = 9``), wavenumbers ``k_j = f_j / c_ref`` (cycles per metre) on x, y and on
+        ``c_ref t`` (time in metres), each feature along one axis; in scaled units ``k_j · half-extent``
+        (x, y) and ``f_j · half-extent_t`` (t). ``scale`` (one number or one per axis) multiplies them.
         """
         if n_fourier < 3 or n_fourier % 3:
             raise ConfigError(
-                f"model.n_fourier: 'physical' features need a positive multiple of 3 (paper: 9), got {n_fourier}"
+                "model.n_fourier: 'physical' features need a positive multiple of 3 (paper: 9), "
+                f"got {n_fourier}"
             )
         scales = [float(scale)] * 3 if isinstance(scale, int | float) else [float(s) for s in scale]
         if len(scales) != 3 or not all(s > 0 and math.isfinite(s) for s in scales):
@@ -112,7 +122,11 @@ class Geometry:
         k = n_fourier // 3
         f = torch.tensor([self.f_max_hz / (2.0 * j) for j in range(1, k + 1)], dtype=torch.float64)
         hx, hy, ht = self.half_extent
-        per_axis = (f / self.c_ref_mps * hx, f / self.c_ref_mps * hy, f / self.c_ref_mps * (self.c_ref_mps * ht))
+        per_axis = (
+            f / self.c_ref_mps * hx,
+            f / self.c_ref_mps * hy,
+            f / self.c_ref_mps * (self.c_ref_mps * ht),
+        )
         b = torch.zeros(n_fourier, 3, dtype=torch.float64)
         for axis in range(3):
             b[axis * k : (axis + 1) * k, axis] = per_axis[axis] * scales[axis]
@@ -158,7 +172,9 @@ def parse_geometry(geometry: Any, n_params: int | None = None) -> Geometry:
     if len(std) != len(mean) or not all(s > 0 for s in std):
         raise ConfigError(f"model.geometry.param_std: expected {len(mean)} positive numbers, got {list(std)}")
     if n_params is not None and len(mean) != n_params:
-        raise ConfigError(f"model.geometry.param_mean: has {len(mean)} entries, the model takes {n_params} params")
+        raise ConfigError(
+            f"model.geometry.param_mean: has {len(mean)} entries, the model takes {n_params} params"
+        )
     src = geometry["source_params"]
     ok = isinstance(src, list | tuple) and len(src) == 2 and all(
         isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(mean) for i in src

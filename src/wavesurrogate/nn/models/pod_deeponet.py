@@ -23,7 +23,8 @@ __all__ = ["PODDeepONet"]
 
 @register("pod_deeponet", interface=POINTS)
 class PODDeepONet(nn.Module):
-    """``forward(params [B, P], coords [B, Q, 3] or [Q, 3])`` → ``[B, Q]``: mean + branch(params) · POD modes."""
+    """``forward(params [B, P], coords [B, Q, 3] or [Q, 3])`` → ``[B, Q]``: mean + branch(params) · POD
+    modes."""
 
     capabilities = {"onnx": False}  # 5-D grid_sample, which torch's ONNX exporter lacks
 
@@ -66,7 +67,8 @@ class PODDeepONet(nn.Module):
         if coords.shape[-1] != 3:
             raise ValueError(f"pod_deeponet: expected coords [..., 3] (x, y, t), got {list(coords.shape)}")
         volume = torch.cat([self.mean.unsqueeze(0), self.modes]).unsqueeze(0)  # [1, 1+p, nt, ny, nx]
-        grid = coords.reshape(1, 1, 1, -1, 3).to(volume.dtype)  # grid_sample's last axis is (x, y, z) = (x, y, t)
+        # grid_sample's last axis is (x, y, z) = (x, y, t)
+        grid = coords.reshape(1, 1, 1, -1, 3).to(volume.dtype)
         out = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
         return out.reshape(volume.shape[1], -1).T.reshape(*coords.shape[:-1], volume.shape[1])
 
@@ -84,8 +86,8 @@ class PODDeepONet(nn.Module):
     def predict_grid(
         self, params: Tensor, x: Tensor | None = None, y: Tensor | None = None, t: Tensor | None = None
     ) -> Tensor:
-        """Field ``[B, nt, ny, nx]``: on the stored grid (no coords: ``mean + coeffs · modes`` exactly), or on the
-        tensor-product grid of 1-D scaled coords x ``[nx]``, y ``[ny]``, t ``[nt]`` by interpolation."""
+        """Field ``[B, nt, ny, nx]``: on the stored grid (no coords: ``mean + coeffs · modes`` exactly), or on
+        the tensor-product grid of 1-D scaled coords x ``[nx]``, y ``[ny]``, t ``[nt]`` by interpolation."""
         coeffs = self.branch_coeffs(params)
         if x is None and y is None and t is None:
             return self.mean + torch.einsum("bk,kthw->bthw", coeffs, self.modes)

@@ -1,14 +1,14 @@
 """``relative_operator``: a translation-aware source → field operator (interface ``POINTS``, needs geometry).
 
-A point source in a homogeneous medium gives a field that depends on ``x - x_s`` and ``t`` only, so the network
-sees the query point relative to the source: features ``(x - x_s, y - y_s, t)`` in the scaled frame, or the
-distance ``r = |x - x_s|`` and t (``inputs="radial"``: an isotropic medium in free space makes the field a
-function of (r, t) alone), or both (the source
-position comes from the normalised params through the task's geometry), optionally the absolute ``(x, y)``
-(``absolute=True``: walls and media break the invariance) and Fourier features of the relative coordinates. As a
-DeepONet, a trunk MLP maps the features to ``n_basis`` values τ_k, a branch MLP maps the remaining (non-source)
-params to coefficients b_k, and the output is ``Σ_k b_k τ_k + bias``; with no other params the coefficients are
-learned constants (``n_basis=1``: a plain MLP of the relative coordinates). See docs/operators.md.
+A point source in a homogeneous medium gives a field that depends on ``x - x_s`` and ``t`` only, so the
+network sees the query point relative to the source: features ``(x - x_s, y - y_s, t)`` in the scaled frame,
+or the distance ``r = |x - x_s|`` and t (``inputs="radial"``: an isotropic medium in free space makes the
+field a function of (r, t) alone), or both (the source position comes from the normalised params through the
+task's geometry), optionally the absolute ``(x, y)`` (``absolute=True``: walls and media break the invariance)
+and Fourier features of the relative coordinates. As a DeepONet, a trunk MLP maps the features to ``n_basis``
+values τ_k, a branch MLP maps the remaining (non-source) params to coefficients b_k, and the output is
+``Σ_k b_k τ_k + bias``; with no other params the coefficients are learned constants (``n_basis=1``: a plain
+MLP of the relative coordinates). See docs/operators.md.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ RELATIVE_INPUTS = ("relative", "radial", "both")
 class RelativeOperator(nn.Module):
     """``forward(params [B, P], coords [B, Q, 3] or [Q, 3])`` → ``[B, Q]`` from source-relative coordinates.
 
-    Defaults (trunk width 48, depth 3, 16 basis functions, GELU, no Fourier features; 5,697 parameters with two
-    params) answer a new source at 4,096 arbitrary points in ~2 ms on one CPU thread (docs/operators.md); sine
-    and tanh cost 2-4× GELU per element on CPU, so they are options, not the default.
+    Defaults (trunk width 48, depth 3, 16 basis functions, GELU, no Fourier features; 5,697 parameters with
+    two params) answer a new source at 4,096 arbitrary points in ~2 ms on one CPU thread (docs/operators.md);
+    sine and tanh cost 2-4× GELU per element on CPU, so they are options, not the default.
     """
 
     capabilities = {"geometry": True}
@@ -45,16 +45,16 @@ class RelativeOperator(nn.Module):
     def __init__(
         self, n_params: int, geometry: dict | None = None, n_basis: int = 16, width: int = 48, depth: int = 3,
         branch_width: int = 32, branch_depth: int = 2, activation: str = "gelu", modified: bool = False,
-        absolute: bool = False, inputs: str = "relative", fourier: str = "none", n_fourier: int = 9, fourier_scale: float | list[float] = 1.0,
-        fourier_seed: int = 0, init: str = "glorot",
+        absolute: bool = False, inputs: str = "relative", fourier: str = "none", n_fourier: int = 9,
+        fourier_scale: float | list[float] = 1.0, fourier_seed: int = 0, init: str = "glorot",
     ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params)
         if geometry is None:
             raise ConfigError("model.geometry: relative_operator needs the task's geometry (source position)")
         g = parse_geometry(geometry, n_params)
-        for name, v in (("n_basis", n_basis), ("width", width), ("depth", depth), ("branch_width", branch_width),
-                        ("branch_depth", branch_depth)):
+        for name, v in (("n_basis", n_basis), ("width", width), ("depth", depth),
+                        ("branch_width", branch_width), ("branch_depth", branch_depth)):
             positive_int(name, v)
         if not isinstance(absolute, bool):
             raise ConfigError(f"model.absolute: expected true or false, got {absolute!r}")
@@ -79,8 +79,9 @@ class RelativeOperator(nn.Module):
         d_in = {"relative": 3, "radial": 2, "both": 4}[inputs] + 2 * absolute + 2 * freqs.shape[0]
         self.trunk = MLP(d_in, width, depth, n_basis, activation, modified, init)
         if self.other_params:
-            self.branch: MLP | None = MLP(len(self.other_params), branch_width, branch_depth, n_basis, activation,
-                                          modified, init)
+            self.branch: MLP | None = MLP(
+                len(self.other_params), branch_width, branch_depth, n_basis, activation, modified, init
+            )
             with torch.no_grad():
                 self.branch.out.weight.mul_(n_basis**-0.5)
             self.coeffs = None
@@ -92,7 +93,9 @@ class RelativeOperator(nn.Module):
     def source(self, params: Tensor) -> Tensor:
         """Source (x, y) in the scaled frame ``[B, 2]`` from normalised params ``[B, P]``."""
         if params.ndim != 2 or params.shape[1] != self.n_params:
-            raise ValueError(f"relative_operator: expected params [B, {self.n_params}], got {list(params.shape)}")
+            raise ValueError(
+                f"relative_operator: expected params [B, {self.n_params}], got {list(params.shape)}"
+            )
         return params[:, self.source_params] * self.src_scale + self.src_offset
 
     def branch_coeffs(self, params: Tensor) -> Tensor:
@@ -102,9 +105,9 @@ class RelativeOperator(nn.Module):
         return self.branch(params[:, self.other_params])
 
     def features(self, coords: Tensor, source: Tensor) -> Tensor:
-        """Trunk input ``[B, Q, d]``: ``(x - x_s, y - y_s)`` and/or the distance r (``inputs``: relative, radial,
-        both; r in metres over the larger half-extent, minus 1), then t, then (x, y) if absolute, then cos/sin
-        features of the relative coordinates."""
+        """Trunk input ``[B, Q, d]``: ``(x - x_s, y - y_s)`` and/or the distance r (``inputs``: relative,
+        radial, both; r in metres over the larger half-extent, minus 1), then t, then (x, y) if absolute, then
+        cos/sin features of the relative coordinates."""
         d = coords[..., :2] - source.unsqueeze(1)
         parts = [] if self.inputs == "radial" else [d]
         if self.inputs != "relative":
@@ -152,8 +155,10 @@ class RadialTable(nn.Module):
     def __init__(self, op: RelativeOperator, n_r: int = 2048, n_t: int = 1024) -> None:
         super().__init__()
         if op.inputs != "radial" or op.absolute or op.freqs.shape[0] or op.branch is not None:
-            raise ValueError("radial_table: needs inputs='radial', absolute=False, no Fourier features and no "
-                             "params besides the source position")
+            raise ValueError(
+                "radial_table: needs inputs='radial', absolute=False, no Fourier features and no "
+                "params besides the source position"
+            )
         self.op = op
         r_max = float(2.0 * op.r_scale.norm())  # farthest two points of the [-1, 1]^2 frame, in r units
         self.r_max = r_max
@@ -171,6 +176,8 @@ class RadialTable(nn.Module):
         if coords.ndim == 2:
             coords = coords.unsqueeze(0).expand(params.shape[0], -1, -1)
         r = ((coords[..., :2] - src.unsqueeze(1)) * self.op.r_scale).norm(dim=-1)
-        grid = torch.stack([r * (2.0 / self.r_max) - 1.0, coords[..., 2]], dim=-1).unsqueeze(1)  # [B, 1, Q, 2]
+        grid = torch.stack(
+            [r * (2.0 / self.r_max) - 1.0, coords[..., 2]], dim=-1
+        ).unsqueeze(1)  # [B, 1, Q, 2]
         table = self.table.expand(params.shape[0], -1, -1, -1)
         return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0, 0]
