@@ -72,7 +72,7 @@ RUNS: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
                                  "n_basis": 100,
                                  "branch_width": 256, "branch_depth": 2, "trunk_width": 256, "trunk_depth": 2,
                                  "modified": True, "include_coords": True, **SIREN_SINE},
-                                {**PAPER, "epochs": 300, "points_per_case": 200}),
+                                {**PAPER, "epochs": 100, "points_per_case": 200}),
     "free_pod_deeponet_100": ("free", "source_to_field", "pod_deeponet", {"n_basis": 100}, {"epochs": 300}),
     "free_decoder_dense": ("free", "source_to_field", "field_decoder", {"width": 32},
                            {"epochs": 40, "batch_size": 8}),

@@ -97,5 +97,22 @@ def test_configs_are_found_and_the_pair_differs_only_in_the_conv_format() -> Non
     assert {k: v for k, v in dense["model"]["kwargs"].items() if k != "conv"} == \
         {k: v for k, v in cp["model"]["kwargs"].items() if k != "conv"}
     assert cp["model"]["kwargs"]["conv"]["format"] == "cp" and "conv" not in dense["model"]["kwargs"]
-    assert {k: v for k, v in dense.items() if k not in ("name", "out", "model")} == \
-        {k: v for k, v in cp.items() if k not in ("name", "out", "model")}
+    assert {k: v for k, v in dense.items() if k not in ("name", "out", "model", "optim")} == \
+        {k: v for k, v in cp.items() if k not in ("name", "out", "model", "optim")}
+    assert cp["optim"]["lr"] == pytest.approx(10 * dense["optim"]["lr"])  # each model at its own rate
+    assert "forcing" in dense["data"]["inputs"] and isinstance(dense["epochs"], int)
+    assert not hasattr(p, "budget_s")  # fixed epochs, no time budget
+
+
+def test_report_has_the_operator_section_and_rollouts_from_frame_0(demo) -> None:
+    out, _ = demo
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Where a surrogate wins: the source → field operator" in md
+    op = json.loads((out / "operator.json").read_text(encoding="utf-8"))
+    assert [r["factor"] for r in op["rows"]][0] == 1.0 and op["rows"][0]["error"] < 1e-3  # the fine re-solve
+    assert op["field_s"] > 0 and op["points_s"] > 0 and math.isfinite(op["error"])
+    assert "Verdict: " + op["verdict"] in md
+    for label in LABELS:
+        ev = json.loads((out / label / "evaluate.json").read_text(encoding="utf-8"))
+        assert ev["rollout"]["start_frame"] == 0
+    assert "from frame 0 of test case" in md

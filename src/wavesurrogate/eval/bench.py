@@ -27,7 +27,10 @@ from wavesurrogate.eval.memory import (
     weight_bytes,
 )
 from wavesurrogate.eval.table import format_table
-from wavesurrogate.eval.timing import latency_ms, solver_seconds, speedup, time_calls, with_threads
+from wavesurrogate.eval.timing import latency_fn, solver_seconds, speedup, time_calls, with_threads
+from wavesurrogate.nn.rollout import rollout, step
+from wavesurrogate.tasks.forecast import TASK as FORECAST
+from wavesurrogate.tasks.forecast import run_options
 
 __all__ = ["solver_config", "time_solver", "machine_info", "memory_specs", "measure_memory", "bench_run",
            "bench_runs", "coarse_comparison", "DEFINITIONS", "SCHEMA", "ROLLOUT_HORIZONS"]
@@ -182,21 +185,35 @@ def _errors(ev: dict[str, Any]) -> tuple[float | None, dict[str, float | None]]:
     return one, {str(h): (rel[h - 1] if len(rel) >= h else None) for h in ROLLOUT_HORIZONS}
 
 
-def _rollout_latency(model: nn.Module, n_in: int, shape: tuple[int, int], horizon: int,
-                     repeats: int) -> float:
-    """Median seconds of a batch-1 rollout of ``horizon`` frames from random normalised inputs."""
-    from wavesurrogate.nn.rollout import rollout
+def _call_inputs(stats: dict[str, Any], batch: int, shape: tuple[int, int], horizon: int = 0) -> tuple:
+    """Random normalised (frames ``[B, n_in]``, velocity ``[B, 1]``, forcing ``[B, max(n_out, horizon)]`` or
+    None) for the calls of a run, with the channels its task reads."""
+    n_in, forcing = int(stats["n_in"]), run_options(stats)[0]
+    n_extra = max(int(stats["n_out"]), horizon) if forcing else 0
+    x = torch.randn(batch, n_in + 1 + n_extra, *shape, generator=torch.Generator().manual_seed(0))
+    return x[:, :n_in], x[:, n_in : n_in + 1], (x[:, n_in + 1 :] if forcing else None)
 
-    g = torch.Generator().manual_seed(0)
-    x0, vel = torch.randn(1, n_in, *shape, generator=g), torch.randn(1, *shape, generator=g)
-    with torch.inference_mode():
-        secs = time_calls(lambda: rollout(model, x0, vel, horizon), warmup=0, repeats=repeats)  # self-warming
+
+def _call_latency(model: nn.Module, stats: dict[str, Any], batch: int, shape: tuple[int, int],
+                  repeats: int) -> Any:
+    """Latency of one call of the run's step (``nn.rollout.step``: its inputs and its update)."""
+    frames, vel, extra = _call_inputs(stats, batch, shape)
+    return latency_fn(lambda: step(model, frames, vel, extra, run_options(stats)[1]), batch, repeats=repeats)
+
+
+def _rollout_latency(model: nn.Module, stats: dict[str, Any], shape: tuple[int, int], horizon: int,
+                     repeats: int) -> float:
+    """Median seconds of a batch-1 rollout of ``horizon`` frames (the run's inputs and update, random)."""
+    frames, vel, extra = _call_inputs(stats, 1, shape, horizon)
+    kw = {"extra": extra, "update": run_options(stats)[1], "n_out": int(stats["n_out"])}
+    with torch.inference_mode():  # self-warming
+        secs = time_calls(lambda: rollout(model, frames, vel, horizon, **kw), warmup=0, repeats=repeats)
     return statistics.median(secs)
 
 
 def memory_specs(rec: dict[str, Any]) -> dict[str, tuple]:
     """The peak-memory measurements of a bench record: {field: (function, args)} for a child process."""
-    c, (ny, nx), b = rec["n_in"] + 1, rec["grid"], rec["train_batch"]
+    c, (ny, nx), b = rec.get("in_channels", rec["n_in"] + 1), rec["grid"], rec["train_batch"]
     return {"peak_infer_bytes": (run_inference, (rec["model"], rec["kwargs"], (1, c, ny, nx))),
             "peak_train_bytes": (run_train_step, (rec["model"], rec["kwargs"], (b, c, ny, nx),
                                                   (b, rec["n_out"], ny, nx), rec["optimizer"]))}
@@ -252,14 +269,13 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     ev = _evaluation(model, info, data)
     test_rel, roll = _errors(ev)
     ev_roll = ev.get("rollout") or {}
-    c_in = n_in + 1
-    lat1 = with_threads(threads, lambda: latency_ms(model, (1, c_in, ny, nx), repeats=repeats))
-    r32 = max(3, repeats // 3)
-    lat32 = with_threads(threads, lambda: latency_ms(model, (32, c_in, ny, nx), repeats=r32))
-    lat32_all = latency_ms(model, (32, c_in, ny, nx), repeats=r32)
+    st, r32 = info.stats, max(3, repeats // 3)
+    lat1 = with_threads(threads, lambda: _call_latency(model, st, 1, (ny, nx), repeats))
+    lat32 = with_threads(threads, lambda: _call_latency(model, st, 32, (ny, nx), r32))
+    lat32_all = _call_latency(model, st, 32, (ny, nx), r32)
     roll_s = None
     if horizon > 0:
-        roll_s = with_threads(threads, lambda: _rollout_latency(model, n_in, (ny, nx), horizon,
+        roll_s = with_threads(threads, lambda: _rollout_latency(model, st, (ny, nx), horizon,
                                                                  max(2, repeats // 5)))
 
     def solver(n_adv: int) -> dict[str, Any]:
@@ -274,6 +290,8 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     rec: dict[str, Any] = {
         "run": Path(info.run_dir).name, "run_dir": str(info.run_dir), "data": str(data.resolve()),
         "model": info.model_name, "kwargs": info.model_kwargs, "n_in": n_in, "n_out": n_out, "grid": [ny, nx],
+        "in_channels": FORECAST.in_channels(st), "inputs": st.get("inputs", ["frames", "velocity"]),
+        "update": run_options(st)[1],
         "params": count_trainable(model), "weight_bytes": weight_bytes(model),
         "train_batch": cfg.batch_size, "optimizer": cfg.optim.name, "threads": threads,
         "latency_b1": lat1.to_dict(), "latency_b32": lat32.to_dict(),

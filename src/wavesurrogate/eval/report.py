@@ -111,8 +111,10 @@ def _solver_verdict(r: Mapping[str, Any]) -> list[str]:
 
 def render_report(bench: Mapping[str, Any], figures: Sequence[tuple[str, str]] = (),
                   title: str = "wavesurrogate report", intro: Sequence[str] = (),
-                  data_summary: str | None = None, timings: Mapping[str, float] | None = None) -> str:
-    """The report as markdown: intro, data summary, bench table, verdicts, figures (caption, rel. path)."""
+                  data_summary: str | None = None, timings: Mapping[str, float] | None = None,
+                  sections: Sequence[str] = ()) -> str:
+    """The report as markdown: intro, data summary, bench table, verdicts, figures (caption, rel. path),
+    then ``sections`` (markdown lines: further measured sections)."""
     lines = [f"# {title}", ""]
     lines += [*intro, ""] if intro else []
     if data_summary:
@@ -123,6 +125,7 @@ def render_report(bench: Mapping[str, Any], figures: Sequence[tuple[str, str]] =
         lines += ["## Figures", ""]
         for caption, rel in figures:
             lines += [f"**{caption}**", "", f"![{caption}]({rel})", ""]
+    lines += [*sections, ""] if sections else []
     if timings:
         lines += ["## Wall time of each stage", "", "| stage | seconds |", "| --- | ---: |"]
         lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [""]

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Latency", "round_robin", "time_calls", "latency_ms", "solver_seconds", "speedup", "with_threads"]
+__all__ = ["Latency", "round_robin", "time_calls", "latency_ms", "latency_fn", "solver_seconds", "speedup",
+           "with_threads"]
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,18 @@ def latency_ms(model: nn.Module, x: torch.Tensor | tuple[int, ...], warmup: int 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            secs = time_calls(lambda: model(x), warmup=warmup, repeats=repeats)
+        return latency_fn(lambda: model(x), int(x.shape[0]), warmup=warmup, repeats=repeats)
     finally:
         model.train(was_training)
+
+
+def latency_fn(fn: Callable[[], Any], batch: int, warmup: int = 3, repeats: int = 15) -> Latency:
+    """Latency of ``fn()`` (one call on a batch of ``batch`` samples) in inference mode."""
+    with torch.inference_mode():
+        secs = time_calls(fn, warmup=warmup, repeats=repeats)
     ms = [s * 1e3 for s in secs]
     q25, med, q75 = _quartiles(ms)
-    return Latency(med, q25, q75, min(ms), int(x.shape[0]), repeats, torch.get_num_threads())
+    return Latency(med, q25, q75, min(ms), int(batch), repeats, torch.get_num_threads())
 
 
 def solver_seconds(run_solver: Callable[[], Any], repeats: int = 3) -> float:

@@ -6,10 +6,9 @@ term of the n_out frames being predicted) returns ``[batch, n_out, ny, nx]``: th
 ``data.update: leapfrog`` the corrections r in u^{n+1} = 2u^n − u^{n−1} + r (``nn.rollout.step``).
 Training: ``batch_loss`` unrolls ``rollout.unroll`` calls per window (curriculum, pushforward; input noise in
 the windows). Evaluation: one-step metrics over the test cases' windows (true inputs; every
-``window_stride`` frames), an autoregressive rollout from frames ``rollout_start ..`` to the last frame, with
-errors per horizon, over all horizons together, a ``diverged`` flag (non-finite, or pooled relative L2
-above the threshold) instead of a crash, the energy growth after the source stops (``flagged``), and the
-spectral radius of the step map at the last true state (``stability``).
+``window_stride`` frames), a rollout (``predict``) from frames ``rollout_start ..`` to the last frame: errors
+per horizon and over all, ``diverged`` (non-finite or above the threshold) instead of a crash, energy growth
+after the source stops (``flagged``), the step map's spectral radius at the last true state (``stability``).
 """
 
 from __future__ import annotations
@@ -295,6 +294,35 @@ class Forecast(Task):
         pred = rollout(model, frames, vel, k * n_out, grad=True, extra=extra, update=update, n_out=n_out)
         return self.sample_loss(pred, y)
 
+    def in_channels(self, stats: Mapping[str, Any]) -> int:
+        """Input channels of one model call: n_in frames, velocity, and n_out forcing channels if read."""
+        return int(stats["n_in"]) + 1 + (int(stats["n_out"]) if run_options(stats)[0] else 0)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, stats: Mapping[str, Any], fields: np.ndarray, velocity: np.ndarray,
+                start: int, n_steps: int, *, forcing: tuple[np.ndarray, np.ndarray] | None = None,
+                batch_size: int = 32) -> Tensor:
+        """Rollout of a run, float64 field units ``[case, n_steps, y, x]``: frames ``start .. start + n_steps
+        − 1`` from the true frames ``[start − n_in, start)`` of ``fields`` ``[case, frame, y, x]`` (field
+        units), ``velocity`` ``[case, y, x]`` (m/s), through the run's inputs and update (``nn.rollout``);
+        ``forcing`` (``load_forcing`` of these cases, frames from 0) is required when the run reads it."""
+        from wavesurrogate.nn.rollout import rollout
+
+        n_in, n_out = int(stats["n_in"]), int(stats["n_out"])
+        use_forcing, update = run_options(stats)
+        if use_forcing and forcing is None:
+            raise DataFileError("forecast: this run reads the forcing; pass forcing=load_forcing(f, cases)")
+        if not n_in <= start <= fields.shape[1]:
+            raise ConfigError(f"forecast: start frame {start} needs {n_in} true frames of {fields.shape[1]}")
+        fa = field_affine(stats)
+        x0, vel = fa.encode(fields[:, start - n_in : start]), velocity_affine(stats).encode(velocity)
+        end = start + -(-n_steps // n_out) * n_out  # every call's forcing, the last call's surplus frames too
+        ex = forcing_channels(forcing, stats, start, end) if use_forcing else None  # type: ignore[arg-type]
+        b = batch_size
+        return torch.cat([fa.decode(rollout(model, x0[c : c + b], vel[c : c + b], n_steps, update=update,
+                                            n_out=n_out, extra=None if ex is None else ex[c : c + b]))
+                          for c in range(0, max(1, fields.shape[0]), b)])
+
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         check_numbers(stats, source, {"field_mean": False, "field_std": True, "velocity_mean": False,
                                       "velocity_std": True}, ints=("n_in", "n_out"))
@@ -326,8 +354,7 @@ class Forecast(Task):
         fields, velocity = f.load_all(cases)
         s = info.stats
         n_in, n_out = int(s["n_in"]), int(s["n_out"])
-        use_forcing, update = run_options(s)
-        fa = field_affine(s)
+        (use_forcing, update), fa = run_options(s), field_affine(s)
         src = source_info(f, cases, fields.shape[1] + n_out)
         if use_forcing and src is None:
             raise DataFileError(f"{f.path}: run {info.run_dir.name} reads the forcing, which needs the "
@@ -345,19 +372,14 @@ class Forecast(Task):
                 preds.append(fa.decode(p))
                 trues.append(fa.decode(torch.stack(ys)))
             out["one_step"] = summarise(preds, trues, f.n_spatial_dims)
-        last = fields.shape[1] - n_in - 1
+        end = fields.shape[1]
+        last = end - n_in - 1
         if not 0 <= rollout_start <= last:
             raise ConfigError(f"--rollout-start: frame {rollout_start} leaves no frame to forecast (the data "
                               f"has {fields.shape[1]} frames, the model reads {n_in}: use 0..{last})")
-        s0, n_steps = rollout_start, fields.shape[1] - n_in - rollout_start
-        norm_f, norm_v = fa.encode(fields[:, s0 : s0 + n_in]), velocity_affine(s).encode(velocity)
-        extra = None if forcing is None else forcing_channels(forcing, s, s0 + n_in, fields.shape[1] + n_out)
-        parts = []
-        for c in range(0, fields.shape[0], batch_size):
-            ex = None if extra is None else extra[c : c + batch_size]
-            parts.append(fa.decode(rollout(model, norm_f[c : c + batch_size], norm_v[c : c + batch_size],
-                                           n_steps, update=update, n_out=n_out, extra=ex)))
-        pred = torch.cat(parts)
+        s0, n_steps, norm_v = rollout_start, end - n_in - rollout_start, velocity_affine(s).encode(velocity)
+        pred = self.predict(model, s, fields, velocity, s0 + n_in, n_steps, forcing=forcing,
+                            batch_size=batch_size)
         true = torch.from_numpy(fields[:, s0 + n_in :].astype(np.float64))
         errs = temporal.rollout_errors(pred, true)
         at = temporal.diverged_at(errs)
@@ -369,8 +391,8 @@ class Forecast(Task):
                                           energy_threshold)}
         out["diverged"] = at is not None
         with torch.enable_grad():
-            out["stability"] = step_radius(model, fa.encode(fields[:, -n_in:]), norm_v, update, n_out,
-                                           None if extra is None else extra[:, -n_out:])
+            ex = None if forcing is None else forcing_channels(forcing, s, end, end + n_out)
+            out["stability"] = step_radius(model, fa.encode(fields[:, -n_in:]), norm_v, update, n_out, ex)
         return out
 
 
