@@ -1,5 +1,5 @@
 """Streaming forecast data (``data.stream``): one-pass statistics, the bounded LRU cache, per-process file
-handles (DataLoader workers), and training streamed vs in memory: same seed → bit-identical losses and weights."""
+handles (DataLoader workers), and training streamed vs in memory: same seed → bit-identical losses/weights."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_rollout_training
 import torch
 import train_tiny as tt
 import yaml
@@ -128,15 +129,17 @@ def test_dataloader_workers_open_their_own_file(tiny):
     for ctx in ("fork", "spawn"):
         loader = DataLoader(streamed, batch_sampler=batches, num_workers=2, multiprocessing_context=ctx)
         got = list(loader)
-        assert all(torch.equal(a, b) for g, w in zip(got, want, strict=True) for a, b in zip(g, w, strict=True))
-    assert streamed.file.opens == 1  # workers opened theirs; the parent's handle was neither shared nor reopened
+        pairs = [(a, b) for g, w in zip(got, want, strict=True) for a, b in zip(g, w, strict=True)]
+        assert len(pairs) == 2 * len(batches) and all(torch.equal(a, b) for a, b in pairs)
+    assert streamed.file.opens == 1  # workers opened their own; the parent's was neither shared nor reopened
 
 
 def test_streamed_training_is_bit_identical_to_in_memory(tiny, tmp_path):
     runs = {}
     for name, stream in (("mem", None), ("stream", {"cache_mb": 2 * CASE_BYTES / 2**20})):
         runs[name] = train(_cfg(tiny, tmp_path / name, stream, log_step_losses=True))
-    lines = {k: [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for k, r in runs.items()}
+    lines = {k: [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()]
+             for k, r in runs.items()}
     assert len(lines["mem"]) == 2
     for a, b in zip(lines["mem"], lines["stream"], strict=True):
         assert (a["step_losses"], a["train_loss"], a["val_loss"]) == (b["step_losses"], b["train_loss"],
@@ -160,17 +163,8 @@ def test_streamed_training_resumes_bit_for_bit(tiny, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-CAMPAIGN = {
-    "name": "tiny", "seed": 3, "cases": 4, "test_cases": 1, "test_seed": 99,
-    "solver": {"kind": "fd", "space_order": 2, "backend": "numpy"},
-    "grid": {"nx": 16, "ny": 16, "dx_m": 10.0, "dy_m": 10.0},
-    "time": {"n_frames": 12, "frame_stride": 3},
-    "boundary": {"kind": "absorbing", "width": 6},
-    "medium": {"kind": "grf", "mean_mps": [1800.0, 2200.0], "contrast": [0.0, 0.1],
-               "correlation_length_m": [30.0, 50.0]},
-    "source": {"kind": "point", "x_m": [50.0, 100.0], "y_m": [50.0, 100.0], "freq_hz": [25.0, 35.0],
-               "amplitude": 1.0e7},
-}
+CAMPAIGN = {**test_rollout_training.CAMPAIGN, "cases": 4, "test_cases": 1,
+            "time": {"n_frames": 12, "frame_stride": 3}}
 
 
 def test_forcing_inputs_stream_the_same_windows(tmp_path):
