@@ -27,6 +27,7 @@ __all__ = [
     "OptimConfig",
     "ScheduleConfig",
     "RolloutConfig",
+    "StreamConfig",
     "TrainConfig",
     "load_train_config",
     "RESUMABLE_CHANGES",
@@ -34,6 +35,13 @@ __all__ = [
 
 # Keys of a TrainConfig that may differ between a run's config.yaml and the config given with --resume.
 RESUMABLE_CHANGES = ("epochs", "num_threads", "progress", "out")
+
+
+class StreamConfig(Strict):
+    """Streaming training data (forecast): cases read from the file chunk by chunk, an LRU cache of cases."""
+
+    cache_mb: float = Field(256.0, gt=0.0, description="bound of the LRU cache of normalised cases, in MiB "
+                            "per process (at least one case is always held)")
 
 
 class DataConfig(Strict):
@@ -58,6 +66,9 @@ class DataConfig(Strict):
     update: Literal["direct", "leapfrog"] = Field(
         "direct", description="forecast: the network gives the next frames (direct) or the correction in "
         "u^{n+1} = 2u^n - u^{n-1} + network (leapfrog, needs n_in >= 2)")
+    stream: StreamConfig | None = Field(
+        None, description="forecast: stream windows from the file through a bounded cache instead of "
+        "loading the splits into memory (default: in memory)")
 
     @model_validator(mode="after")
     def _check_inputs(self) -> DataConfig:
@@ -154,6 +165,8 @@ class TrainConfig(Strict):
         if self.data.task != "forecast" and (not self.rollout.default or d.update != "direct"
                                              or d.inputs != ["frames", "velocity"]):
             raise ValueError("rollout, data.inputs and data.update are options of the forecast task")
+        if self.data.task != "forecast" and d.stream is not None:
+            raise ValueError("data.stream is an option of the forecast task")
         return self
 
     def resolved(self) -> TrainConfig:

@@ -18,6 +18,7 @@ __all__ = [
     "Splits",
     "split_cases",
     "compute_stats",
+    "RunningMeanStd",
     "scale_axis",
     "param_matrix",
     "sample_seed",
@@ -93,6 +94,38 @@ def _mean_std(chunks: Sequence[np.ndarray]) -> tuple[float, float]:
     var = sum(float(np.sum((c.astype(np.float64) - mean) ** 2)) for c in chunks) / n
     std = float(np.sqrt(var))
     return float(mean), (std if std > 0 and np.isfinite(std) else 1.0)
+
+
+class RunningMeanStd:
+    """Mean and population std of chunks seen one at a time (one pass; memory: three numbers per chunk).
+
+    The mean sums each chunk's float64 sum in order, exactly as ``_mean_std`` does, so fed the same chunks
+    it is bit-identical; the variance combines each chunk's own sum of squared deviations (Chan et al.),
+    equal to ``_mean_std``'s two-pass value up to float64 rounding. A zero std is reported as 1.
+    """
+
+    def __init__(self) -> None:
+        self.n, self.total = 0, 0
+        self.parts: list[tuple[int, float, float]] = []
+
+    def add(self, chunk: np.ndarray) -> None:
+        """Account for every element of ``chunk``."""
+        c = np.asarray(chunk)
+        if not c.size:
+            return
+        s = float(np.sum(c, dtype=np.float64))
+        m = s / c.size
+        self.parts.append((c.size, m, float(np.sum((c.astype(np.float64) - m) ** 2))))
+        self.n, self.total = self.n + c.size, self.total + s
+
+    def result(self) -> tuple[float, float]:
+        """(mean, std) of everything added; DataFileError if nothing was."""
+        if self.n == 0:
+            raise DataFileError("cannot compute normalisation statistics: the training split is empty")
+        mean = self.total / self.n
+        var = sum(m2 + k * (m - mean) ** 2 for k, m, m2 in self.parts) / self.n
+        std = float(np.sqrt(var))
+        return float(mean), (std if std > 0 and np.isfinite(std) else 1.0)
 
 
 def param_matrix(params: Mapping[str, np.ndarray], names: Sequence[str], cases: np.ndarray) -> np.ndarray:

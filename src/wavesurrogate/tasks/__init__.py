@@ -1,7 +1,7 @@
 """Tasks: the only place that knows what a model's inputs and outputs mean. One module per task.
 
-Each module of this package (``base`` aside) defines ``TASK``, an instance of a ``tasks.base.Task``
-subclass; ``get(name)`` finds it. A new task is one new file here plus its tests.
+Each module of this package (``base`` and private ``_helpers`` aside) defines ``TASK``, an instance of a
+``tasks.base.Task`` subclass; ``get(name)`` finds it. A new task is one new file here plus its tests.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["Task", "get", "names", "solving", "check_model"]
 def _tasks() -> dict[str, Task]:
     found: dict[str, Task] = {}
     for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if m.name == "base":
+        if m.name == "base" or m.name.startswith("_"):
             continue
         task = getattr(importlib.import_module(f"{__name__}.{m.name}"), "TASK", None)
         if not isinstance(task, Task):

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
 
 __all__ = ["Task", "TrainData", "Affine", "Loaded", "load_cases", "finite", "check_numbers",
-           "check_grid_stats", "check_geometry", "test_cases", "split_file"]
+           "check_grid_stats", "check_geometry", "test_cases", "split_file",
+           "file_geometry"]
 
 
 @dataclass
@@ -185,14 +186,19 @@ def split_file(f: Any, cfg: Any, stats: dict[str, Any] | None) -> tuple[Any, dic
     return splits, split_lists
 
 
+def file_geometry(f: Any) -> dict[str, Any]:
+    """What ``stats.json`` records of open data file ``f``'s grid and time axis (key ``data``)."""
+    return {"ny": f.ny, "nx": f.nx, "n_frames": f.n_frames, "dt": f.dt, "frame_stride": f.frame_stride,
+            "frame_dt": f.frame_dt, "dx": f.dx, "dy": f.dy}
+
+
 def load_cases(cfg: Any, stats: dict[str, Any] | None) -> Loaded:
     """Split the data file by case (test = the file's split 1) and load the training and validation cases."""
     from wavesurrogate.data.store import open_data
 
     with open_data(cfg.data.path) as f:
         splits, split_lists = split_file(f, cfg, stats)
-        geometry = {"ny": f.ny, "nx": f.nx, "n_frames": f.n_frames, "dt": f.dt,
-                    "frame_stride": f.frame_stride, "frame_dt": f.frame_dt, "dx": f.dx, "dy": f.dy}
+        geometry = file_geometry(f)
         train = f.load_all(splits.train)
         val = f.load_all(splits.val) if len(splits.val) else None
         params, coords = f.params, {"x": f.x, "y": f.y, "t": f.t}

@@ -253,7 +253,14 @@ class Forecast(Task):
     def prepare(self, cfg: Any, stats: dict[str, Any] | None = None) -> TrainData:
         from wavesurrogate.data.store import open_data
 
-        d, r, got = cfg.data, cfg.rollout, load_cases(cfg, stats)
+        d = cfg.data
+        run = {"task": self.name, "n_in": d.n_in, "n_out": d.n_out, "inputs": list(d.inputs),
+               "update": d.update}
+        if d.stream is not None:  # windows read from the file through a bounded cache
+            from wavesurrogate.tasks._forecast_stream import prepare_streamed
+
+            return prepare_streamed(cfg, stats, run, load_forcing)
+        r, got = cfg.rollout, load_cases(cfg, stats)
         forcing = val_forcing = None
         if "forcing" in d.inputs:
             with open_data(d.path) as f:
@@ -263,8 +270,6 @@ class Forecast(Task):
             stats = compute_stats(*got.train)
             if forcing is not None:
                 stats["forcing_scale"] = forcing_scale(forcing)
-        run = {"task": self.name, "n_in": d.n_in, "n_out": d.n_out, "inputs": list(d.inputs),
-               "update": d.update}
         stats = {**stats, **run, **got.record}
         train = ForecastWindows(*got.train, d.n_in, d.n_out, stats, d.window_stride, forcing=forcing,
                                 unroll=tuple(r.unroll), stage_epochs=r.stage_epochs, noise_std=r.noise_std,
