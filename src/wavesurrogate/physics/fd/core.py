@@ -237,4 +237,14 @@ class Arrays:
     n_steps: int
     stride: int
     n_frames: int
+    source_points: tuple[np.ndarray, np.ndarray]  # (physical [y, x] indices [k, 2], source there [k])
+
+
+def source_points(source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes of a footprint with a value above SOURCE_RTOL of its peak and their values (what devito
+    injects; the NumPy backend adds the dense footprint)."""
+    mag = np.abs(source)
+    peak = mag.max() if mag.size else 0.0
+    pts = np.argwhere(mag > SOURCE_RTOL * peak) if peak > 0 else np.zeros((0, 2), dtype=np.intp)
+    return pts, source[pts[:, 0], pts[:, 1]]
 
