@@ -184,12 +184,18 @@ def pod_section(res: dict[str, Any]) -> list[str]:
     for s, f in (res.get("pod_floor") or {}).items():
         if not isinstance(f, dict) or not f.get("p"):
             continue
-        ns, ps, floor = f.get("n_sources") or [], f.get("p") or [], f.get("floor") or {}
-        out += [f"POD floor, {SET_LABELS.get(s, s).lower()}: relative L2 (%) of the best p-mode projection "
-                "of the held-out fields onto the POD basis of the first n training sources; no linear-basis "
-                "model with p modes can do better.", ""]
-        out += table(["p \\ training sources", *(str(n) for n in ns)],
-                     [[str(p), *(pct(get(floor, str(n), str(p))) for n in ns)] for p in ps]) + [""]
+        ns, ps = f.get("n_sources") or [], f.get("p") or []
+        for key, what in (("floor", "uncentred (a DeepONet's Σ b_k t_k)"),
+                          ("floor_centred", "centred (mean + p modes, as POD-DeepONet)")):
+            floor = f.get(key)
+            if not isinstance(floor, dict):
+                continue
+            out += [f"POD floor, {SET_LABELS.get(s, s).lower()}, {what}: relative L2 (%) of the best "
+                    "p-mode projection of the held-out fields onto the POD basis of the first n training "
+                    "sources; no linear-basis model of that kind with p modes can do better (the DeepONet "
+                    "table below uses the centred floor for POD-DeepONet).", ""]
+            out += table(["p \\ training sources", *(str(n) for n in ns)],
+                         [[str(p), *(pct(get(floor, str(n), str(p))) for n in ns)] for p in ps]) + [""]
         d = [r for r in _runs(res, set=s) if "pod_floor_same_p" in r or r.get("model") in ("deeponet",
                                                                                              "pod_deeponet")]
         if d:

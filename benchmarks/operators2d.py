@@ -36,6 +36,7 @@ import torch
 
 from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
+from wavesurrogate.data.windows import split_cases
 from wavesurrogate.eval import baselines as B
 from wavesurrogate.eval.bench import machine_info
 from wavesurrogate.eval.evaluate import evaluate_model
@@ -146,23 +147,28 @@ def make_data(smoke: bool) -> dict[str, Any]:
 
 
 def pod_floors(s: str, smoke: bool) -> dict[str, Any]:
-    """POD floor of set ``s``: relative L2 of the best p-mode projection of its test fields, against p and
-    the number of training sources (the first n of the training pool), on the fields as stored."""
+    """POD floor of set ``s``: relative L2 of the best p-mode projection of its test fields, against p and the
+    number of training sources (the first n of the runs' own training split: the pool minus the validation
+    cases), on the fields as stored; uncentred (a DeepONet's Σ b_k t_k) and centred (mean + p modes, as
+    POD-DeepONet)."""
     with open_data(data_path(s)) as f:
-        train = np.flatnonzero(f.split == 0)[: 60 if smoke else None]
+        n = 40 if smoke else f.n_cases  # smoke runs train on the first 40 cases (data.max_cases)
+        train = split_cases(n, f.split[:n], 0.1, COMMON["seed"], f.done[:n]).train
         test = np.flatnonzero(f.split == 1)[: 20 if smoke else None]
         tr, te = f.load_all(train)[0], f.load_all(test)[0]
     n_all = len(train)
     ns = sorted({n for n in (100, 200, 400, n_all) if n <= n_all})
     ps = [p for p in (25, 50, 100, 200, 400) if p < n_all]
-    curve = pod_floor_curve(tr, te, ps, ns)
-    return {"p": ps, "n_sources": ns, "floor": {str(n): {str(p): v for p, v in row.items()}
-                                                for n, row in curve.items()}}
+    out: dict[str, Any] = {"p": ps, "n_sources": ns, "n_test": len(test)}
+    for key, center in (("floor", False), ("floor_centred", True)):
+        curve = pod_floor_curve(tr, te, ps, ns, center=center)
+        out[key] = {str(n): {str(p): v for p, v in row.items()} for n, row in curve.items()}
+    return out
 
 
-def floor_at(floors: dict[str, Any], p: int) -> float | None:
+def floor_at(floors: dict[str, Any], p: int, centred: bool = False) -> float | None:
     """The POD floor with all training sources at p modes (None if p was not measured)."""
-    row = floors["floor"][str(max(floors["n_sources"]))]
+    row = floors["floor_centred" if centred else "floor"][str(max(floors["n_sources"]))]
     return row.get(str(p))
 
 
@@ -193,7 +199,10 @@ def history(run: Path) -> dict[str, Any]:
     lines = read_metrics(run)
     val = [(x["step"], x["val_loss"]) for x in lines if x.get("val_loss") is not None]
     last_q = [v for s, v in val if s >= 0.75 * val[-1][0]] if val else []
-    return {"epochs": len(lines), "steps": int(lines[-1]["step"]),
+    tl = [x["train_loss"] for x in lines]
+    q = len(tl) // 4
+    plateau = (1 - float(np.mean(tl[-q:])) / float(np.mean(tl[-2 * q:-q]))) if q >= 2 else None
+    return {"epochs": len(lines), "steps": int(lines[-1]["step"]), "train_loss_gain_last_quarter": plateau,
             "train_seconds": sum(x["seconds"] for x in lines), "last_train_loss": lines[-1]["train_loss"],
             "val_loss": val,
             "val_gain_last_quarter": (1 - min(last_q) / max(last_q)) if len(last_q) > 1 else None}
@@ -248,13 +257,21 @@ def measure(name: str, smoke: bool, coarse: dict[str, list[dict[str, Any]]], flo
         rec["error"] = ev["one_step"]["rel_l2_pooled"]
         n_basis = model.init_kwargs.get("n_basis")
         if model_name in ("deeponet", "pod_deeponet") and n_basis is not None:
-            rec["pod_floor_same_p"] = floor_at(floors[s], int(n_basis))
+            rec["pod_floor_same_p"] = floor_at(floors[s], int(n_basis), centred=model_name == "pod_deeponet")
     model_s = lat["arbitrary_ms"] / 1e3
-    best = B.coarsest_no_worse(rows, rec["error"])
-    rec["baselines"] = {"fine_seconds": fine["seconds"], "speedup_vs_fine": fine["seconds"] / model_s,
-                        "coarsest_no_worse": None if best is None else
-                        {"factor": best["factor"], "error": best["error"], "seconds": best["seconds"]},
-                        "beaten_by_solver": B.beaten(rec["error"], model_s, rows)}
+    rec["baselines"] = {"fine_seconds": fine["seconds"], "speedup_vs_fine": fine["seconds"] / model_s}
+    if task == "source_to_receiver":  # the solver rows' errors are over whole fields, not at receivers
+        rec["baselines"]["note"] = ("trace error at held-out receivers: not compared with the field "
+                                    "errors of the solves")
+        rows = []
+    else:
+        best = B.coarsest_no_worse(rows, rec["error"])
+        rec["baselines"].update(coarsest_no_worse=None if best is None else
+                                {"factor": best["factor"], "error": best["error"],
+                                 "seconds": best["seconds"]},
+                                beaten_by_solver=B.beaten(rec["error"], model_s, rows),
+                                more_accurate_than_every_coarse_solve=all(
+                                    rec["error"] < r["error"] for r in rows if r["factor"] < 1.0))
     if "cached_ms" in lat:
         rec["baselines"]["speedup_cached_vs_fine"] = fine["seconds"] / (lat["cached_ms"] / 1e3)
     if is_radial(model):  # the (r, t) table of a radial operator: arbitrary points by one bilinear gather
@@ -304,8 +321,9 @@ def radial_table(model: Any, info: Any, s: str, task: str, fine_s: float, rows: 
     with open_data(data_path(s)) as f:
         ms = latency(table, info, f, repeats)["arbitrary_ms"]
     out = {"n_r": int(table.table.shape[-1]), "n_t": int(table.table.shape[-2]), "error": err,
-           "arbitrary_ms": ms, "speedup_vs_fine": fine_s / (ms / 1e3),
-           "beaten_by_solver": B.beaten(err, ms / 1e3, rows)}
+           "arbitrary_ms": ms, "speedup_vs_fine": fine_s / (ms / 1e3)}
+    if rows:
+        out["beaten_by_solver"] = B.beaten(err, ms / 1e3, rows)
     if task == "source_to_receiver":
         out["receivers_held_out"] = ev["held_out"]
     return out
@@ -347,8 +365,10 @@ def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
     out["room_rel_l2"] = _goal(room and room["error"], 0.10, "<=", "fraction", run=room and room["run"])
     paper = by.get("free_deeponet_paper_256")
     if paper:
-        out["paper_deeponet_converged"] = _goal(paper["val_gain_last_quarter"], 0.05, "<=",
-                                                "fraction of val loss gained in the last quarter of training",
+        out["paper_deeponet_converged"] = _goal(paper["train_loss_gain_last_quarter"], 0.05, "<=",
+                                                "fraction of mean train loss gained in the last quarter of "
+                                                "epochs against the quarter before (a plateau, not the "
+                                                "paper's 80k steps)", steps=paper["steps"], paper_steps=80000,
                                                 error=paper["error"],
                                                 pod_floor_same_p=paper.get("pod_floor_same_p"))
     if free:
@@ -370,10 +390,14 @@ def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
         out["receivers_peak_normalised_rmse"] = _goal(rec["receivers"]["held_out"]["peak_normalised_rmse"],
                                                       0.05,
                                                       "<=", "peak-normalised RMSE, 8 held-out receivers")
-    with_rows = [r for r in records
-                 if r["baselines"]["fine_seconds"] > 0 and "coarsest_no_worse" in r["baselines"]]
-    out["rows_with_both_baselines"] = _goal(len(with_rows) / max(1, len(records)), 1.0, ">=",
-                                            "fraction of rows")
+    def decided(b: dict[str, Any]) -> bool:  # a finite fine time, and a coarse solve no worse or none at all
+        fine_ok = isinstance(b.get("fine_seconds"), float) and np.isfinite(b["fine_seconds"])
+        return fine_ok and (b.get("coarsest_no_worse") is not None
+                            or bool(b.get("more_accurate_than_every_coarse_solve")))
+
+    out["field_rows_with_both_baselines"] = _goal(
+        sum(decided(r["baselines"]) for r in fields) / max(1, len(fields)), 1.0, ">=",
+        "fraction of field rows")
     return out
 
 
@@ -381,7 +405,7 @@ def verdict_models(records: list[dict[str, Any]], s: str) -> list[dict[str, Any]
     """(name, error, seconds at arbitrary points) of every run of set ``s`` and of its (r, t) table."""
     out = []
     for r in records:
-        if r["set"] == s:
+        if r["set"] == s and r["task"] == "source_to_field":  # receiver errors are not field errors
             out.append({"name": r["run"], "error": r["error"], "seconds": r["latency"]["arbitrary_ms"] / 1e3})
             if r.get("table"):
                 t = r["table"]

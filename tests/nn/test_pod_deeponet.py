@@ -110,3 +110,21 @@ def test_set_basis_and_kwargs_are_checked():
         registry.build("pod_deeponet", dict(n_params=3, n_frames=NT, ny=NY, nx=1))
     with pytest.raises(ConfigError, match=r"^model.n_basis"):
         registry.build("pod_deeponet", dict(n_params=3, n_frames=NT, ny=NY, nx=NX, n_basis=0))
+
+
+def test_the_stacked_basis_is_built_once_and_follows_changes():
+    from wavesurrogate.nn import registry
+
+    m = registry.build("pod_deeponet", dict(n_params=2, n_frames=3, ny=4, nx=5, n_basis=2))
+    g = torch.Generator().manual_seed(0)
+    m.set_basis(torch.randn(3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g))
+    v = m.basis_volume()
+    assert m.basis_volume() is v  # no copy per query
+    assert torch.equal(v[0, 0], m.mean) and torch.equal(v[0, 1:], m.modes)
+    m.set_basis(torch.zeros(3, 4, 5), torch.ones(2, 3, 4, 5))  # in place: the cache follows
+    assert torch.equal(m.basis_volume()[0, 1:], torch.ones(2, 3, 4, 5))
+    other = registry.build("pod_deeponet", dict(n_params=2, n_frames=3, ny=4, nx=5, n_basis=2))
+    assert torch.equal(other.basis_volume(), torch.zeros(1, 3, 3, 4, 5))  # built before loading
+    other.load_state_dict(m.state_dict())
+    assert torch.equal(other.basis_volume()[0, 1:], torch.ones(2, 3, 4, 5))
+    assert m.double().basis_volume().dtype == torch.float64

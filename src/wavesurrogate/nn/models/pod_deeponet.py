@@ -62,11 +62,23 @@ class PODDeepONet(nn.Module):
             raise ValueError(f"pod_deeponet: expected params [B, {self.n_params}], got {list(params.shape)}")
         return self.branch(params)
 
+    def basis_volume(self) -> Tensor:
+        """``[1, 1 + p, nt, ny, nx]``: mean and modes stacked once, rebuilt only when a buffer changed (in
+        place, e.g. ``set_basis`` or loading weights: tensor versions), moved or cast; a query copies
+        nothing."""
+        key = (self.mean._version, self.modes._version, self.mean.data_ptr(), self.modes.data_ptr(),
+               self.modes.device, self.modes.dtype)
+        if getattr(self, "_volume_key", None) != key:
+            with torch.no_grad():
+                self._volume = torch.cat([self.mean.unsqueeze(0), self.modes]).unsqueeze(0)
+            self._volume_key = key
+        return self._volume
+
     def sample_basis(self, coords: Tensor) -> Tensor:
         """Mean and modes at ``coords [..., 3]`` (x, y, t in [-1, 1]) → ``[..., 1 + n_basis]`` (trilinear)."""
         if coords.shape[-1] != 3:
             raise ValueError(f"pod_deeponet: expected coords [..., 3] (x, y, t), got {list(coords.shape)}")
-        volume = torch.cat([self.mean.unsqueeze(0), self.modes]).unsqueeze(0)  # [1, 1+p, nt, ny, nx]
+        volume = self.basis_volume()
         # grid_sample's last axis is (x, y, z) = (x, y, t)
         grid = coords.reshape(1, 1, 1, -1, 3).to(volume.dtype)
         out = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
