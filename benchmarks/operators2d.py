@@ -87,7 +87,6 @@ RUNS: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
                        **SIREN_SINE},
                       {"epochs": 300}),
     "room_pod_deeponet_100": ("room", "source_to_field", "pod_deeponet", {"n_basis": 100}, {"epochs": 150}),
-    "room_pod_deeponet_200": ("room", "source_to_field", "pod_deeponet", {"n_basis": 200}, {"epochs": 150}),
 }
 # the longest trainings first
 ORDER = {"room_relative": 9, "free_deeponet_paper_256": 8, "free_decoder_dense": 7, "free_relative": 6}
