@@ -33,7 +33,7 @@ medians is reported beside it. Per model, the best setting is the one with the l
 Goal per model (the issue's "the batch-1 latency of the demo's models drops by a measured factor, or the
 reason it cannot"): measured = the best setting's paired factor, target ≥ 1.1. Why 1.1: below 10 % a
 difference is within what the load of this shared machine moves between runs, so a smaller factor is not
-claimed as a drop. Where no setting reaches it, ``reason`` says so (which settings were tried, what they gave).
+claimed as a drop. Where no setting reaches it, ``reason`` says so (the settings tried, what they gave).
 The machine's 1-minute load average is recorded before and after (``eval.bench.machine_info``).
 """
 
@@ -69,7 +69,7 @@ FREE64_GEOMETRY = {"coord_min": [0.0, 0.0, 0.0], "coord_max": [630.0, 630.0, 0.3
 
 
 def build(name: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], bool, dict[str, Any]]:
-    """(model in eval mode, its batch-1 inputs, is a CNN, the kwargs it was built with) of demo model ``name``."""
+    """(model in eval mode, its batch-1 inputs, is a CNN, its kwargs) of demo model ``name``."""
     cfg = load_train_config(ROOT / CONFIGS[name])
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def _two_threads(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 def _compiled(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[Callable[[], Any] | None,
                                                                                 dict[str, Any]]:
-    """(inference-mode call of ``torch.compile(model)``, or None, and what compiling took or why it failed)."""
+    """(inference-mode call of ``torch.compile(model)`` or None, what compiling took or why it failed)."""
     t0 = time.perf_counter()
     try:
         cm = torch.compile(model)
@@ -176,9 +176,11 @@ def measure(name: str, repeats: int, warmup: int, compile_: bool) -> dict[str, A
     tried = {k: v for k, v in rows.items() if k != "baseline"}
     best = max(tried, key=lambda k: tried[k]["factor_paired"])
     rec: dict[str, Any] = {
-        "config": CONFIGS[name], "model": load_train_config(ROOT / CONFIGS[name]).model.name, "kwargs": {k: v for k, v in kwargs.items() if k != "geometry"},
+        "config": CONFIGS[name], "model": load_train_config(ROOT / CONFIGS[name]).model.name,
+        "kwargs": {k: v for k, v in kwargs.items() if k != "geometry"},
         "n_params": sum(p.numel() for p in model.parameters()),
-        "input_shapes": [list(a.shape) for a in args], "settings": rows, "thread_switch_ms": switch["median_ms"],
+        "input_shapes": [list(a.shape) for a in args], "settings": rows,
+        "thread_switch_ms": switch["median_ms"],
         "notes": notes, "best": best, "best_factor": tried[best]["factor_paired"],
         "baseline_ms": rows["baseline"]["median_ms"], "best_ms": tried[best]["median_ms"],
     }
@@ -194,8 +196,10 @@ def goal(name: str, rec: dict[str, Any]) -> dict[str, Any]:
          "what": f"batch-1 latency of {name} drops by a measured factor (best setting {rec['best']!r} over "
                  "no_grad NCHW at one thread, paired median)"}
     if not g["met"]:
-        gave = ", ".join(f"{k} x{v['factor_paired']:.2f}" for k, v in rec["settings"].items() if k != "baseline")
-        g["reason"] = (f"no setting reached x{TARGET} over the baseline ({rec['baseline_ms']:.3f} ms): {gave}; "
+        gave = ", ".join(f"{k} x{v['factor_paired']:.2f}" for k, v in rec["settings"].items()
+                         if k != "baseline")
+        g["reason"] = (f"no setting reached x{TARGET} over the baseline ({rec['baseline_ms']:.3f} ms): "
+                       f"{gave}; "
                        f"compile: {rec['notes'].get('compile')}")
     return g
 
@@ -224,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "warmup": args.warmup, "target_factor": TARGET, "models": models,
             "goals": {f"{n}_batch1_latency_factor": goal(n, r) for n, r in models.items()},
             "machine": before, "load_1min_after": machine_info()["load_1min"],
+            "load_note": "a shared 2-core machine: another job may run beside this one; the 1-minute load "
+                         "average before (machine.load_1min) and after says how busy it was",
             "wall_s": time.perf_counter() - t0,
         }
     finally:
