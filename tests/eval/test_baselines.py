@@ -193,9 +193,14 @@ def test_bench_comparison_table_and_report(solves) -> None:
     assert comp[0]["rows"][0]["error"] == 0.0  # the fine solve, re-run
     pts = {m["name"]: m for m in comp[0]["models"]}
     assert pts["slow"]["seconds"] == pytest.approx(10.0 / 2 * (n_frames - 2))  # scaled to predicted frames
-    assert slow["coarse_beaten_by"] == "½-resolution" and fast["coarse_beaten_by"] is None
+    # the cheapest measured solve that beats "slow" (at 25² the full and ½ solves cost about the same, so
+    # which is cheaper is the timing's to say)
+    solved = comp[0]["rows"]
+    beating = [r for r in solved if r["error"] < 2 * half["error"] and r["seconds"] < pts["slow"]["seconds"]]
+    cheapest = min(beating, key=lambda r: r["seconds"])
+    assert slow["coarse_beaten_by"] == cheapest["label"] and fast["coarse_beaten_by"] is None
     said = comp[0]["verdict"]
-    assert "slow (" in said and "is beaten on both error and time by the ½-resolution solve" in said
+    assert "slow (" in said and f"is beaten on both error and time by the {cheapest['label']} solve" in said
     assert "fast beats every coarse solve of equal error" in said
     lat = {"median_ms": 1.0, "per_sample_ms": 1.0}
     runs = [{**r, "params": 10, "weight_bytes": 40, "latency_b1": lat, "latency_b32": lat}
