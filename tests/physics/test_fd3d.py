@@ -56,7 +56,8 @@ def test_rigid_box_modes_from_a_long_run_spectrum():
     band = (f > 0.2) & (f < 1.5)
     peaks, _ = find_peaks(spec * band, height=0.05 * spec[band].max())
     exact = box_modes_hz((g.lx, g.ly, g.lz), 1.0, 5)
-    closed_form = [0.5, 0.5 / 0.7, 0.5 * np.hypot(1, 1 / 0.7), 1.0, 0.5 / 0.45]  # (1,0,0) (0,1,0) (1,1,0) (2,0,0) (0,0,1)
+    # modes (1,0,0) (0,1,0) (1,1,0) (2,0,0) (0,0,1)
+    closed_form = [0.5, 0.5 / 0.7, 0.5 * np.hypot(1, 1 / 0.7), 1.0, 0.5 / 0.45]
     np.testing.assert_allclose(exact, closed_form, rtol=1e-12)
     assert np.all(np.abs(f[peaks][:5] / exact - 1) < 0.01), (f[peaks][:5], exact)
 
