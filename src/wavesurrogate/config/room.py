@@ -90,7 +90,7 @@ def check_room(cfg: Any) -> None:
             w = getattr(b.walls, face)
             if w is not None and face.startswith("z") and ndim == 2:
                 raise ConfigError(f"boundary.walls.{face}: a 2-D grid has no z faces")
-            if w is not None and w.kind == "impedance" and None is w.impedance_rayl is b.impedance_rayl:
+            if w is not None and w.kind == "impedance" and (w.impedance_rayl or b.impedance_rayl) is None:
                 raise ConfigError(f"boundary.walls.{face}.impedance_rayl: an impedance wall needs Z (Pa·s/m)")
             if w is not None and w.kind == "absorbing" and (b.width if w.width is None else w.width) < 1:
                 raise ConfigError(f"boundary.walls.{face}.width: an absorbing layer needs ≥ 1 cell")
