@@ -128,3 +128,18 @@ def test_source_on_a_2d_grid_takes_no_z(tmp_path):
     p.write_text(yaml.safe_dump(d))
     with pytest.raises(ConfigError, match="source.z_m: only on a 3-D grid"):
         load_campaign(p)
+
+
+def test_3d_file_medium_is_read_and_bounds_dt(tmp_path):
+    """A [nz, ny, nx] velocity from a .npy file: checked against the grid, its maximum sets dt."""
+    c = np.full((9, 11, 13), 343.0)
+    c[4:, :, :] = 400.0  # a faster upper half
+    np.save(tmp_path / "c.npy", c)
+    d = yaml.safe_load(TINY.read_text())
+    d["medium"] = {"kind": "file", "path": "c.npy"}
+    (tmp_path / "room.yaml").write_text(yaml.safe_dump(d))
+    cfg = load_campaign(tmp_path / "room.yaml")
+    assert cfg.time.dt_s == pytest.approx(0.9 * 0.1 / (400.0 * np.sqrt(3.0)), rel=1e-12)
+    np.save(tmp_path / "c.npy", c[:, :, :-1])
+    with pytest.raises(ConfigError, match="medium.path"):
+        load_campaign(tmp_path / "room.yaml")
