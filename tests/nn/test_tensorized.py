@@ -192,6 +192,15 @@ def test_recompute_keeps_only_the_input_for_backward():
     assert sorted(sizes[False]) == sorted([x.numel(), 2 * 10 * 256, 2 * 10 * 256])
 
 
+def test_auto_recompute_only_when_the_intermediates_outweigh_the_input():
+    """The default recomputes exactly when the two R-channel tensors it would keep hold more than the input
+    (2R > in): the layer never keeps more activation memory for backward than the dense conv (its input)."""
+    for cin, rank, want in [(32, 8, False), (32, 16, False), (32, 17, True), (6, 10, True)]:
+        assert TensorizedConv2d(cin, 8, 3, format="cp", rank=rank).recompute is want
+    assert TensorizedConv2d(32, 8, 3, format="tucker", rank=(20, 4, 3, 3)).recompute is True
+    assert TensorizedConv2d(32, 8, 3, format="dense").recompute is False
+
+
 def test_fractional_cp_rank_is_the_largest_within_the_budget():
     for cin, cout, k, f in [(16, 16, (3, 3), 0.1), (64, 32, (3, 3), 0.099), (5, 16, (3, 3, 3), 0.05)]:
         dense = cin * cout * math.prod(k)
@@ -225,7 +234,7 @@ def test_layer_params_gives_every_layer_the_same_factor_budget():
         registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "layer_params": 100}})
     with pytest.raises(ConfigError, match="not dense"):
         registry.build("cnn2d", {"conv": {"format": "dense", "layer_params": 100}})
-    with pytest.raises(ConfigError, match="true or false"):
+    with pytest.raises(ConfigError, match="true, false or 'auto'"):
         registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "recompute": "false"}})
 
 
