@@ -161,11 +161,12 @@ def test_cp_fused_and_per_axis_routes_agree_values_and_gradients(dim, cfg):
 
 
 def test_auto_route_fuses_only_small_kernels():
-    """auto: fused when prod(k) <= 2 sum(k) (its multiply-adds stay within twice the per-axis route's)."""
-    assert TensorizedConv2d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"  # 9 <= 12
+    """auto: fused when every k <= 3 (3x3, 3x3x3: one depthwise call beats three), per axis from 5 on."""
+    assert TensorizedConv2d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"
     assert TensorizedConv2d(4, 4, (3, 1), format="cp", rank=2).cp_impl == "fused"
-    assert TensorizedConv2d(4, 4, 5, format="cp", rank=2).cp_impl == "axes"  # 25 > 20
-    assert TensorizedConv3d(4, 4, 3, format="cp", rank=2).cp_impl == "axes"  # 27 > 18
+    assert TensorizedConv2d(4, 4, 5, format="cp", rank=2).cp_impl == "axes"
+    assert TensorizedConv2d(4, 4, (5, 3), format="cp", rank=2).cp_impl == "axes"
+    assert TensorizedConv3d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"
     with pytest.raises(ConfigError, match="cp_impl"):
         TensorizedConv2d(4, 4, 3, format="cp", rank=2, cp_impl="fast")
 

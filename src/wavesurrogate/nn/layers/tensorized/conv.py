@@ -77,8 +77,8 @@ class TensorizedConvNd(nn.Module):
     CPU; the output keeps that layout, same values); ``separable_impl`` picks the separable evaluation
     (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped
     convs). ``cp_impl`` picks the cp evaluation between the two 1x1 convs (``"auto"``, default: fused when
-    ``prod(k) <= 2 sum(k)``, i.e. 3x3 and smaller; per axis for 5x5 or 3x3x3): ``"fused"`` applies the
-    one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer product
+    every k <= 3, i.e. 3x3 and 3x3x3, measured faster there; per axis for 5x5 and larger): ``"fused"`` applies
+    the one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer product
     (one call instead of one per axis, and one fewer R-channel activation to keep for backward; the dense
     ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
     ``layer_params`` (cp only, instead of ``rank``): the rank is the largest whose factors hold at most that
@@ -142,8 +142,9 @@ class TensorizedConvNd(nn.Module):
         self.rank = resolve_rank(format, rank, self.in_channels, self.out_channels, self.kernel_size)
         self.channels_last = bool(channels_last)
         self.separable_impl = separable_impl
-        if cp_impl == "auto":  # fused costs R*prod(k) multiply-adds a pixel, per axis R*sum(k) in d calls
-            cp_impl = "fused" if math.prod(self.kernel_size) <= 2 * sum(self.kernel_size) else "axes"
+        if cp_impl == "auto":  # fused costs R*prod(k) multiply-adds a pixel, per axis R*sum(k) in d calls;
+            # measured (benchmarks/layers.py): fused wins at 3x3 and 3x3x3 (one call, not three), axes at 5x5
+            cp_impl = "fused" if max(self.kernel_size) <= 3 else "axes"
         self.cp_impl = cp_impl
         if recompute not in (True, False, "auto"):
             raise ConfigError(f"conv.recompute: must be true, false or 'auto', got {recompute!r}")
@@ -282,7 +283,14 @@ class TensorizedConvNd(nn.Module):
                                dilation=self._axis(axis, self.dilation[axis], 1), groups=groups)
 
     def _pointwise(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-        """1x1 convolution with ``w`` ``[out, in]``."""
+        """1x1 convolution with ``w`` ``[out, in]``. A contiguous (NCHW) input goes through one batched matrix
+        product ``w @ x_b`` (forward and backward are plain GEMMs over the pixels; the mkldnn 1x1 conv on a
+        contiguous input, and its backward, measured several times slower); a channels-last input through
+        the conv (mkldnn's channels-last 1x1 is already a GEMM)."""
+        if bias is None and x.is_contiguous() and not torch.jit.is_scripting():
+            b, c = x.shape[:2]
+            z = torch.bmm(w.unsqueeze(0).expand(b, -1, -1), x.reshape(b, c, -1))
+            return z.reshape(b, w.shape[0], *x.shape[2:])
         return _CONV[self.dim](x, w.reshape(*w.shape, *(1,) * self.dim), bias)
 
     def _layout(self, x: Tensor) -> Tensor:
