@@ -78,9 +78,9 @@ class TensorizedConvNd(nn.Module):
     (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped
     convs). ``cp_impl`` picks the cp evaluation between the two 1x1 convs (``"auto"``, default: fused when
     every k <= 3, i.e. 3x3 and 3x3x3, measured faster there; per axis for 5x5 and larger): ``"fused"`` applies
-    the one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer product
-    (one call instead of one per axis, and one fewer R-channel activation to keep for backward; the dense
-    ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
+    the one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer
+    product (one call instead of one per axis, and one fewer R-channel activation kept for backward; the
+    dense ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
     ``layer_params`` (cp only, instead of ``rank``): the rank is the largest whose factors hold at most that
     many numbers (``cp_rank_for_params``). ``rank`` may also be a float in (0, 1]: the largest rank holding at
     most that share of the dense kernel's weights (``cp_rank_for_fraction``; an int is always a rank).
