@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from wavesurrogate.runs.layout import read_json, read_metrics
 
 __all__ = ["pareto_ranks", "run_search", "run_search_from_config", "summary", "train_config"]
 
-STATE = "state.json"
+STATE, TIMING = "state.json", "timing.json"
 
 
 def train_config(cfg: NormSearchConfig, arch_index: int, graph: dict[str, Any], out: Path, *,
@@ -170,8 +171,10 @@ def run_search(cfg: NormSearchConfig, *, stop_after: int | None = None) -> dict[
     state = _load_state(cfg, work)
     records: list[dict[str, Any]] = state["records"]
     width = min(int(a.kwargs.get("width", 8)) for a in cfg.archs)
+    timing = read_json(work / TIMING) if (work / TIMING).is_file() else {}
     while len(records) < cfg.candidates and (stop_after is None or len(records) < stop_after):
         i = len(records)
+        t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, i])
         if i < len(cfg.seeds):
             graph, parent, what = canonical(BUILTIN[cfg.seeds[i]]), None, f"seed {cfg.seeds[i]}"
@@ -195,11 +198,16 @@ def run_search(cfg: NormSearchConfig, *, stop_after: int | None = None) -> dict[
         records = state["records"]
         write_json(work / STATE, state)  # the commit point of candidate i
         shutil.rmtree(work / "runs" / rec["id"], ignore_errors=True)
+        # wall seconds per candidate, beside the state (not in it: the state is what must not depend on time;
+        # a candidate interrupted by a kill counts only its resumed part)
+        timing[rec["id"]] = time.perf_counter() - t0
+        write_json(work / TIMING, timing)
     return summary(cfg, state)
 
 
 def summary(cfg: NormSearchConfig, state: dict[str, Any]) -> dict[str, Any]:
-    """Counts, rejection rate of each gate, the accepted candidates' Pareto ranks, the best graph."""
+    """Counts, rejection rate of each gate, the accepted candidates' Pareto front, the best graph (``best``)
+    and the best other than the reference gn_gelu (``best_found``)."""
     recs = [r for r in state["records"] if "duplicate_of" not in r]
     n = len(recs)
     q = sum(r["status"] == "rejected_quality" for r in recs)
@@ -207,6 +215,8 @@ def summary(cfg: NormSearchConfig, state: dict[str, Any]) -> dict[str, Any]:
     acc = [r for r in recs if r["status"] == "accepted"]
     ranks = pareto_ranks([r["log_ratios"] for r in acc]) if acc else []
     best = min(acc, key=lambda r: (r["fitness"], r["index"])) if acc else None
+    found = [r for r in acc if r["parent"] is not None or r["index"] > 0]  # all but the reference
+    best_found = min(found, key=lambda r: (r["fitness"], r["index"])) if found else None
     keep = ("index", "id", "mutation", "graph", "losses", "log_ratios", "fitness", "quality_ratio")
     front = sorted(({**{k: r[k] for k in keep}, "pareto_rank": k} for r, k in zip(acc, ranks, strict=True)
                     if k == 0), key=lambda r: r["fitness"])
@@ -219,7 +229,8 @@ def summary(cfg: NormSearchConfig, state: dict[str, Any]) -> dict[str, Any]:
             "rejected_stability": s, "rejection_rate_stability": s / (n - q) if n - q else None,
             "diverged_in_fitness": sum(r["status"] == "diverged" for r in recs),
             "accepted": len(acc), "seeds": seeds, "pareto_front": front,
-            "best": None if best is None else {k: best[k] for k in keep}}
+            "best": None if best is None else {k: best[k] for k in keep},
+            "best_found": None if best_found is None else {k: best_found[k] for k in keep}}
 
 
 def run_search_from_config(path: str, out: str | None = None) -> str:
