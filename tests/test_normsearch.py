@@ -90,3 +90,17 @@ def test_a_changed_config_is_refused_in_the_same_work_directory(tmp_path: Path) 
     run_search(validate(NormSearchConfig, {**cfg, "candidates": 1}))
     with pytest.raises(ConfigError, match="another config"):
         run_search(validate(NormSearchConfig, {**cfg, "candidates": 1, "seed": 4}))
+
+
+def test_report_section_renders_the_smoke_json() -> None:
+    """docs/results.md's section from the committed smoke output: one row per (architecture, layer), ratios
+    to gn_gelu computed from the numbers (gn_gelu's own rows at 1.00×; three architectures and the held-out
+    one), and the goals table."""
+    from benchmarks.md_normsearch import normsearch_section
+
+    res = json.loads((ROOT / "benchmarks" / "out" / "normsearch_smoke.json").read_text())
+    text = "\n".join(normsearch_section(res))
+    n_rows = sum(len(v) for v in res["search_archs"].values())
+    assert sum(line.startswith(("| dense |", "| cp |", "| unet |")) for line in text.splitlines()) == n_rows
+    assert text.count("| gn_gelu | ") == 4 and "(1.00×)" in text and "search_archs_at_0.9x" in text
+    assert json.dumps(res["best_graph"], sort_keys=True) in text

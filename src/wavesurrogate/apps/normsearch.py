@@ -168,6 +168,8 @@ def run_search(cfg: NormSearchConfig, *, stop_after: int | None = None) -> dict[
     """Run (or continue) the search of ``cfg`` until ``cfg.candidates`` are evaluated; its summary.
     ``stop_after``: return after that many candidates in total (as if killed; for tests)."""
     work = Path(cfg.work)
+    for a in range(len(cfg.archs)):  # every architecture's training config checked before anything is written
+        train_config(cfg, a, BUILTIN["gn_gelu"], work / "runs" / "check", epochs=cfg.epochs)
     state = _load_state(cfg, work)
     records: list[dict[str, Any]] = state["records"]
     width = min(int(a.kwargs.get("width", 8)) for a in cfg.archs)
