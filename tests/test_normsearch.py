@@ -84,12 +84,13 @@ def test_search_is_deterministic_and_survives_sigkill(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_a_changed_config_is_refused_in_the_same_work_directory(tmp_path: Path) -> None:
+def test_a_changed_config_is_refused_but_more_candidates_extend_the_search(tmp_path: Path) -> None:
     data = write_data(tmp_path / "d.h5", n=12, n_frames=10, n_cases=5, n_test=1)
     cfg = _cfg(tmp_path / "w", data)
     run_search(validate(NormSearchConfig, {**cfg, "candidates": 1}))
     with pytest.raises(ConfigError, match="another config"):
         run_search(validate(NormSearchConfig, {**cfg, "candidates": 1, "seed": 4}))
+    assert run_search(validate(NormSearchConfig, {**cfg, "candidates": 2}))["evaluated"] == 2  # extended
 
 
 def test_report_section_renders_the_smoke_json() -> None:

@@ -154,13 +154,16 @@ def _parent(cfg: NormSearchConfig, records: list[dict[str, Any]], rng: np.random
 
 
 def _load_state(cfg: NormSearchConfig, work: Path) -> dict[str, Any]:
-    dump = cfg.model_dump(mode="json")
+    """The stored state, or a new one. Only ``candidates`` may differ from the stored config: candidate i
+    depends on the seed and the records before it, so a search extended later equals one run at once."""
+    dump = cfg.model_dump(mode="json", exclude={"candidates"})
     path = work / STATE
     if not path.is_file():
         return {"config": dump, "records": []}
     state = read_json(path)
     if not isinstance(state, dict) or state.get("config") != dump:
-        raise ConfigError(f"{path}: holds a search of another config; use another work directory")
+        raise ConfigError(f"{path}: holds a search of another config (only candidates may change); use "
+                          "another work directory")
     return state
 
 
