@@ -145,7 +145,7 @@ def pareto_ranks(points: list[list[float]]) -> list[int]:
 def _parent(cfg: NormSearchConfig, records: list[dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
     """Tournament winner among the newest ``population`` accepted (non-duplicate) candidates."""
     pool = [r for r in records if r["status"] == "accepted" and "duplicate_of" not in r][-cfg.population:]
-    if not pool:  # nothing accepted yet: mutate a built-in
+    if not pool:  # nothing accepted yet: mutate any evaluated graph (the built-ins first of all)
         return records[int(rng.integers(len(records)))]
     idx = rng.choice(len(pool), size=min(cfg.tournament, len(pool)), replace=False)
     drawn = [pool[int(i)] for i in sorted(idx)]
