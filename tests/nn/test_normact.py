@@ -136,6 +136,8 @@ GOOD = copy.deepcopy(BUILTIN["evonorm_s0"])
     (lambda g: g["nodes"]["sg"].update({"in": ["nowhere"]}), ["undefined input", "'nowhere'"]),
     (lambda g: g["nodes"]["vg"].update(axes="time"), ["axes must be one of"]),
     (lambda g: g["nodes"]["vg"].update(eps=1e-5), ["unknown attributes", "eps"]),
+    (lambda g: g["nodes"]["sg"].update({"in": [["x"]]}), ["inputs are names"]),
+    (lambda g: g.update(out=["out"]), ["must be strings"]),
 ])  # fmt: skip
 def test_bad_graphs_are_refused_with_one_line(mutate, words) -> None:  # noqa: ANN001
     g = copy.deepcopy(GOOD)

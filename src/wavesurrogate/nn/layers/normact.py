@@ -91,6 +91,8 @@ def _check_node(name: str, node: Any, names: set[str]) -> None:
     if not isinstance(ins, list) or len(ins) != _arity(op):
         raise ConfigError(f"norm graph: node {name!r}: {op!r} takes {_arity(op)} inputs, got {ins!r}")
     for i in ins:
+        if not isinstance(i, str):
+            raise ConfigError(f"norm graph: node {name!r}: inputs are names, got {i!r}")
         if i != "x" and i not in names:
             raise ConfigError(f"norm graph: node {name!r}: undefined input {i!r}")
     if op in MOMENTS and node.get("axes") not in AXES:
@@ -113,6 +115,8 @@ def parse_graph(spec: Any) -> tuple[dict[str, dict[str, Any]], list[str], str, d
     if not isinstance(spec, dict) or set(spec) != {"nodes", "out"} or not isinstance(spec["nodes"], dict):
         raise ConfigError("norm graph: expected {nodes: {NAME: {op, in, ...}}, out: NAME}")
     nodes, out = spec["nodes"], spec["out"]
+    if not isinstance(out, str) or not all(isinstance(n, str) for n in nodes):
+        raise ConfigError("norm graph: out and the node names must be strings")
     if "x" in nodes:
         raise ConfigError("norm graph: 'x' names the input; a node cannot be called 'x'")
     for name, node in nodes.items():
