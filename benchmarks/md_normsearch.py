@@ -36,7 +36,9 @@ def normsearch_section(res: dict[str, Any]) -> list[str]:
               f"{num(bf.get('fitness'))}):", "", "```json", json.dumps(res.get("best_graph"), sort_keys=True),
               "```", ""]
     factors = ", ".join(f"{f:.3g}" for f in res.get("lr_factors", []))
-    lines += [f"Each layer retrained {res.get('final_epochs')} epochs per search architecture at "
+    unroll = (res.get("final_rollout") or {}).get("unroll")
+    lines += [f"Each layer retrained {res.get('final_epochs')} epochs (unroll curriculum {unroll}) per "
+              "search architecture at "
               f"({factors}) × the architecture's rate (lowest validation loss kept); test "
               "relative L2 in %, ratio to gn_gelu in brackets:", ""]
     rows = []
