@@ -10,10 +10,12 @@
 2. The search (``apps.normsearch.run_search``, resumable: rerun the same command after a kill) over three
    forecast architectures: dense cnn2d, CP cnn2d (rank 4), unet2d (width 8, 2 levels; forcing input,
    direct update, one-step loss), ``--candidates`` candidates, wall time measured.
-3. Search architectures: GroupNorm+GELU (``gn_gelu``), the best found graph and the other built-ins,
-   each trained ``--final-epochs`` epochs (unroll curriculum 1 → 2 → 4 over the epochs) at every rate of
-   (1/3, 1, 3) × the architecture's rate, the rate with the lowest validation loss kept; test one-step
-   relative L2 and the rollout from frame 0 at 40 frames (``evaluate_model``).
+3. Search architectures: GroupNorm+GELU (``gn_gelu``), the best found graph and ``none_gelu`` (the CNNs'
+   default; every built-in with ``--all-builtins``), each trained ``--final-epochs`` epochs (unroll
+   curriculum 1 → 2 → 4 over the epochs) at every rate of (1/3, 1, 3) × the architecture's rate, the rate
+   with the lowest validation loss kept; test one-step relative L2 and the rollout from frame 0 at 40
+   frames (``evaluate_model``). Expected cost on one idle core: search ~50 min (120 candidates), this step
+   ~35 min, step 4 ~16 min.
 4. Transfer (never seen by the search): the CP ``field_decoder`` on ``source_to_field``
    (``--held-out-epochs``, longer), every built-in and the two best found graphs, same rate selection;
    test relative L2 of the whole field (24 frames, one pass: no rollout).
@@ -222,6 +224,8 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=None, help="default 120 (smoke 7)")
     p.add_argument("--final-epochs", type=int, default=None, help="default 8 (smoke 1)")
     p.add_argument("--held-out-epochs", type=int, default=None, help="default 30 (smoke 2)")
+    p.add_argument("--all-builtins", action="store_true",
+                   help="every built-in on the search architectures too (default: gn_gelu, best, none_gelu)")
     p.add_argument("--work", default=None)
     p.add_argument("--out", default=None)
     a = p.parse_args()
@@ -245,13 +249,15 @@ def main() -> None:
     second = next((r["graph"] for r in summ["pareto_front"] if r["graph"] != best and r["index"] > 0), None)
     layers: dict[str, Any] = {"gn_gelu": "gn_gelu", "best": {"graph": best}}
     others = {n: n for n in BUILTIN if n != "gn_gelu"}
+    # on the search architectures: also none_gelu (the CNNs' default today), all built-ins with --all-builtins
+    search_others = others if a.all_builtins else {"none_gelu": "none_gelu"}
     res: dict[str, Any] = {
         "smoke": a.smoke, "machine": machine_info(), "data": {"forecast": str(forecast), "field": str(field)},
         "search_config": cfg.model_dump(mode="json"), "search": summ, "search_wall_s": search_wall,
         "best_graph": best, "final_epochs": e_final, "held_out_epochs": e_held,
         "lr_factors": list(LR_FACTORS), "final_rollout": final_rollout(e_final), "search_archs": {}}
     for arch in search_archs(a.smoke):
-        res["search_archs"][arch["label"]] = compare_forecast(arch, {**layers, **others}, forecast,
+        res["search_archs"][arch["label"]] = compare_forecast(arch, {**layers, **search_others}, forecast,
                                                               work / "final", e_final)
     held_layers = {**layers, **others, **({"second_found": {"graph": second}} if second else {})}
     res["held_out"] = compare_field(held_layers, field, work / "final", e_held, a.smoke)
