@@ -146,8 +146,8 @@ def _same_as(layers: dict[str, Any], name: str) -> str | None:
 
 
 def final_rollout(epochs: int) -> dict[str, Any]:
-    """The final comparison's rollout-aware training: the demo's unroll curriculum 1 → 2 → 4 (one-step
-    training alone makes 40-frame rollouts blow up at this scale: 20-60× the field at 3 epochs)."""
+    """The final comparison's rollout-aware training: the demo's unroll curriculum 1 → 2 → 4 (with one-step
+    training alone, 40-frame rollouts blew up at this scale in an exploratory run)."""
     return {"unroll": [1, 2, 4], "stage_epochs": max(1, epochs // 3)}
 
 
