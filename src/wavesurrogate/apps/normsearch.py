@@ -53,7 +53,7 @@ def train_config(cfg: NormSearchConfig, arch_index: int, graph: dict[str, Any], 
     if "norm" in arch.kwargs:
         raise ConfigError(f"archs[{arch_index}].kwargs: norm is what the search chooses; remove it")
     return config_from_dict({
-        "name": out.name, "seed": cfg.seed, "out": str(out), "data": {"task": "forecast", **cfg.data},
+        "name": out.name, "seed": cfg.seed, "out": str(out), "data": {**cfg.data, "task": cfg.task},
         "model": {"name": arch.model, "kwargs": {**arch.kwargs, "norm": {"graph": graph}}},
         "optim": {"name": "adam", "lr": arch.lr * lr_factor}, "schedule": {"name": "cosine", "min_lr": 1e-5},
         "epochs": epochs, "batch_size": cfg.batch_size, "num_threads": cfg.num_threads, "progress": False,

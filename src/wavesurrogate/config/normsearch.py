@@ -53,7 +53,8 @@ class NormSearchConfig(Strict):
     name: str = "normsearch"
     seed: int = 0
     work: str = Field(description="directory of the search state and its training runs")
-    data: dict[str, Any] = Field(description="the forecast data section of a training config (task forecast)")
+    task: str = Field("forecast", description="the task every candidate trains on (frames models: forecast)")
+    data: dict[str, Any] = Field(description="the data section of a training config, without its task")
     archs: list[SearchArch] = Field(min_length=1)
     candidates: int = Field(ge=1, description="candidates evaluated in total, the built-in seeds included")
     seeds: list[str] = Field(["gn_gelu", "none_gelu", "evonorm_b0", "evonorm_s0", "identity"], min_length=1,
