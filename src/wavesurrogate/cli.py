@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=_existing_file, default=None)
     s.add_argument("--out", type=Path, default=None)
 
+    s = sub.add_parser("normsearch", help="evolve norm–activation graphs for forecast networks (resumable)")
+    s.add_argument("config", type=_existing_file)
+    s.add_argument("--out", type=Path, default=None, help="summary JSON (default <work>/summary.json)")
+
     s = sub.add_parser("demo", help="the main job on local files: campaign, training, evaluation, report")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by tests)")
@@ -129,6 +133,10 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.apps.submodel import run_submodel
 
         print(run_submodel(a.run, a.case, data=a.data, out=a.out))
+    elif a.cmd == "normsearch":
+        from wavesurrogate.apps.normsearch import run_search_from_config
+
+        print(run_search_from_config(a.config, out=a.out))
     elif a.cmd == "demo":
         from wavesurrogate.apps.demo import run_demo
 

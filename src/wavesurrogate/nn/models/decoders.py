@@ -6,7 +6,9 @@ latent`` feature map, ``n_up`` stages each upsample by 2 (bilinear) and apply tw
 coordinate maps (x, y) appended to each stage's input (CoordConv), then a dense 1×1 head writes one channel
 per stored frame: ``field(params)`` is the whole field ``[B, n_frames, ny, nx]`` in one pass.
 ``forward(params, coords)`` samples it at (x, y, t) in [-1, 1] by trilinear interpolation, which returns the
-grid values exactly at grid nodes.
+grid values exactly at grid nodes. ``norm`` (default None: GELU after every conv, as before): a graph
+norm–activation layer (``nn.layers.normact``, e.g. ``"evonorm_s0"`` or ``{graph: ...}``) in place of the
+GELU after each stage conv.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.layers.blocks import conv_spec, make_conv
+from wavesurrogate.nn.layers.blocks import conv_spec, make_conv, make_normact
 from wavesurrogate.nn.registry import POINTS, register
 
 __all__ = ["FieldDecoder"]
@@ -39,7 +41,8 @@ class FieldDecoder(nn.Module):
     capabilities = {"onnx": False}  # torch's ONNX exporter has no 5-D (volumetric) GridSample
 
     def __init__(self, n_params: int, n_frames: int, ny: int, nx: int, width: int = 32, latent: int = 4,
-                 n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None) -> None:
+                 n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None,
+                 norm: str | dict[str, Any] | None = None) -> None:
         super().__init__()
         if min(n_params, n_frames, ny, nx, width, latent) < 1 or n_up < 0:
             raise ConfigError("field_decoder: sizes must be >= 1 (n_up >= 0)")
@@ -51,6 +54,8 @@ class FieldDecoder(nn.Module):
             nn.ModuleList([make_conv(width + 2, width, kernel_size, spec),
                            make_conv(width, width, kernel_size, spec)])
             for _ in range(n_up))
+        self.norms = None if norm is None else nn.ModuleList(
+            nn.ModuleList([make_normact(norm, width), make_normact(norm, width)]) for _ in range(n_up))
         self.head = nn.Conv2d(width, n_frames, 1)
 
     def field(self, params: Tensor) -> Tensor:
@@ -59,10 +64,14 @@ class FieldDecoder(nn.Module):
             raise ValueError(f"field_decoder: expected params [B, {self.n_params}], got {list(params.shape)}")
         h = self.embed(params).reshape(params.shape[0], self.width, self.latent, self.latent)
         h = F.gelu(h)
-        for conv1, conv2 in self.stages:
+        for i, (conv1, conv2) in enumerate(self.stages):
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
             h = torch.cat([h, _coord_maps(h.shape[0], *h.shape[-2:], h)], dim=1)
-            h = F.gelu(conv2(F.gelu(conv1(h))))
+            if self.norms is None:
+                h = F.gelu(conv2(F.gelu(conv1(h))))
+            else:
+                na1, na2 = self.norms[i]
+                h = na2(conv2(na1(conv1(h))))
         if tuple(h.shape[-2:]) != (self.ny, self.nx):
             h = F.interpolate(h, size=(self.ny, self.nx), mode="bilinear", align_corners=True)
         return self.head(h)
