@@ -83,3 +83,18 @@ def field_onnx(field_run, tmp_path_factory) -> Path:
     from wavesurrogate.runs.export import export_run
 
     return export_run(field_run, tmp_path_factory.mktemp("sx") / "field.onnx")
+
+
+@pytest.fixture(scope="session")
+def field_server(field_run):
+    """``wavesurrogate serve`` of the source → field run on an ephemeral port, serving in a thread."""
+    import threading
+
+    from wavesurrogate.apps.serve import make_server
+
+    srv = make_server(field_run, port=0)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
