@@ -3,11 +3,13 @@
 ``load(path)`` reads ``model.onnx`` and its sidecar ``model.onnx.json`` (checked: format, sha256 of the graph)
 and returns an ``EdgeModel`` that runs the run's task in physical units:
 
-- forecast: ``step`` (one call: the next n_out frames, the run's update inside the graph) and ``rollout``
-  (calls fed back as ``Forecast.predict`` / ``nn.rollout.rollout`` do: the window slides by n_out frames, call
-  j reads the forcing of the frames it predicts, zeros past the forcing given, the last call's surplus frames
-  dropped); ``forcing_frames`` builds that forcing from a case's amplitude and footprint;
-- source → field: ``points`` (any (x, y, t) points) and ``field`` (every node of every frame of the grid).
+- frames runs (forecast; the sidecar's ``rollout`` section): ``step`` (one call: the next n_out frames, the
+  run's update inside the graph) and ``rollout`` (calls fed back as ``Forecast.predict`` /
+  ``nn.rollout.rollout`` do: the window slides by n_out frames, call j reads the forcing of the frames it
+  predicts, zeros past the forcing given, the last call's surplus frames dropped);
+  ``forcing_frames`` builds that forcing from a case's amplitude and footprint;
+- points runs (source → field; its ``points`` section): ``points`` (any (x, y, t) points) and ``field``
+  (every node of every frame of the grid).
 
 This module imports nothing of torch nor of the package's torch-using layers (an import-linter contract and a
 test that blocks torch in a fresh interpreter hold it to that). Install: ``pip install wavesurrogate[edge]``.
@@ -66,8 +68,9 @@ class EdgeModel:
             raise ExportError(f"{side}: not a wavesurrogate export sidecar")
         if meta.get("onnx_sha256") != hashlib.sha256(data).hexdigest():
             raise ExportError(f"{self.path}: does not match its sidecar {side.name} (sha256 differs)")
-        if meta.get("task") not in ("forecast", "source_to_field"):
-            raise ExportError(f"{side}: unknown task {meta.get('task')!r}")
+        if not isinstance(meta.get("rollout", meta.get("points")), dict) \
+                or not isinstance(meta.get("grid"), dict):
+            raise ExportError(f"{side}: neither a 'rollout' nor a 'points' section, or no 'grid'")
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
         so.log_severity_level = 3
@@ -89,9 +92,9 @@ class EdgeModel:
 
     # ------------------------------------------------------------------------------------------ forecast
     def _forecast(self) -> dict[str, Any]:
-        if self.task != "forecast":
-            raise ValueError(f"{self.path.name} answers {self.task}, not forecast")
-        return self.meta["forecast"]
+        if "rollout" not in self.meta:
+            raise ValueError(f"{self.path.name} answers {self.task} at points; it has no step or rollout")
+        return self.meta["rollout"]
 
     def step(self, frames: np.ndarray, velocity: np.ndarray, forcing: np.ndarray | None = None) -> np.ndarray:
         """The next n_out frames ``[B, n_out, ny, nx]`` (float32, field units) from ``frames
@@ -148,9 +151,9 @@ class EdgeModel:
 
     # ------------------------------------------------------------------------------------ source → field
     def _points_meta(self) -> dict[str, Any]:
-        if self.task != "source_to_field":
-            raise ValueError(f"{self.path.name} answers {self.task}, not source_to_field")
-        return self.meta["source_to_field"]
+        if "points" not in self.meta:
+            raise ValueError(f"{self.path.name} answers {self.task} by steps; it has no points or field")
+        return self.meta["points"]
 
     def params(self, **values: float) -> np.ndarray:
         """The parameter row ``[1, P]`` of named values (SI units); a parameter not named takes the training

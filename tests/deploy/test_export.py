@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from wavesurrogate import edge
+from wavesurrogate import edge, tasks
 from wavesurrogate.cli import main
 from wavesurrogate.data.store import open_data
 from wavesurrogate.errors import ExportError
@@ -43,8 +43,8 @@ def test_forecast_graph_matches_the_library_one_step_and_rollout(forecast_run, f
     model, info, fields, velocity, (amp, foot) = _test_case(forecast_run)
     m = edge.load(forecast_onnx)
     n_in, n = int(info.stats["n_in"]), fields.shape[1] - int(info.stats["n_in"])
-    assert (m.task, m.meta["forecast"]) == ("forecast", {"n_in": 2, "n_out": 1, "update": "leapfrog",
-                                                          "forcing": True})
+    assert (m.task, m.meta["rollout"]) == ("forecast", {"n_in": 2, "n_out": 1, "update": "leapfrog",
+                                                         "forcing": True})
     want = FORECAST.predict(model, info.stats, fields, velocity, n_in, n, forcing=(amp, foot)).numpy()
     got = m.rollout(fields[:, :n_in], velocity, n, forcing=edge.forcing_frames(amp, foot, n_in, n_in + n))
     assert got.shape == want.shape == (2, n, 16, 16)
@@ -98,7 +98,7 @@ def test_the_sidecar_and_graph_say_what_they_hold(forecast_onnx, field_onnx):
     dims = [d.dim_param or d.dim_value for d in g.graph.input[0].type.tensor_type.shape.dim]
     assert isinstance(dims[0], str) and dims[1:] == [2, 16, 16]  # batch is symbolic
     p = json.loads(sidecar_path(field_onnx).read_text())
-    assert p["source_to_field"]["param_names"] == ["source_x_m", "source_y_m"]
+    assert p["task"] == "source_to_field" and p["points"]["param_names"] == ["source_x_m", "source_y_m"]
     assert [d.dim_param or d.dim_value for d in onnx.load(str(field_onnx)).graph.input[1].type.tensor_type
             .shape.dim][2] == 3
 
@@ -112,11 +112,11 @@ def test_refusals_are_one_line_and_write_nothing(forecast_run, forecast_onnx, tm
     assert main(["export", str(forecast_run), "--out", str(tmp_path / "m.bin")]) == 2
     assert "*.onnx" in capsys.readouterr().err and not list(tmp_path.iterdir())
     with pytest.raises(ExportError, match="FFTs"):
-        exportable("fno", "forecast", registry.entry("fno"))
+        exportable("fno", registry.entry("fno"))
     with pytest.raises(ExportError, match="cannot be exported to ONNX: .*grid_sample"):
-        exportable("pod_deeponet", "source_to_field", registry.entry("pod_deeponet"))
-    with pytest.raises(ExportError, match="export knows forecast, source_to_field"):
-        exportable("trace_mlp", "boundary_trace", registry.entry("cnn2d"))
+        exportable("pod_deeponet", registry.entry("pod_deeponet"))
+    with pytest.raises(ExportError, match="task 'boundary_trace' has no ONNX form"):
+        tasks.get("boundary_trace").export(torch.nn.Identity(), {})
 
 
 def test_edge_refuses_a_graph_that_is_not_its_sidecars(forecast_onnx, tmp_path):

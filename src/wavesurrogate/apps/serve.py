@@ -74,26 +74,31 @@ class App:
     t: np.ndarray
     test_cases: list[int]
     source_range: dict[str, list[float]]
+    mode: str  # "click" (a points model: place a source) or "rollout" (a frames model with Task.predict)
 
     @classmethod
     def load(cls, run: str | Path, data: str | Path | None = None) -> App:
         """The run (``runs.load_run``) and its data file (default: the one it was trained on)."""
         from wavesurrogate.data.store import open_data
+        from wavesurrogate.nn import registry
         from wavesurrogate.runs import load_run
         from wavesurrogate.tasks import get
 
         model, info = load_run(run)
-        if info.task not in ("forecast", "source_to_field"):
-            raise ServeError(f"{run}: task {info.task!r}; serve shows forecast and source_to_field runs")
+        interface, task = registry.entry(info.model_name).interface, get(info.task)
+        rolls = interface == registry.FRAMES and callable(getattr(task, "predict", None))
+        mode = "click" if interface == registry.POINTS else "rollout" if rolls else None
+        if mode is None:
+            raise ServeError(f"{run}: task {info.task!r}; serve shows source → field and forecast runs")
         path = Path(data if data is not None else info.config.data.path)
         with open_data(path) as f:
-            get(info.task).check_fits(f, info)
+            task.check_fits(f, info)
             test = [int(c) for c in f.cases("test") if f.done[c]] or [int(c) for c in np.flatnonzero(f.done)]
             params = f.params
             rng = {k: [float(np.min(params[k])), float(np.max(params[k]))]
                    for k in ("source_x_m", "source_y_m") if k in params}
-            app = cls(model, info, path, np.asarray(f.x), np.asarray(f.y), np.asarray(f.t), test, rng)
-            if info.task == "source_to_field":
+            app = cls(model, info, path, np.asarray(f.x), np.asarray(f.y), np.asarray(f.t), test, rng, mode)
+            if mode == "click":
                 if f.config.solver.kind != "fd" or f.n_spatial_dims != 2:
                     raise ServeError(f"{path}: serve solves 2-D FD campaigns on request")
                 missing = [n for n in info.stats["param_names"] if n not in params]
@@ -105,7 +110,8 @@ class App:
     # ------------------------------------------------------------------------------------------ answers
     def describe(self) -> dict[str, Any]:
         """What the page needs first: task, grid extent (m), frame times, test cases, the training sources."""
-        return {"task": self.info.task, "run": self.info.run_dir.name, "model": self.info.model_name,
+        return {"task": self.info.task, "mode": self.mode, "run": self.info.run_dir.name,
+                "model": self.info.model_name,
                 "extent_m": [float(self.x[0]), float(self.x[-1]), float(self.y[0]), float(self.y[-1])],
                 "shape": [len(self.t), len(self.y), len(self.x)], "t_s": [float(v) for v in self.t],
                 "test_cases": self.test_cases, "source_range_m": self.source_range}
@@ -177,7 +183,8 @@ class App:
     def answer_rollout(self, body: dict[str, Any]) -> dict[str, Any]:
         """The rollout of test case ``body["case"]`` from its first n_in true frames, beside the truth."""
         from wavesurrogate.data.store import open_data
-        from wavesurrogate.tasks.forecast import TASK, load_forcing, run_options
+        from wavesurrogate.tasks import get
+        from wavesurrogate.tasks.forecast import load_forcing, run_options
 
         case = body.get("case")
         if isinstance(case, bool) or not isinstance(case, int) or case not in self.test_cases:
@@ -190,7 +197,8 @@ class App:
             solve_s = f.solve_s(case)
         n = fields.shape[0] - n_in
         t0 = time.perf_counter()
-        pred = TASK.predict(self.model, s, fields[None], velocity[None], n_in, n, forcing=forcing).numpy()[0]
+        task = get(self.info.task)
+        pred = task.predict(self.model, s, fields[None], velocity[None], n_in, n, forcing=forcing).numpy()[0]
         secs = time.perf_counter() - t0
         truth = fields[n_in:]
         return {"case": case, "first_frame": n_in, "latency_ms": 1e3 * secs, "shape": list(pred.shape),
@@ -262,7 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             if path not in ROUTES:
                 raise BadRequest(404 if path not in ("/", "/index.html", "/api/info") else 405, "not found")
             body = self._body()
-            if (path == "/api/rollout") != (self.app.info.task == "forecast"):
+            if (path == "/api/rollout") != (self.app.mode == "rollout"):
                 raise BadRequest(404, f"{path}: not for a {self.app.info.task} run")
             self._json(200, getattr(self.app, ROUTES[path])(body))
         except BadRequest as exc:
@@ -318,7 +326,7 @@ def make_server(run: str | Path, data: str | Path | None = None, host: str = "12
         raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     try:
         app = App.load(run, data)
-        if app.info.task == "source_to_field":  # build (devito: compile) and warm the solver
+        if app.mode == "click":  # build (devito: compile) and warm the solver
             app.solver_field(float(np.mean(app.x)), float(np.mean(app.y)))
     except BaseException:
         server.server_close()

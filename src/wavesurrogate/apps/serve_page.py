@@ -91,7 +91,7 @@ async function post(path, body) {
 function ms(v) { return v === null || v === undefined ? "n/a" : v.toFixed(3) + " ms"; }
 
 async function place(ev) {
-  if (busy || info.task !== "source_to_field") return;
+  if (busy || info.mode !== "click") return;
   const c = ev.target.getBoundingClientRect(), [x0, x1, y0, y1] = info.extent_m;
   const [, ny, nx] = info.shape, dx = (x1 - x0) / (nx - 1), dy = (y1 - y0) / (ny - 1);
   const u = (ev.clientX - c.left) / c.width, w = (ev.clientY - c.top) / c.height;
@@ -140,7 +140,7 @@ async function rollout() {
 async function start() {
   info = await (await fetch("/api/info")).json();
   $("run").textContent = info.run + " (" + info.model + ", " + info.task + ")";
-  if (info.task === "source_to_field") {
+  if (info.mode === "click") {
     const [x0, x1, y0, y1] = info.extent_m;
     $("help").textContent = "Click in the domain (x " + x0 + "-" + x1 + " m, y " + y0 + "-" + y1 +
       " m) to place the source: the surrogate answers, then the campaign's FD solver solves the same source.";

@@ -24,58 +24,24 @@ __all__ = ["quantize", "calibration_inputs", "WEIGHT_OPS"]
 WEIGHT_OPS = ("Conv", "MatMul", "Gemm")
 
 
-def _train_cases(f: Any, info: Any, calibration: Path) -> np.ndarray:
-    """The run's training cases when ``calibration`` is its own data file, else the file's train split."""
-    own = Path(info.config.data.path).resolve() == calibration.resolve()
-    cases = np.asarray(info.stats["splits"]["train"] if own else f.cases("train"), dtype=np.int64)
-    cases = cases[f.done[cases]] if len(cases) else cases
-    if not len(cases):
-        raise ExportError(f"--calibration {calibration}: no finished training cases")
-    return cases
-
-
 def calibration_inputs(info: Any, calibration: str | Path | None, n: int) -> list[dict[str, np.ndarray]]:
-    """``n`` (or fewer) calibration inputs of the exported graph, by input name, float32, physical units."""
+    """``n`` (or fewer) calibration inputs of the exported graph, by input name, float32, physical units: the
+    task's ``export_samples`` of the run's training cases when ``calibration`` is its own data file (the
+    default), else of the file's training split."""
+    from wavesurrogate import tasks
     from wavesurrogate.data.store import open_data
     from wavesurrogate.tasks.base import check_geometry
 
     path = Path(calibration if calibration is not None else info.config.data.path)
-    s = info.stats
+    own = Path(info.config.data.path).resolve() == path.resolve()
     with open_data(path) as f:
-        check_geometry(f, s, f"--calibration {path}: run {info.run_dir.name}")
-        cases = _train_cases(f, info, path)
-        if info.task == "forecast":
-            from wavesurrogate.tasks.forecast import load_forcing, run_options
-
-            n_in, n_out = int(s["n_in"]), int(s["n_out"])
-            starts = [(c, t) for c in cases for t in range(0, f.n_frames - n_in - n_out + 1)]
-            if not starts:
-                raise ExportError(f"--calibration {path}: cases shorter than n_in + n_out frames")
-            pick = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, n).round().astype(int))]
-            use = sorted({c for c, _ in pick})
-            fields = {c: f.fields(int(c)) for c in use}
-            vel = {c: f.velocity(int(c)) for c in use}
-            forcing = None
-            if run_options(s)[0]:
-                amp, foot = load_forcing(f, use, f.n_frames)
-                forcing = {c: (amp[k], foot[k]) for k, c in enumerate(use)}
-            out = []
-            for c, t in pick:
-                x = {"frames": fields[c][None, t : t + n_in], "velocity": vel[c][None, None]}
-                if forcing is not None:
-                    a, fp = forcing[c]
-                    x["forcing"] = (a[t + n_in : t + n_in + n_out, None, None] * fp[None])[None]
-                out.append({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in x.items()})
-            return out
-        params = np.stack([np.asarray(f.params[k], np.float64)[cases] for k in s["param_names"]], axis=1)
-        x, y, t = (np.asarray(a, np.float64) for a in (f.x, f.y, f.t))
-    rng = np.random.default_rng(0)
-    out = []
-    for i in np.unique(np.linspace(0, len(cases) - 1, n).round().astype(int)):
-        q = 4096
-        pts = np.stack([rng.choice(x, q), rng.choice(y, q), rng.choice(t, q)], axis=-1)
-        out.append({"params": params[i : i + 1].astype(np.float32), "coords": pts[None].astype(np.float32)})
-    return out
+        check_geometry(f, info.stats, f"--calibration {path}: run {info.run_dir.name}")
+        cases = np.asarray(info.stats["splits"]["train"] if own else f.cases("train"), dtype=np.int64)
+        cases = cases[f.done[cases]] if len(cases) else cases
+        got = tasks.get(info.task).export_samples(f, cases, info.stats, n) if len(cases) else []
+    if not got:
+        raise ExportError(f"--calibration {path}: no training windows to calibrate on")
+    return got
 
 
 def _weight_nodes(model: Any) -> list[str]:
