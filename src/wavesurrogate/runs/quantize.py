@@ -11,6 +11,7 @@ training sources at points of their grid (source → field).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ def quantize(data: bytes, info: Any, calibration: str | Path | None, n: int) -> 
     with tempfile.TemporaryDirectory(prefix="wavesurrogate-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(model, str(src))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quiet its advice to pre-process the graph: not an error of ours
         try:
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -85,6 +89,8 @@ def quantize(data: bytes, info: Any, calibration: str | Path | None, n: int) -> 
         except Exception as exc:  # one line: what onnxruntime's quantiser said
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"--int8: quantisation failed ({type(exc).__name__}: {first[:200]})") from None
+        finally:
+            root.setLevel(level)
         out = dst.read_bytes()
     n_q = sum(1 for node in onnx.load_from_string(out).graph.node if node.op_type == "QuantizeLinear")
     return out, {"precision": "int8", "int8": {
