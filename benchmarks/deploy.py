@@ -96,7 +96,7 @@ def stage(scale: str, runs: Path) -> dict[str, Path]:
 
 
 RSS_SCRIPT = """
-import resource, sys
+import sys
 import numpy as np
 kind, model, inputs = sys.argv[1], sys.argv[2], dict(np.load(sys.argv[3]))
 if kind == "torch":
@@ -112,7 +112,8 @@ else:
     from wavesurrogate import edge
     edge.load(model).run(**inputs)
     assert "torch" not in sys.modules
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+with open("/proc/self/status") as f:  # VmHWM: its own peak (ru_maxrss keeps the parent's over exec)
+    print(next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024.0)
 """
 
 

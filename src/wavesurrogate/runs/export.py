@@ -75,8 +75,13 @@ def export_module(mod: nn.Module, example: dict[str, Tensor], output: str) -> by
             raise ExportError(f"the ONNX exporter failed ({type(exc).__name__}: {first[:200]})") from None
     import onnx
 
+    proto = prog.model_proto
+    for node in proto.graph.node:  # the exporter's per-node stack traces and names: 2-3x the weights' bytes
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del proto.graph.value_info[:]  # intermediate shapes: onnxruntime infers them
     buf = io.BytesIO()
-    onnx.save_model(prog.model_proto, buf)
+    onnx.save_model(proto, buf)
     return buf.getvalue()
 
 
