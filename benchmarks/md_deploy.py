@@ -28,7 +28,8 @@ def _int8_cell(r: dict[str, Any]) -> str:
     loss = r.get("accuracy_loss") or {}
     ratio = loss.get("rollout_error_ratio") or loss.get("one_step_error_ratio")
     verdict = "recommended" if r.get("recommended") is True else "not recommended"
-    return f"{num(ratio)}× fp32's error: {verdict}"
+    cell = f"{num(ratio)}× fp32's error, {num(r.get('time_ratio_b1'))}× its batch-1 time: {verdict}"
+    return cell + (f" ({r['caveat']})" if r.get("caveat") else "")
 
 
 def deploy_section(res: dict[str, Any]) -> list[str]:

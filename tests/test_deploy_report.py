@@ -1,4 +1,5 @@
-"""benchmarks/md_deploy.py: the deploy section of docs/results.md, rendered from benchmarks/out/deploy.json."""
+"""benchmarks/md_deploy.py: the deploy section of docs/results.md, rendered from benchmarks/out/deploy.json.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def test_every_row_and_goal_is_rendered_from_the_json(res):
         cells = rows[label]
         assert cells["bytes"] == f"{r['bytes']:,d}" and cells["ms, batch 1"] == f"{r['latency_b1_ms']:.3g}"
         if r["runtime"] == "ort_int8":
-            assert cells["int8"].endswith("recommended") and (("not" in cells["int8"]) != r["recommended"])
+            assert ("not recommended" in cells["int8"]) != r["recommended"]
+            assert ("says little" in cells["int8"]) == ("caveat" in r)
     goals = table_rows(lines, "goal")
     assert set(goals) == set(res["goals"])
     for name, g in res["goals"].items():
@@ -49,8 +51,11 @@ def test_every_row_and_goal_is_rendered_from_the_json(res):
 def test_int8_verdict_follows_the_ratio(res):
     r = copy.deepcopy(res)
     row = next(x for x in r["rows"] if x["runtime"] == "ort_int8")
-    row["recommended"], row["accuracy_loss"] = False, {"one_step_error_ratio": 3.0, "rollout_error_ratio": 2.7}
-    assert md_deploy._int8_cell(row) == "2.7× fp32's error: not recommended"
+    row["recommended"] = False
+    row["accuracy_loss"] = {"one_step_error_ratio": 3.0, "rollout_error_ratio": 2.7}
+    row["time_ratio_b1"] = 0.5
+    row.pop("caveat", None)
+    assert md_deploy._int8_cell(row) == "2.7× fp32's error, 0.5× its batch-1 time: not recommended"
 
 
 def test_results_md_renders_the_section(tmp_path, res):
