@@ -316,7 +316,7 @@ class _Server(HTTPServer):
 def make_server(run: str | Path, data: str | Path | None = None, host: str = "127.0.0.1",
                 port: int = 8765) -> HTTPServer:
     """A bound (not yet serving) server of ``run``; ServeError (one line) if the port is taken. For source →
-    field runs the solver is run once first, so that the first click's time is a warm solve's."""
+    field runs the solver and the model are run once first, so that the first click's times are warm ones."""
     handler = type("RunHandler", (Handler,), {})
     try:  # bind first: a taken port is said before seconds of loading and compiling
         server = _Server((host, int(port)), handler)
@@ -326,8 +326,9 @@ def make_server(run: str | Path, data: str | Path | None = None, host: str = "12
         raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     try:
         app = App.load(run, data)
-        if app.mode == "click":  # build (devito: compile) and warm the solver
+        if app.mode == "click":  # build (devito: compile) and warm the solver, and warm the model
             app.solver_field(float(np.mean(app.x)), float(np.mean(app.y)))
+            app.surrogate_field(float(np.mean(app.x)), float(np.mean(app.y)))
     except BaseException:
         server.server_close()
         raise
