@@ -42,6 +42,13 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
+def _port(s: str) -> int:
+    v = _nonneg_int(s)
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (0-65535): {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wavesurrogate`` command."""
     from wavesurrogate import __version__
@@ -95,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", type=_existing_file)
     s.add_argument("--out", type=Path, default=None, help="summary JSON (default <work>/summary.json)")
 
+    s = sub.add_parser("export", help="a run as one ONNX graph in physical units, with a sidecar JSON")
+    s.add_argument("run", type=_existing_dir)
+    s.add_argument("--out", required=True, type=Path, help="the graph, *.onnx (sidecar: <out>.json)")
+    s.add_argument("--int8", action="store_true", help="static int8 (QDQ, per channel) instead of fp32")
+    s.add_argument("--calibration", type=_existing_file, default=None,
+                   help="data file whose training windows calibrate --int8 (default: the run's)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing graph and sidecar")
+
+    s = sub.add_parser("serve", help="a local page: click to place a source, surrogate beside the solver")
+    s.add_argument("run", type=_existing_dir)
+    s.add_argument("--data", type=_existing_file, default=None, help="data file (default: the run's)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=_port, default=8765)
+
     s = sub.add_parser("demo", help="the main job on local files: campaign, training, evaluation, report")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by tests)")
@@ -137,6 +158,14 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.apps.normsearch import run_search_from_config
 
         print(run_search_from_config(a.config, out=a.out))
+    elif a.cmd == "export":
+        from wavesurrogate.runs.export import export_run
+
+        print(export_run(a.run, a.out, int8=a.int8, calibration=a.calibration, overwrite=a.overwrite))
+    elif a.cmd == "serve":
+        from wavesurrogate.apps.serve import serve
+
+        serve(a.run, data=a.data, host=a.host, port=a.port)
     elif a.cmd == "demo":
         from wavesurrogate.apps.demo import run_demo
 

@@ -28,3 +28,7 @@ class CFLError(ConfigError):
 
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ExportError(UserError):
+    """A run cannot be exported (its model or task has no ONNX form), or an exported model is unusable."""

@@ -157,6 +157,20 @@ class Task:
         """Metrics of ``model`` on ``cases`` of the open data file ``f``: one_step, rollout, diverged."""
         raise NotImplementedError
 
+    def export(self, model: nn.Module, stats: dict[str, Any]) -> tuple[nn.Module, dict[str, Tensor], dict]:
+        """For ``wavesurrogate export``: (the model wrapped in physical units, example inputs by name, the
+        sidecar's layout); ExportError for a task without an ONNX form (the default)."""
+        from wavesurrogate.errors import ExportError
+
+        raise ExportError(f"task {self.name!r} has no ONNX form yet (export knows the tasks that define "
+                          "Task.export)")
+
+    def export_samples(self, f: Any, cases: np.ndarray, stats: dict[str, Any], n: int
+                       ) -> list[dict[str, np.ndarray]]:
+        """Up to ``n`` inputs of the exported graph (by name, float32, physical units) drawn from ``cases``
+        of the open data file ``f``: what int8 calibrates on."""
+        return []
+
 
 @dataclass
 class Loaded:

@@ -273,6 +273,19 @@ class Forecast(Task):
                                             n_out=n_out, extra=None if ex is None else ex[c : c + b]))
                           for c in range(0, max(1, fields.shape[0]), b)])
 
+    def export(self, model: nn.Module, stats: dict[str, Any]) -> Any:
+        """One call of the run in physical units, its update inside (``tasks._export.FrameStep``)."""
+        from wavesurrogate.tasks._export import frames_export
+
+        return frames_export(model, stats, *run_options(stats))
+
+    def export_samples(self, f: Any, cases: np.ndarray, stats: dict[str, Any], n: int) -> list[dict]:
+        """``n`` windows of consecutive frames (with velocity and forcing) spread over ``cases``."""
+        from wavesurrogate.tasks._export import frames_samples
+
+        forcing = load_forcing(f, cases, f.n_frames) if run_options(stats)[0] else None
+        return frames_samples(f, cases, stats, n, forcing)
+
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         check_numbers(stats, source, {"field_mean": False, "field_std": True, "velocity_mean": False,
                                       "velocity_std": True}, ints=("n_in", "n_out"))

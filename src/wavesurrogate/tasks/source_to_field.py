@@ -227,6 +227,18 @@ class SourceToField(Task):
         """A model with ``set_basis(mean, modes)`` gets the centred POD basis of the training fields."""
         set_pod_basis(model, data.train.values)  # type: ignore[attr-defined]
 
+    def export(self, model: nn.Module, stats: dict[str, Any]) -> Any:
+        """SI parameters and (x m, y m, t s) → the field (``tasks._export.PointsField``)."""
+        from wavesurrogate.tasks._export import points_export
+
+        return points_export(model, stats)
+
+    def export_samples(self, f: Any, cases: np.ndarray, stats: dict[str, Any], n: int) -> list[dict]:
+        """``n`` of ``cases`` at 4,096 random grid points each."""
+        from wavesurrogate.tasks._export import points_samples
+
+        return points_samples(f, cases, stats, n)
+
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         check_numbers(stats, source, {"field_mean": False, "field_std": True})
         check_grid_stats(stats, source)

@@ -39,6 +39,7 @@ class FieldDecoder(nn.Module):
     """Parameters ``[B, P]`` → field ``[B, n_frames, ny, nx]`` by a CNN decoder; ``forward`` samples it."""
 
     capabilities = {"onnx": False}  # torch's ONNX exporter has no 5-D (volumetric) GridSample
+    onnx_note = "a 5-D (volumetric) GridSample, which ONNX export lacks"
 
     def __init__(self, n_params: int, n_frames: int, ny: int, nx: int, width: int = 32, latent: int = 4,
                  n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None,

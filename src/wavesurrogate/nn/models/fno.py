@@ -38,6 +38,8 @@ class FNO2d(nn.Module):
     """
 
     capabilities = {"onnx": False}  # FFTs and complex spectral weights
+    # why, as `wavesurrogate export` says it
+    onnx_note = "FFTs and complex spectral weights, which the ONNX exporters do not translate reliably"
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ class PODDeepONet(nn.Module):
     modes."""
 
     capabilities = {"onnx": False}  # 5-D grid_sample, which torch's ONNX exporter lacks
+    onnx_note = "a 5-D grid_sample, which ONNX export lacks"
 
     def __init__(
         self, n_params: int, n_frames: int, ny: int, nx: int, n_basis: int = 32, branch_width: int = 128,
