@@ -275,7 +275,12 @@ def ck_weights_missing(ws: Path) -> None:
 
 
 def ck_other_architecture(ws: Path) -> None:
+    """model.json and config.yaml agree on width 8; the weights were trained with width 4."""
     _json(ws, "model.json", lambda d: d["kwargs"].update(width=8))
+    p = ws / "run" / "config.yaml"
+    cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    cfg["model"]["kwargs"]["width"] = 8
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
 
 def ck_other_model(ws: Path) -> None:

@@ -28,6 +28,7 @@ from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encod
 from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.io import atomic_path
+from wavesurrogate.safeload import load_json, parse_json
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: 
     path = _shard_path(work, spec.index)
     try:
         with np.load(path, allow_pickle=False) as z:
-            chunk, velocity, meta = z["chunk"].tobytes(), z["velocity"], json.loads(str(z["meta"]))
+            chunk, velocity = z["chunk"].tobytes(), z["velocity"]
+            meta = parse_json(str(z["meta"]), str(path), DataFileError)
             traces = {k[6:]: z[k] for k in z.files if k.startswith("trace_")}
         fields = decode_chunk(chunk, shape) if verify else None
     except Exception as exc:
@@ -171,8 +173,8 @@ def _manifest(cfg: CampaignConfig) -> dict[str, str]:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_json(path, DataFileError)
+    except DataFileError:
         return None
 
 

@@ -4,6 +4,7 @@ open as 2-D files."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from wavesurrogate.data.schema import (
 )
 from wavesurrogate.data.writer import DataWriter
 from wavesurrogate.errors import DataFileError
+from wavesurrogate.safeload import parse_yaml
 
 __all__ = ["DataFile", "DataWriter", "describe", "open_data"]
 
@@ -230,17 +232,39 @@ class DataFile:
 
     @property
     def config(self) -> Any:
-        """The resolved CampaignConfig that wrote the file (from ``config_yaml``); DataFileError if bad."""
-        import yaml
-
+        """The resolved CampaignConfig that wrote the file (from ``config_yaml``, read through ``safeload``);
+        DataFileError unless it is valid YAML of a campaign that agrees with the file (time step, frames,
+        stride, grid spacing)."""
+        if getattr(self, "_config", None) is not None:
+            return self._config
         from wavesurrogate.config.base import validate as validate_config
         from wavesurrogate.config.campaign import CampaignConfig
+        from wavesurrogate.errors import UserError
 
+        where = f"{self.path}: attribute config_yaml"
+        raw = self._attrs.get("config_yaml")
+        if not isinstance(raw, str):
+            raise DataFileError(f"{where}: not text")
+        data = parse_yaml(raw, where, DataFileError)
+        if not isinstance(data, dict):
+            raise DataFileError(f"{where}: not a mapping of keys")
         try:
-            return validate_config(CampaignConfig, yaml.safe_load(self._attrs["config_yaml"]),
-                                   source="config_yaml")
-        except Exception as exc:
-            raise bad(self.path, f"unreadable config_yaml ({exc})".splitlines()[0]) from None
+            cfg = validate_config(CampaignConfig, data, source=where)
+        except UserError as exc:
+            raise DataFileError(str(exc)) from None
+        t, g = cfg.time, cfg.grid
+        dt_ok = t.dt_s is not None and math.isclose(t.dt_s, self.dt, rel_tol=1e-9)
+        disagree = [what for what, ok in (
+            ("time.dt_s and attribute dt", dt_ok),
+            ("time.frame_stride and attribute frame_stride", t.frame_stride == self.frame_stride),
+            ("time.n_frames and the frames of 'fields'", t.n_frames == self.n_frames),
+            ("grid spacing and attributes dx, dy", self.n_spatial_dims == 2 and math.isclose(g.dx_m, self.dx)
+             and math.isclose(g.dy_m, self.dy))) if not ok]
+        if disagree:
+            raise DataFileError(f"{where}: {disagree[0]} disagree (time.dt_s {t.dt_s}, dt {self.dt})"
+                                if "dt_s" in disagree[0] else f"{where}: {disagree[0]} disagree")
+        self._config = cfg
+        return cfg
 
     def problem(self, case: int) -> Any:
         """The full-domain physics Problem of a case, rebuilt from the config and the case's parameters."""
@@ -248,7 +272,11 @@ class DataFile:
 
         case = self._check_index(case)
         params = {k: float(v[case]) for k, v in self.params.items()}
-        problem = case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
+        try:
+            problem = case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
+        except (KeyError, ValueError, TypeError, IndexError) as exc:  # params that are not the config's
+            raise bad(self.path, f"case {case}: its parameters do not fit config_yaml ({type(exc).__name__}: "
+                                 f"{str(exc)[:100]})") from None
         c = problem.velocity.astype(np.float32)
         if "window_ij0" in self._attrs:
             c = c[tuple(slice(o, o + s) for o, s in zip(self._attrs["window_ij0"], self.spatial_shape,

@@ -43,6 +43,7 @@ from wavesurrogate.runs import layout
 from wavesurrogate.runs.layout import holds_config, read_metrics, start_weights
 from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
+from wavesurrogate.runs.state import check_against
 from wavesurrogate.tasks.base import Task, TrainData
 from wavesurrogate.train.dist import DistEnv, all_sum, barrier, dist_env
 from wavesurrogate.train.optim import optimizer, scheduler, steps_per_batch
@@ -196,6 +197,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
     model = build_model(cfg, data.stats)
     if state is not None:
         load_into(model, state["model"], cfg.model.name, str(run_dir / layout.OPTIM))
+        check_against(state, model, str(run_dir / layout.OPTIM))
     elif init_from is not None:
         _init_from(model, cfg, run_dir, Path(init_from))
     else:
