@@ -31,7 +31,8 @@ import yaml
 from wavesurrogate.errors import UserError
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "INT_BOUND", "check_regular", "read_bytes", "read_text",
-           "parse_yaml", "parse_json", "load_yaml", "load_json", "check_tree", "file_kind"]
+           "parse_yaml", "parse_json", "load_yaml", "load_json", "check_tree", "file_kind", "h5_problem",
+           "h5_contained"]
 
 MAX_BYTES = 64 * 2**20  # any YAML/JSON file we read; configs and run files are kilobytes
 MAX_DEPTH = 64  # nesting levels of any YAML/JSON document (ours use at most 5)
@@ -250,3 +251,51 @@ def check_tree(obj: Any, source: str, error: ErrorType = UserError, *, max_depth
                 raise error(f"{source}: {_where(path)}: integer out of range (more than 64 bits)")
         elif leaf is not None and not leaf(x):
             raise error(f"{source}: {_where(path)}: unexpected {type(x).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------ HDF5
+
+MAX_H5_OBJECTS = 10_000  # groups and datasets of a data file (ours hold a few dozen)
+
+
+def h5_problem(exc: BaseException) -> str:
+    """What an exception of ``h5py.File(path, "r")`` means, in words: locked, permission, or damage."""
+    text = str(exc).lower()
+    if "lock" in text:
+        return "locked by another process (being written?); try again when it is done"
+    if isinstance(exc, PermissionError) or "permission denied" in text:
+        return "permission denied (not readable)"
+    return "not a readable HDF5 file (truncated or corrupted?)"
+
+
+def h5_contained(group: Any, source: str, error: ErrorType = UserError, only: str | None = None) -> None:
+    """``error`` unless every object under ``group`` (or only its member ``only``) lies in this file: no soft
+    or external link, no virtual dataset, no dataset with external storage (a link out of the file could
+    point at a FIFO, a device or someone else's data). Walks at most MAX_H5_OBJECTS objects."""
+    import h5py
+
+    stack = [(group, [only] if only is not None else list(group.keys()), group.name.rstrip("/"))]
+    seen = 0
+    while stack:
+        g, names, prefix = stack.pop()
+        for name in names:
+            seen += 1
+            if seen > MAX_H5_OBJECTS:
+                raise error(f"{source}: more than {MAX_H5_OBJECTS} objects")
+            where = f"{prefix}/{name}".lstrip("/")
+            link = g.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise error(f"{source}: {where!r} is an external link to {link.filename!r}: a data file "
+                            "must be self-contained")
+            if link is None or not isinstance(link, h5py.HardLink):
+                raise error(f"{source}: {where!r} is a {type(link).__name__}, not an object of the file")
+            obj = g[name]
+            if isinstance(obj, h5py.Group):
+                stack.append((obj, list(obj.keys()), where))
+            elif isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise error(f"{source}: {where!r} is a virtual dataset (data from other files): a data "
+                                "file must be self-contained")
+                if obj.external:
+                    raise error(f"{source}: {where!r} keeps its data in external files: a data file must be "
+                                "self-contained")

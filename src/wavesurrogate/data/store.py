@@ -5,7 +5,6 @@ open as 2-D files."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from wavesurrogate.data.schema import (
 )
 from wavesurrogate.data.writer import DataWriter
 from wavesurrogate.errors import DataFileError
-from wavesurrogate.safeload import parse_yaml
+from wavesurrogate.limits import memory_bytes
+from wavesurrogate.safeload import check_regular, h5_problem, parse_yaml
 
 __all__ = ["DataFile", "DataWriter", "describe", "open_data"]
 
@@ -32,12 +32,11 @@ class DataFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not os.path.isfile(self.path):  # False, not OSError, for a name that is too long
-            raise bad(self.path, "file not found")
+        check_regular(self.path, DataFileError)  # a FIFO or device would block libhdf5 forever
         try:
             self._f = h5py.File(self.path, "r")
-        except Exception:
-            raise bad(self.path, "not a readable HDF5 file (truncated or corrupted?)") from None
+        except Exception as exc:
+            raise bad(self.path, h5_problem(exc)) from None
         try:
             self._validate()
         except DataFileError:
@@ -288,6 +287,10 @@ class DataFile:
     def load_all(self, cases: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(fields [n, frame, *spatial], velocity [n, *spatial]) float32 of cases (None: all); verified."""
         idx = np.arange(self.n_cases) if cases is None else np.asarray(cases, dtype=np.int64).reshape(-1)
+        need, have = 4 * idx.size * (self.n_frames + 1) * int(np.prod(self.spatial_shape)), memory_bytes()
+        if have is not None and need > have:
+            raise bad(self.path, f"{idx.size} cases of 'fields' need {need / 1e9:.3g} GB in memory, more "
+                                 f"than the {have / 1e9:.3g} GB available; use data.stream")
         fields = np.empty((idx.size, self.n_frames, *self.spatial_shape), dtype=np.float32)
         velocity = np.empty((idx.size, *self.spatial_shape), dtype=np.float32)
         for j, i in enumerate(idx):
@@ -324,8 +327,11 @@ def describe(path: str | Path) -> str:
         a = d.attrs
         split = d.split
         done = d.done
+        lo, hi = np.inf, -np.inf  # velocity range of the done cases (all if none is), one case at a time
         try:
-            vel = d._f["velocity"][()]
+            for i in np.flatnonzero(done) if done.any() else range(d.n_cases):
+                v = d._f["velocity"][int(i)]
+                lo, hi = min(lo, float(np.nanmin(v))), max(hi, float(np.nanmax(v)))
         except Exception as exc:  # a damaged chunk index: velocity is read raw here, without a checksum
             raise bad(d.path, f"'velocity' unreadable ({type(exc).__name__}; corrupted?)") from None
         size_mb = d.path.stat().st_size / 1e6
@@ -342,7 +348,7 @@ def describe(path: str | Path) -> str:
             f"t = 0 … {d.t[-1] * 1e3:.4g} ms",
             f"solver      {a['solver']} (space order {a['space_order']}), boundary {a['boundary']}",
             f"seed        {a['seed']}" + (f", test seed {a['test_seed']}" if "test_seed" in a else ""),
-            f"velocity    {_fmt_range(vel[done] if done.any() else vel, ' m/s')}",
+            f"velocity    {_fmt_range(np.array([lo, hi]), ' m/s')}",
         ]
         if "window_ij0" in a:
             lines.insert(4, f"window      of the full grid {a['grid_shape']} from node {a['window_ij0']} "

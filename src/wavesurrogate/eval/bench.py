@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wavesurrogate.errors import UserError
+from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.eval.memory import (
     count_trainable,
     peak_memory_bytes,
@@ -74,7 +74,11 @@ def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: 
 
     cfg = solver_config(config_yaml, dt_s, n_frames_advanced + 1, backend)
     spec = CaseSpec(0, int(split), {k: float(v) for k, v in params.items()})
-    p = case_problem(cfg, spec, None if velocity is None else np.asarray(velocity))
+    try:
+        p = case_problem(cfg, spec, None if velocity is None else np.asarray(velocity))
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise DataFileError(f"data file: the case's parameters {sorted(params)} do not fit its config_yaml "
+                            f"({type(exc).__name__}: {str(exc)[:80]})") from None
     if cfg.solver.kind == "fd":
         from wavesurrogate.physics.fd import FDSolver
 
@@ -267,6 +271,7 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
         case = int(test[0] if len(test) else np.flatnonzero(f.done)[0])
         params = {k: float(v[case]) for k, v in f.params.items()}
         velocity = f.velocity(case)
+        f.config  # noqa: B018  (config_yaml valid and agreeing with the file, else DataFileError)
         split, config_yaml, dt, ny, nx = int(f.split[case]), f.attrs["config_yaml"], f.dt, f.ny, f.nx
         n_frames = f.n_frames
     n_in, n_out = int(info.stats["n_in"]), int(info.stats["n_out"])

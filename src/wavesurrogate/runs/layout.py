@@ -44,6 +44,9 @@ def read_json(path: Path) -> Any:
 
 
 
+METRIC_NUMBERS = ("step", "train_loss", "val_loss", "lr", "seconds", "samples_per_s")  # what readers use
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of a run's ``metrics.jsonl`` (one per finished epoch, epochs 1, 2, ... in order); [] if it
     has none yet; CheckpointError naming the first bad line."""
@@ -60,6 +63,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         epoch = row.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch != len(rows) + 1:
             raise CheckpointError(f"{path}: line {i + 1}: 'epoch' must be {len(rows) + 1}, got {epoch!r}")
+        bad = [k for k in METRIC_NUMBERS if row.get(k) is not None
+               and (not isinstance(row[k], int | float) or isinstance(row[k], bool))]
+        if bad:
+            raise CheckpointError(f"{path}: line {i + 1}: {bad[0]!r} must be a number, got {row[bad[0]]!r}")
         rows.append(row)
     return rows
 
