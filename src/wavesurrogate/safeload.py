@@ -19,6 +19,7 @@ Errors are the caller's ``UserError`` subclass, one line naming the source and t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -56,6 +57,8 @@ def _os_problem(exc: OSError | ValueError) -> str:
         return "invalid file name"
     if isinstance(exc, FileNotFoundError):
         return "file not found"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "file not found (file name too long)"
     if isinstance(exc, PermissionError):
         return "permission denied"
     return (exc.strerror or type(exc).__name__).lower()
@@ -221,8 +224,67 @@ def load_json(path: str | Path, error: ErrorType = UserError, max_bytes: int = M
 # ------------------------------------------------------------------------------------------------ walk
 
 
-def _where(path: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+_SHARED = "(counting shared references; an alias or reference bomb?)"
+
+
+def _walk(obj: Any, max_depth: int, max_nodes: int, leaf: Callable[[Any], bool] | None) -> str | None:
+    """The first problem of ``obj`` in words (without its location), or None; see check_tree.
+
+    Post-order over the distinct containers with the expanded size and height of each memoised by
+    identity: linear in the distinct objects, however often they are shared (an alias or reference bomb
+    of 10⁹ expanded values costs as much as its 100 lists)."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(obj, False)]
+    while stack:
+        x, done = stack.pop()
+        key = id(x)
+        items = list(x.values()) + [k for k in x if not isinstance(k, str)] if isinstance(x, dict) else x
+        if done:
+            open_.discard(key)
+            kids = [v for v in items if isinstance(v, _CONTAINERS)]
+            size[key] = 1 + len(items) - len(kids) + sum(size[id(v)] for v in kids)
+            height[key] = 1 + max((height[id(v)] for v in kids), default=0)
+            if size[key] > max_nodes:
+                return f"more than {max_nodes} values {_SHARED}"
+            if height[key] > max_depth:
+                return f"nesting deeper than {max_depth} levels"
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            return "a reference cycle (a container inside itself)"
+        if len(open_) > max_depth:
+            return f"nesting deeper than {max_depth} levels"
+        open_.add(key)
+        stack.append((x, True))
+        for v in items:
+            if isinstance(v, _CONTAINERS):
+                if id(v) not in size:
+                    stack.append((v, False))
+            elif isinstance(v, int) and not isinstance(v, bool):
+                if not -INT_BOUND <= v < INT_BOUND:
+                    return "integer out of range (more than 64 bits)"
+            elif leaf is not None and not leaf(v):
+                return f"unexpected {type(v).__name__}"
+    return None
+
+
+def _locate(obj: Any, problem: str, leaf: Callable[[Any], bool] | None) -> str:
+    """Where the (leaf) ``problem`` lies, as ``key.0.key``; only called once a problem is known."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    for _ in range(MAX_NODES):
+        if not stack:
+            break
+        x, path = stack.pop()
+        if isinstance(x, _CONTAINERS) and len(path) <= MAX_DEPTH:
+            pairs = x.items() if isinstance(x, dict) else enumerate(x)
+            stack.extend((v, (*path, k)) for k, v in pairs)
+        elif _walk([x], MAX_DEPTH, MAX_NODES, leaf) == problem:
+            return ".".join(str(p) for p in path) or "(top level)"
+    return "(somewhere)"
 
 
 def check_tree(obj: Any, source: str, error: ErrorType = UserError, *, max_depth: int = MAX_DEPTH,
@@ -231,26 +293,14 @@ def check_tree(obj: Any, source: str, error: ErrorType = UserError, *, max_depth
     references counted each time reached, so cycles and reference bombs stop), or for an integer outside
     ±2⁶³. Dicts, lists, tuples and sets are containers; ``leaf`` (default: anything else) may refuse
     other objects by returning False."""
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
-    seen = 0
-    while stack:
-        x, path = stack.pop()
-        seen += 1
-        if seen > max_nodes:
-            raise error(f"{source}: more than {max_nodes} values (counting shared references; an alias or "
-                        "reference bomb?)")
-        if len(path) > max_depth:
-            raise error(f"{source}: nesting deeper than {max_depth} levels at {_where(path[:6])}...")
-        if isinstance(x, dict):
-            stack.extend((v, (*path, k)) for k, v in x.items())
-            stack.extend((k, (*path, "<key>")) for k in x if not isinstance(k, str))
-        elif isinstance(x, list | tuple | set | frozenset):
-            stack.extend((v, (*path, i)) for i, v in enumerate(x))
-        elif isinstance(x, int) and not isinstance(x, bool):
-            if not -INT_BOUND <= x < INT_BOUND:
-                raise error(f"{source}: {_where(path)}: integer out of range (more than 64 bits)")
-        elif leaf is not None and not leaf(x):
-            raise error(f"{source}: {_where(path)}: unexpected {type(x).__name__}")
+    if not isinstance(obj, _CONTAINERS):
+        obj = [obj]
+    problem = _walk(obj, max_depth, max_nodes, leaf)
+    if problem is None:
+        return
+    if problem.startswith(("integer", "unexpected")):
+        problem = f"{_locate(obj, problem, leaf)}: {problem}"
+    raise error(f"{source}: {problem}")
 
 
 # ------------------------------------------------------------------------------------------------ HDF5
@@ -261,7 +311,7 @@ MAX_H5_OBJECTS = 10_000  # groups and datasets of a data file (ours hold a few d
 def h5_problem(exc: BaseException) -> str:
     """What an exception of ``h5py.File(path, "r")`` means, in words: locked, permission, or damage."""
     text = str(exc).lower()
-    if "lock" in text:
+    if isinstance(exc, BlockingIOError) or "unable to lock file" in text:
         return "locked by another process (being written?); try again when it is done"
     if isinstance(exc, PermissionError) or "permission denied" in text:
         return "permission denied (not readable)"

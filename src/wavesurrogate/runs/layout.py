@@ -74,7 +74,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved TrainConfig stored in a run directory; CheckpointError if absent or invalid."""
     path = Path(run_dir) / CONFIG
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{run_dir}: no {CONFIG} (not a run directory?)")
     try:
         return validate(TrainConfig, read_yaml(path), source=str(path))

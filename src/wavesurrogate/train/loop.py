@@ -22,6 +22,7 @@ that run's best weights (fine-tuning).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -182,7 +183,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
            init_from: str | Path | None) -> tuple[nn.Module, TrainData, dict[str, Any] | None]:
     """Data, model (resumed or initialised, moved to the device) and resume state; writes the header."""
     state = None
-    if resuming and (run_dir / layout.OPTIM).is_file():
+    if resuming and os.path.lexists(run_dir / layout.OPTIM):  # a FIFO or device is refused by load_state
         state = load_state(run_dir / layout.OPTIM)
     if not resuming:
         layout.prepare_dir(run_dir, overwrite)
