@@ -473,7 +473,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 HANG_S = 20.0  # the time bound of every case: a reader blocked on a FIFO or a bomb being expanded fails it
 
 
-class CaseHung(Exception):
+class CaseHung(BaseException):  # not an Exception: no `except Exception` of the package may swallow it
     """A corpus case ran past HANG_S."""
 
 
