@@ -286,8 +286,8 @@ def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
         _check_types(e, kwargs)
         _check_size(e, kwargs, memory_bytes())
         return e.cls(**kwargs)
-    except UserError as exc:
-        raise CheckpointError(f"model {name!r}: {exc}") from None
+    except UserError:  # the constructor's own one line (e.g. a missing optional extra)
+        raise
     except (TypeError, ValueError) as exc:  # e.g. a missing argument, or float("x") of a damaged value
         raise CheckpointError(f"model {name!r}: bad constructor arguments ({exc})") from None
     except (MemoryError, OverflowError, RuntimeError) as exc:  # e.g. width: 2**31 cannot be allocated

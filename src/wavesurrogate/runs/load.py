@@ -121,7 +121,7 @@ def check_agree(cfg: TrainConfig, stats: dict[str, Any], task: Any, kwargs: dict
             raise CheckpointError(f"{run_dir / STATS}: {key} {stats[key]!r} disagrees with config.yaml "
                                   f"(data.{key}: {getattr(cfg.data, key)!r})")
     try:
-        expect = json.loads(json.dumps(task.model_kwargs(cfg, stats)))
+        expect = parse_json(json.dumps(task.model_kwargs(cfg, stats)), "model kwargs", CheckpointError)
     except (UserError, KeyError, TypeError, ValueError, IndexError):
         return  # runs older than a rule the task now applies to new configs (model.json is what they hold)
     for key, want in expect.items():
