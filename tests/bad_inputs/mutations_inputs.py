@@ -137,7 +137,8 @@ def ln_medium_external(ws: Path) -> None:
 
 
 def _resize(f: h5py.File, frames: int | None = None, nx: int | None = None, cases: int | None = None) -> None:
-    """Replace the datasets of ``f`` by consistent empty ones of another frame count, width or case count."""
+    """Replace the datasets of ``f`` by consistent ones (zero fields, 1500 m/s, true checksums) of another
+    frame count, width or case count."""
     n, nt, ny, nxx = f["fields"].shape
     n = cases if cases is not None else n
     nt = frames if frames is not None else nt
@@ -145,11 +146,14 @@ def _resize(f: h5py.File, frames: int | None = None, nx: int | None = None, case
     for k in ("fields", "velocity", "t", "x", "split", "done", "checksum",
               *(f"params/{p}" for p in f["params"])):
         del f[k]
-    f.create_dataset("fields", shape=(n, nt, ny, nxx), dtype="f4")
-    f.create_dataset("velocity", shape=(n, ny, nxx), dtype="f4")
+    from wavesurrogate.data.schema import case_checksum
+
+    fields, velocity = np.zeros((nt, ny, nxx), np.float32), np.full((ny, nxx), 1500.0, np.float32)
+    f["fields"] = np.broadcast_to(fields, (n, *fields.shape))
+    f["velocity"] = np.broadcast_to(velocity, (n, *velocity.shape))
     f["t"], f["x"] = np.arange(nt) * 0.004, np.arange(nxx) * 10.0
     f["split"], f["done"] = np.zeros(n, np.uint8), np.ones(n, bool)
-    f["checksum"] = np.array([b"0" * 64] * n, dtype="S64")
+    f["checksum"] = np.array([case_checksum(fields, velocity).encode("ascii")] * n, dtype="S64")  # consistent
     for p in ("medium_c_mps", "wavenumber"):
         f[f"params/{p}"] = np.ones(n)
 
