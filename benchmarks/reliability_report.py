@@ -8,7 +8,6 @@ write audit, and the fuzz results read from the JSON of benchmarks/fuzz/. Markdo
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 
 from tests.bad_inputs import make_corpus as mc
 from wavesurrogate.eval.bench import machine_info
+from wavesurrogate.safeload import load_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -232,7 +232,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rows, corpus_s = run_corpus()
     tests = run_tests([n for n, _ in KILL_TESTS])
-    fuzz = json.loads(a.fuzz.read_text()) if a.fuzz.is_file() else None
+    fuzz = load_json(a.fuzz) if a.fuzz.is_file() else None
     m = machine_info()
     lines = ["# Reliability", "",
              "Generated — do not edit by hand. Regenerate with", "", "```", FUZZ_COMMAND, COMMAND, "```", "",
