@@ -8,6 +8,8 @@ from a valid tiny data file and a valid one-epoch run, then damaged by a named *
 
 A workspace holds ``good.h5`` (valid data file), ``run/`` (a valid run trained on it), ``campaign.yaml``
 and ``train.yaml`` (valid configs), the case's YAML input if it has one, and whatever its mutation made.
+Cases come from ``manifest.yaml`` and every ``manifest_*.yaml`` (``manifest_inputs.yaml``: what the package
+reads, with its mutations in ``mutations_inputs.py``); each runs within ``HANG_S`` seconds.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ class DataFile:
         params = {k: float(v[case]) for k, v in self.params.items()}
         try:
             problem = case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
-        except (KeyError, ValueError, TypeError, IndexError) as exc:  # params that are not the config's
+        except (KeyError, ValueError, TypeError, IndexError, ArithmeticError) as exc:  # not the config's
             raise bad(self.path, f"case {case}: its parameters do not fit config_yaml ({type(exc).__name__}: "
                                  f"{str(exc)[:100]})") from None
         c = problem.velocity.astype(np.float32)

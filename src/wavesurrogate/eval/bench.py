@@ -76,7 +76,7 @@ def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: 
     spec = CaseSpec(0, int(split), {k: float(v) for k, v in params.items()})
     try:
         p = case_problem(cfg, spec, None if velocity is None else np.asarray(velocity))
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
         raise DataFileError(f"data file: the case's parameters {sorted(params)} do not fit its config_yaml "
                             f"({type(exc).__name__}: {str(exc)[:80]})") from None
     if cfg.solver.kind == "fd":
