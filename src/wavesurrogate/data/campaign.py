@@ -28,7 +28,7 @@ from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encod
 from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.io import atomic_path
-from wavesurrogate.safeload import load_json, parse_json
+from wavesurrogate.safeload import check_regular, load_json, parse_json
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ def write_shard(work: Path, spec: CaseSpec, case: EncodedCase) -> None:
 def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: bool = True) -> EncodedCase:
     """A shard's case (chunk decoded and checksum checked unless verify=False); DataFileError if bad."""
     path = _shard_path(work, spec.index)
+    check_regular(path, DataFileError)  # a FIFO in the work directory would block np.load
     try:
         with np.load(path, allow_pickle=False) as z:
             chunk, velocity = z["chunk"].tobytes(), z["velocity"]

@@ -21,7 +21,7 @@ from typing import Any
 from wavesurrogate.config.base import read_yaml, validate
 from wavesurrogate.config.train import RESUMABLE_CHANGES, TrainConfig
 from wavesurrogate.errors import CheckpointError, UserError
-from wavesurrogate.safeload import load_json, parse_json, read_text
+from wavesurrogate.safeload import check_regular, load_json, parse_json, read_text
 
 __all__ = ["CONFIG", "MODEL_JSON", "STATS", "WEIGHTS", "OPTIM", "METRICS", "RUN_FILES", "MODEL_FORMAT",
            "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_metrics", "read_run_config",
@@ -99,10 +99,17 @@ def start_weights(source: str | Path) -> dict[str, str]:
     import hashlib
 
     path = Path(source).resolve()
+    if not os.path.lexists(path / WEIGHTS):
+        raise CheckpointError(f"--init-from {source}: no {WEIGHTS} (not a finished run?)")
+    check_regular(path / WEIGHTS, CheckpointError)  # a FIFO would block the hash below
+    h = hashlib.sha256()
     try:
-        digest = hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest()
-    except OSError:
-        raise CheckpointError(f"--init-from {source}: no {WEIGHTS} (not a finished run?)") from None
+        with open(path / WEIGHTS, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise CheckpointError(f"--init-from {source}: {WEIGHTS} unreadable ({exc.strerror})") from None
+    digest = h.hexdigest()
     return {"run": str(path), "weights_sha256": digest}
 
 
