@@ -69,7 +69,11 @@ def mutate_tree(d: Any, rng: np.random.Generator) -> Any:
         del parent[path[-1]]
     elif op == 1 and isinstance(parent[path[-1]], int | float) and not isinstance(parent[path[-1]], bool):
         v = parent[path[-1]]
-        parent[path[-1]] = type(v)(v * float(rng.choice([-1, 0, 10, 1e6, 0.5])))
+        factor = float(rng.choice([-1, 0, 10, 1e6, 0.5]))
+        try:
+            parent[path[-1]] = type(v)(v * factor)
+        except OverflowError:  # an int of 400 digits times a float
+            parent[path[-1]] = v * int(factor)
     else:
         parent[path[-1]] = rand_value(rng)
     return d
