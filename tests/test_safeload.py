@@ -164,3 +164,20 @@ def test_hdf5_open_errors_are_named_for_what_they_are() -> None:
     cut = OSError("Unable to synchronously open file (truncated file: eof = 1, sblock->base_addr = 0, "
                   "stored_eof = 2)")
     assert "truncated or corrupted" in h5_problem(cut)
+
+
+def test_an_unreadable_file_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permission denied is named, not taken for damage (the tests run as root, which reads anything, so the
+    kernel's answer is imitated: os.access says no, os.open raises EACCES)."""
+    p = tmp_path / "data.h5"
+    p.write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match="permission denied"):
+        check_regular(p, ConfigError)
+
+    def denied(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(ConfigError, match="data.h5: permission denied"):
+        read_bytes(p, ConfigError)
