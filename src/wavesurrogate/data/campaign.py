@@ -81,12 +81,17 @@ def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: 
         fields = decode_chunk(chunk, shape) if verify else None
     except Exception as exc:
         raise DataFileError(f"{path}: unreadable shard ({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise DataFileError(f"{path}: shard metadata is not a mapping")
     same_case = (meta.get("index"), meta.get("split"), meta.get("params")) == (spec.index, spec.split,
                                                                               spec.params)
     if (not same_case or velocity.shape != shape[1:] or not isinstance(meta.get("checksum"), str)
             or (fields is not None and _digest(fields, velocity, traces) != meta["checksum"])):
         raise DataFileError(f"{path}: shard does not match its case or its checksum")
-    return EncodedCase(chunk, velocity, meta["checksum"], traces, float(meta.get("solve_s", "nan")))
+    solve_s = meta.get("solve_s", float("nan"))
+    if not isinstance(solve_s, int | float) or isinstance(solve_s, bool):
+        raise DataFileError(f"{path}: shard's solve_s is not a number")
+    return EncodedCase(chunk, velocity, meta["checksum"], traces, float(solve_s))
 
 
 def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, int, int]) -> bool:
