@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from wavesurrogate.config.base import read_yaml
 from wavesurrogate.data.campaign import simulate
 from wavesurrogate.data.cases import load_campaign
 from wavesurrogate.eval.bench import machine_info
@@ -37,7 +38,7 @@ def main() -> None:
     ap.add_argument("--backend", choices=["devito", "numpy"], default="devito")
     a = ap.parse_args()
 
-    cfg = yaml.safe_load((ROOT / "configs" / "forecast64.yaml").read_text())
+    cfg = read_yaml(ROOT / "configs" / "forecast64.yaml")
     cfg.update(name="bench", cases=a.cases, test_cases=0)
     cfg["time"]["n_frames"] = a.frames
     cfg["solver"]["backend"] = a.backend

@@ -40,6 +40,7 @@ import torch
 import yaml
 
 from wavesurrogate import metrics as M
+from wavesurrogate.config.base import read_yaml
 from wavesurrogate.config.train import TrainConfig, load_train_config
 from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.data.store import open_data
@@ -137,7 +138,7 @@ def write_configs(workdir: str = "runs/peers") -> list[Path]:
 
 
 def _field_geometry(campaign_yaml: Path) -> dict[str, int]:
-    c = yaml.safe_load(campaign_yaml.read_text(encoding="utf-8"))
+    c = read_yaml(campaign_yaml)
     return {"n_frames": int(c["time"]["n_frames"]), "ny": int(c["grid"]["ny"]), "nx": int(c["grid"]["nx"])}
 
 

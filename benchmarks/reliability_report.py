@@ -1,14 +1,13 @@
 """Write docs/reliability.md: the bad-input corpus run now, the kill/resume/determinism tests run now, the
-write audit, and the fuzz results read from the JSON of benchmarks/fuzz.py. Markdown on stdout.
+write audit, and the fuzz results read from the JSON of benchmarks/fuzz/. Markdown on stdout.
 
-    .venv/bin/python -m benchmarks.fuzz --out benchmarks/fuzz.json          # the long run (minutes)
+    .venv/bin/python -m benchmarks.fuzz --seed 0 1 2 --out benchmarks/fuzz.json   # the long run (hours)
     .venv/bin/python -m benchmarks.reliability_report --fuzz benchmarks/fuzz.json > docs/reliability.md
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,13 @@ from typing import Any
 
 from tests.bad_inputs import make_corpus as mc
 from wavesurrogate.eval.bench import machine_info
+from wavesurrogate.safeload import load_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
 COMMAND = (".venv/bin/python -m benchmarks.reliability_report --fuzz benchmarks/fuzz.json "
            "> docs/reliability.md")
-FUZZ_COMMAND = ".venv/bin/python -m benchmarks.fuzz --out benchmarks/fuzz.json"
+FUZZ_COMMAND = ".venv/bin/python -m benchmarks.fuzz --seed 0 1 2 --out benchmarks/fuzz.json"
 
 # (pytest node id, what it proves); run in one pytest process, results read from its JUnit XML
 KILL_TESTS = [
@@ -148,23 +148,29 @@ def fuzz_section(fuzz: dict[str, Any] | None) -> list[str]:
     out = ["## 3. Fuzz cases run", ""]
     if fuzz is None:
         return out + [f"No fuzz results: run `{FUZZ_COMMAND}` first.", ""]
-    out += [f"From `{FUZZ_COMMAND}` (seed {fuzz['seed']}, {fuzz['seconds']:.0f} s; not part of `make test`; "
+    seeds = ", ".join(str(x) for x in fuzz.get("seeds", [fuzz["seed"]]))
+    bound = fuzz.get("hang_bound_s")
+    out += [f"From `{FUZZ_COMMAND}` (seeds {seeds}, {fuzz['seconds']:.0f} s; not part of `make test`; "
             "`tests/test_properties.py` is the fast hypothesis version that is). Every case goes through the "
             "library loader and the in-process CLI; *uncaught* counts exceptions other than the one-line "
-            "user errors, and CLI rejections that printed more than one line or changed a file.", "",
-            "| inputs | cases | accepted | rejected cleanly | uncaught | CLI calls | CLI exit 2 "
+            "user errors, and CLI rejections that printed more than one line or changed a file; *hangs* "
+            + (f"counts calls that did not return within {bound:g} s." if bound else "were not measured."),
+            "", "| inputs | cases | accepted | rejected cleanly | uncaught | hangs | CLI calls | CLI exit 2 "
             "| CLI unclean |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for kind, what in (("configs", "random configs (campaign + training)"), ("hdf5", "mutated HDF5 files"),
                        ("checkpoints", "damaged run directories")):
         r = fuzz.get(kind)
         if r:
             out.append(f"| {what} | {r['cases']} | {r['accepted']} | {r['rejected_cleanly']} "
-                       f"| {r['uncaught']} | {r['cli_calls']} | {r['cli_rejected']} | {r['cli_unclean']} |")
-    muts = fuzz.get("hdf5", {}).get("mutations")
-    if muts:
-        applied = ", ".join(f"{k.strip()} ×{v}" for k, v in sorted(muts.items()))
-        out += ["", f"HDF5 damage applied: {applied}."]
+                       f"| {r['uncaught']} | {r.get('hangs', '–')} | {r['cli_calls']} | {r['cli_rejected']} "
+                       f"| {r['cli_unclean']} |")
+    for kind, what in (("configs", "Config strategies"), ("hdf5", "HDF5 damage"),
+                       ("checkpoints", "Run-directory damage")):
+        muts = fuzz.get(kind, {}).get("mutations")
+        if muts:
+            applied = ", ".join(f"{k.strip()} ×{v}" for k, v in sorted(muts.items()))
+            out += ["", f"{what} applied: {applied}."]
     tbs = [t for k in ("configs", "hdf5", "checkpoints") for t in fuzz.get(k, {}).get("first_tracebacks", [])]
     if tbs:
         out += ["", "First uncaught failures:", "", "```", *[t[:1200] for t in tbs[:5]], "```"]
@@ -209,6 +215,9 @@ def summary(rows: list[dict[str, Any]], tests: dict[str, list[dict[str, Any]]],
         out.append(f"| fuzz cases run / uncaught exceptions (§3) | {n} ({fuzz['configs']['cases']} configs, "
                    f"{fuzz['hdf5']['cases']} HDF5 files, {fuzz['checkpoints']['cases']} run directories; "
                    f"{calls} CLI calls) / {fuzz['uncaught_total']} |")
+        if "hangs_total" in fuzz:
+            bound = fuzz.get("hang_bound_s", 0)
+            out.append(f"| fuzz hangs (§3: calls past {bound:g} s) | {fuzz['hangs_total']} |")
     files = sum(r["files_checked"] for r in rows)
     out.append(f"| nothing lost | {files} workspace files unchanged after the {len(rows)} rejections; "
                f"resumed runs bit-identical, rerun campaigns byte-identical (§2); {n_atomic} of {len(sites)} "
@@ -223,7 +232,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rows, corpus_s = run_corpus()
     tests = run_tests([n for n, _ in KILL_TESTS])
-    fuzz = json.loads(a.fuzz.read_text()) if a.fuzz.is_file() else None
+    fuzz = load_json(a.fuzz) if a.fuzz.is_file() else None
     m = machine_info()
     lines = ["# Reliability", "",
              "Generated — do not edit by hand. Regenerate with", "", "```", FUZZ_COMMAND, COMMAND, "```", "",

@@ -26,6 +26,7 @@ from benchmarks.md_normsearch import normsearch_section
 from benchmarks.md_operators2d import operators2d_section
 from wavesurrogate.eval.table import markdown as table
 from wavesurrogate.eval.table import num
+from wavesurrogate.safeload import load_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_TAGS = ("10k", "50k", "250k")
@@ -329,9 +330,9 @@ def render(json_dir: Path) -> str:
                  "deploy.json": deploy_section}
     for f in files:
         if f.name in dedicated:
-            lines += dedicated[f.name](json.loads(f.read_text(encoding="utf-8")))
+            lines += dedicated[f.name](load_json(f))
     for f in files:
-        res = json.loads(f.read_text(encoding="utf-8"))
+        res = load_json(f)
         if f.name == "compression.json" and isinstance(res, dict) and "goals" in res:
             lines += compression_section(res)
         elif f.name not in dedicated:

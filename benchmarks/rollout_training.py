@@ -17,14 +17,14 @@ Finished runs are reused (``train_or_reuse``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from wavesurrogate.config.base import load_config
+from wavesurrogate.config.base import load_config, read_yaml
 from wavesurrogate.config.campaign import CampaignConfig
 from wavesurrogate.io import write_json
+from wavesurrogate.safeload import load_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def campaign(work: Path) -> Path:
 
     from wavesurrogate.data.campaign import simulate
 
-    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    cfg = read_yaml(ROOT / "configs" / "demo.yaml")
     cfg.update(name="rollout_small", cases=16, test_cases=4,
                grid={"nx": 32, "ny": 32, "dx_m": 20.0, "dy_m": 20.0},
                solver={"kind": "fd", "space_order": 4, "backend": "numpy"})
@@ -82,7 +82,7 @@ def main() -> None:
     p.add_argument("--goals-only", action="store_true", help="recompute the goals of an existing --out file")
     a = p.parse_args()
     if a.goals_only:
-        res = json.loads(Path(a.out).read_text(encoding="utf-8"))
+        res = load_json(Path(a.out))
         write_json(a.out, {**res, "goals": goals(res)})
         return
     from wavesurrogate.eval.evaluate import evaluate_model

@@ -18,18 +18,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from wavesurrogate.config.base import read_yaml
 from wavesurrogate.data.campaign import run_campaign
 from wavesurrogate.eval.bench import bench_runs, machine_info
 from wavesurrogate.eval.evaluate import evaluate_model
 from wavesurrogate.io import atomic_write_text, write_json
 from wavesurrogate.runs import load_run, read_metrics
+from wavesurrogate.safeload import load_json
 from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ MODELS = {"dense": ({"width": 16, "depth": 2}, 1e-3),
 
 def campaigns(work: Path, smoke: bool) -> tuple[Path, Path]:
     """(forecast64 data file, long test campaign data file), simulated when missing."""
-    base = yaml.safe_load((ROOT / "configs" / "forecast64.yaml").read_text(encoding="utf-8"))
+    base = read_yaml(ROOT / "configs" / "forecast64.yaml")
     if smoke:  # 16 × 16 nodes at 40 m, few cases, NumPy FD
         base.update(cases=8, test_cases=2, grid={"nx": 16, "ny": 16, "dx_m": 40.0, "dy_m": 40.0},
                     solver={"kind": "fd", "space_order": 2, "backend": "numpy"},
@@ -129,7 +130,7 @@ def main() -> None:
             "spectral_radius": ev["stability"]["spectral_radius"]}
     bench_runs([work / n for n in MODELS], work / "bench", data=data, repeats=3 if a.smoke else 15,
                memory=False, coarse_cases=2 if a.smoke else 8)
-    bench = json.loads((work / "bench" / "bench.json").read_text(encoding="utf-8"))
+    bench = load_json(work / "bench" / "bench.json")
     comp = bench["coarse"][0] if bench["coarse"] else {"rows": [], "verdict": None}
     keep = ("label", "factor", "error", "seconds")
     res["coarse"] = {"rows": [{k: r[k] for k in keep} for r in comp["rows"]],

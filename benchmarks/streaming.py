@@ -42,6 +42,7 @@ import numpy as np
 
 from wavesurrogate.eval.memory import _proc_status_kib as _kib
 from wavesurrogate.io import write_json
+from wavesurrogate.safeload import load_json
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TEST = 4
@@ -98,7 +99,7 @@ def child(spec: Path) -> None:
 
     from wavesurrogate.train.loop import config_from_dict, train
 
-    job = json.loads(spec.read_text())
+    job = load_json(spec)
     samples: list[int] = []
     stop = threading.Event()
 
@@ -129,7 +130,7 @@ def measure(name: str, cfg: dict, work: Path) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "benchmarks.streaming", "--child", str(spec)], check=True, cwd=ROOT,
                    env=env)
-    return json.loads(result.read_text())
+    return load_json(result)
 
 
 def one_step(run: Path, data: Path) -> tuple[dict[str, Any], dict[str, Any]]:

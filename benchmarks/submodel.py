@@ -25,7 +25,6 @@ On a shared machine (``loadavg`` above the core count) wall times overstate what
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -45,6 +44,7 @@ from wavesurrogate.physics.fd import FDSolver, choose_dt
 from wavesurrogate.physics.fe import FESolver
 from wavesurrogate.physics.problem import Problem, TimeAxis
 from wavesurrogate.physics.zoi import boundary_indices, solve_zoi
+from wavesurrogate.runs.layout import read_metrics
 from wavesurrogate.tasks.boundary_trace import GROUP
 
 
@@ -65,7 +65,7 @@ def network_block(run: Path, f: DataFile, cases: np.ndarray) -> dict[str, Any]:
         r.pop("arrays")
     errs = [r["zoi_rel_l2"] for r in rows]
     conv = sum(p.numel() for n, p in model.named_parameters() if n.startswith("convs."))
-    best = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    best = read_metrics(run)[-1]
     return {
         "run": str(run), "model": cfg.model.name, "kwargs": cfg.model.kwargs,
         "n_weights": sum(p.numel() for p in model.parameters()), "n_conv_weights": conv,

@@ -1,5 +1,6 @@
-"""The bad-input corpus (tests/bad_inputs/manifest.yaml): each case is rejected by the CLI with exit code 2,
-exactly one line on stderr naming the problem, no traceback, and its workspace left byte-for-byte unchanged.
+"""The bad-input corpus (tests/bad_inputs/manifest*.yaml): each case is rejected by the CLI with exit 2,
+exactly one line on stderr naming the problem, no traceback, and its workspace left byte-for-byte unchanged,
+within make_corpus.HANG_S (20 s): a case that blocks (a FIFO opened) or expands a bomb fails, not hangs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ def test_corpus_is_large_and_covers_every_kind() -> None:
     assert len(CASES) >= 40 and kinds == {"config", "hdf5", "checkpoint", "cli"}
     for f in (mc.HERE / "configs").rglob("*.yaml"):  # every file in the corpus is used by some case
         assert any(c.get("input") == str(f.relative_to(mc.HERE)) for c in CASES), f
+
+
+def test_every_class_of_what_is_read_has_three_cases() -> None:
+    """Issue 16 A: each class of manifest_inputs.yaml is represented by at least three cases."""
+    classes: dict[str, int] = {}
+    for c in CASES:
+        if "class" in c:
+            classes[c["class"]] = classes.get(c["class"], 0) + 1
+    assert set(classes) == {"loader", "bounds", "types", "special_files", "links", "data_extent"}
+    assert min(classes.values()) >= 3, classes
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

@@ -21,6 +21,10 @@ class _Parser(argparse.ArgumentParser):
 def _existing_file(p: str) -> Path:
     path = Path(p)
     if not os.path.isfile(path):  # unlike Path.is_file, False (not OSError) for a name that is too long
+        if os.path.exists(path):  # a directory, FIFO, socket or device: never opened (it could block)
+            from wavesurrogate.safeload import file_kind
+
+            raise argparse.ArgumentTypeError(f"{p}: {file_kind(os.stat(path).st_mode)}, not a regular file")
         raise argparse.ArgumentTypeError(f"file not found: {p}")
     return path
 

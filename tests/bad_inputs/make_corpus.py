@@ -8,6 +8,8 @@ from a valid tiny data file and a valid one-epoch run, then damaged by a named *
 
 A workspace holds ``good.h5`` (valid data file), ``run/`` (a valid run trained on it), ``campaign.yaml``
 and ``train.yaml`` (valid configs), the case's YAML input if it has one, and whatever its mutation made.
+Cases come from ``manifest.yaml`` and every ``manifest_*.yaml`` (``manifest_inputs.yaml``: what the package
+reads, with its mutations in ``mutations_inputs.py``); each runs within ``HANG_S`` seconds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
 import shutil
+import stat
 import sys
 import warnings
 from collections.abc import Callable
@@ -275,7 +279,12 @@ def ck_weights_missing(ws: Path) -> None:
 
 
 def ck_other_architecture(ws: Path) -> None:
+    """model.json and config.yaml agree on width 8; the weights were trained with width 4."""
     _json(ws, "model.json", lambda d: d["kwargs"].update(width=8))
+    p = ws / "run" / "config.yaml"
+    cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    cfg["model"]["kwargs"]["width"] = 8
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
 
 def ck_other_model(ws: Path) -> None:
@@ -394,15 +403,25 @@ MUTATIONS: dict[str, Callable[[Path], None]] = {
 # ------------------------------------------------------------------------------------------- manifest
 
 
-def load_manifest(path: Path = MANIFEST) -> list[dict[str, Any]]:
-    """The corpus cases (each: id, kind, argv, expect, optional input/make/absent)."""
-    cases = yaml.safe_load(path.read_text(encoding="utf-8"))["cases"]
+def all_mutations() -> dict[str, Callable[[Path], None]]:
+    """MUTATIONS here and those of mutations_inputs.py (what the package reads, issue 16)."""
+    from tests.bad_inputs.mutations_inputs import MUTATIONS as READS
+
+    return {**MUTATIONS, **READS}
+
+
+def load_manifest(path: Path | None = None) -> list[dict[str, Any]]:
+    """The corpus cases of ``path`` (default: manifest.yaml and every manifest_*.yaml beside it; each case:
+    id, kind, argv, expect, optional input/make/absent/class)."""
+    paths = [path] if path is not None else [MANIFEST, *sorted(HERE.glob("manifest_*.yaml"))]
+    cases = [c for p in paths for c in yaml.safe_load(p.read_text(encoding="utf-8"))["cases"]]
     ids = [c["id"] for c in cases]
     if len(set(ids)) != len(ids):
-        raise ValueError("manifest.yaml: duplicate case ids")
+        raise ValueError("manifest: duplicate case ids")
+    known = all_mutations()
     for c in cases:
-        if c.get("make") is not None and c["make"] not in MUTATIONS:
-            raise ValueError(f"manifest.yaml: {c['id']}: unknown mutation {c['make']!r}")
+        if c.get("make") is not None and c["make"] not in known:
+            raise ValueError(f"manifest: {c['id']}: unknown mutation {c['make']!r}")
     return cases
 
 
@@ -412,16 +431,23 @@ def prepare_case(case: dict[str, Any], base: Path, dest: Path) -> tuple[Path, li
     if case.get("input"):
         shutil.copy(HERE / case["input"], ws / Path(case["input"]).name)
     if case.get("make"):
-        MUTATIONS[case["make"]](ws)
+        all_mutations()[case["make"]](ws)
     return ws, [str(a).replace("{ws}", str(ws)).replace("{long}", LONG_NAME) for a in case["argv"]]
 
 
 def snapshot(root: Path) -> dict[str, str]:
     """Relative path → sha256 (or 'dir') of everything under ``root``: to prove nothing was written."""
     out: dict[str, str] = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in sorted(root.rglob("*")):  # rglob does not follow links to directories
+        rel, mode = str(p.relative_to(root)), os.lstat(p).st_mode
+        if stat.S_ISLNK(mode):  # never read through a link (it may name /dev/zero): its target is its content
+            out[rel] = "link:" + os.readlink(p)
+        elif stat.S_ISDIR(mode):
+            out[rel] = "dir"
+        elif not stat.S_ISREG(mode):  # a FIFO of a special-file case: opening it would block
+            out[rel] = f"special:{stat.S_IFMT(mode):o}"
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
@@ -446,6 +472,35 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+HANG_S = 20.0  # the time bound of every case: a reader blocked on a FIFO or a bomb being expanded fails it
+
+
+class CaseHung(BaseException):  # not an Exception: no `except Exception` of the package may swallow it
+    """A corpus case ran past HANG_S."""
+
+
+@contextlib.contextmanager
+def time_bound(seconds: float) -> Any:
+    """Raise CaseHung in this (main) thread after ``seconds`` (SIGALRM: interrupts blocking system calls
+    and Python loops); a hang inside C code that retries past the signal ends the process with a traceback
+    at 3 × ``seconds`` (faulthandler) instead of hanging the test run."""
+    import faulthandler
+    import signal
+
+    def fire(signum: int, frame: Any) -> None:
+        raise CaseHung()
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(3 * seconds, exit=True)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        faulthandler.cancel_dump_traceback_later()
+
+
 def check_case(case: dict[str, Any], base: Path, dest: Path) -> dict[str, Any]:
     """Run one corpus case in its workspace (as working directory); what happened and what went wrong.
 
@@ -453,12 +508,20 @@ def check_case(case: dict[str, Any], base: Path, dest: Path) -> dict[str, Any]:
     exit code 2, one line on stderr holding every expected word, no traceback, nothing on stdout, no
     ``absent`` path created and the workspace byte-for-byte unchanged.
     """
+    from tests.bad_inputs.mutations_inputs import release
+
     ws, argv = prepare_case(case, base, dest)
     before = snapshot(ws)
-    with contextlib.chdir(ws):  # relative paths in configs (and default outputs) land in the workspace
-        code, out, err = run_cli(argv)
+    hung = False
+    try:
+        with contextlib.chdir(ws), time_bound(HANG_S):  # relative paths in configs land in the workspace
+            code, out, err = run_cli(argv)
+    except CaseHung:
+        hung, code, out, err = True, -1, "", f"no answer within {HANG_S:g} s"
+    finally:
+        release()
     lines = err.strip().splitlines()
-    problems = []
+    problems = [f"hung: {err}"] if hung else []
     if code != 2:
         problems.append(f"exit code {code}")
     if len(lines) != 1 or "Traceback" in err:

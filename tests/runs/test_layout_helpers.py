@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from wavesurrogate.errors import CheckpointError
 from wavesurrogate.runs import METRICS, read_metrics, write_metrics
 
 
@@ -13,6 +16,21 @@ def test_read_metrics_round_trips_and_is_empty_without_a_file(tmp_path: Path) ->
     write_metrics(tmp_path / METRICS, rows)
     (tmp_path / METRICS).write_text((tmp_path / METRICS).read_text() + "\n", encoding="utf-8")  # blank line
     assert read_metrics(str(tmp_path)) == rows
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("not json", ["line 2", "not valid JSON"]),
+    ('{"epoch": 3}', ["line 2", "'epoch' must be 2", "got 3"]),
+    ('{"epoch": 2, "seconds": "slow"}', ["line 2", "'seconds' must be a number"]),
+    ('{"epoch": 2, "x": ' + "[" * 100 + "]" * 100 + "}", ["line 2", "nesting deeper than 64"]),
+    ('{"epoch": 2, "epoch": 2}', ["line 2", "duplicate key 'epoch'"]),
+    ("[1, 2]", ["line 2", "JSON object"]),
+])
+def test_read_metrics_names_the_first_bad_line(tmp_path: Path, line: str, words: list[str]) -> None:
+    (tmp_path / METRICS).write_text('{"epoch": 1, "seconds": 0.5}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(CheckpointError) as exc:
+        read_metrics(tmp_path)
+    assert all(w in str(exc.value) for w in words), str(exc.value)
 
 
 def test_holds_config_compares_all_but_the_ignored_keys(tmp_path: Path) -> None:

@@ -81,7 +81,11 @@ def test_an_old_trace_run_is_refused_on_a_file_without_its_traces():
 def test_a_run_of_the_old_trace_trainer_cannot_be_resumed(tmp_path: Path):
     run = _copy(OLD_RUNS[2], tmp_path)
     model, _ = runs.load_run(run)
-    runs.save_state(run / runs.OPTIM, {"epoch": 1, "model": model.state_dict()})
+    sd = model.state_dict()  # a state complete in form: what is refused is the run's stats.json
+    runs.save_state(run / runs.OPTIM, {
+        "epoch": 0, "global_step": 0, "model": sd, "best_model": sd, "scheduler": {}, "best_val_loss": 1.0,
+        "optimizer": {"state": {}, "param_groups": [{"params": list(range(len(list(model.parameters()))))}]},
+        "best_epoch": 0, "metrics": []})
     cfg = runs.read_run_config(run)
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         train(cfg, resume=run)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import train_tiny as tt
+import yaml
 
 from wavesurrogate import runs as ck
 from wavesurrogate.errors import CheckpointError
@@ -79,8 +80,13 @@ def test_weights_of_another_architecture_refused(run):
     meta = json.loads((run / ck.MODEL_JSON).read_text())
     meta["kwargs"]["width"] = 5
     (run / ck.MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="kwargs.width = 5 but config.yaml"):
+        ck.load_run(run)  # model.json alone disagrees with the config
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["model"]["kwargs"]["width"] = 5
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(CheckpointError) as exc:
-        ck.load_run(run)
+        ck.load_run(run)  # both say width 5: the weights (width 4) do not fit
     assert "do not fit model" in _one_line(exc) and "shape" in str(exc.value)
 
 

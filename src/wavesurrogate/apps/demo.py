@@ -27,6 +27,7 @@ from rich.console import Console
 from wavesurrogate.apps.demo_operator import operator_lines, run_operator
 from wavesurrogate.apps.stages import find_config, fresh, read_config, stage_campaign
 from wavesurrogate.runs.layout import read_metrics
+from wavesurrogate.safeload import load_json
 from wavesurrogate.tasks.forecast import TASK as FORECAST
 from wavesurrogate.tasks.forecast import load_forcing
 
@@ -104,7 +105,7 @@ def _stage_evaluate(run_dir: Path, data: Path) -> dict[str, Any]:
     out = run_dir / "evaluate.json"
     if not fresh(out, run_dir / "weights.safetensors", data):
         evaluate_run(run_dir, data, out=out)
-    return json.loads(out.read_text(encoding="utf-8"))
+    return load_json(out)
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -246,14 +247,14 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
                   *(v / "evaluate.json" for v in runs.values())]
         if not fresh(bench_json, *inputs):
             bench_runs(list(runs.values()), bench_dir, data=data, repeats=p.repeats)
-        return json.loads(bench_json.read_text(encoding="utf-8"))
+        return load_json(bench_json)
 
     bench = stage("bench", do_bench)
 
     def do_figures() -> list[tuple[str, str]]:
         index = out / "figures" / "index.json"
         if fresh(index, bench_json, *(v / "evaluate.json" for v in runs.values())):
-            figs = [tuple(f) for f in json.loads(index.read_text(encoding="utf-8"))]
+            figs = [tuple(f) for f in load_json(index)]
             if all((out / f[1]).is_file() for f in figs):
                 return figs
         figs = _stage_figures(out, data, runs, evals, bench)

@@ -11,7 +11,6 @@ it, the campaign's FD solver on the same test sources at full and coarser resolu
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from wavesurrogate.apps.stages import fresh, read_config, stage_campaign
+from wavesurrogate.safeload import load_json
 
 __all__ = ["operator_plan", "run_operator", "operator_lines", "FACTORS", "QUERY_POINTS"]
 
@@ -75,7 +75,7 @@ def run_operator(out: Path, quick: bool, say: Callable[[str], None], repeats: in
     say(f"  relative_operator: {'trained' if trained else 'finished run found'} ({cfg.epochs} epochs)")
     res_path = out / "operator.json"
     if fresh(res_path, data, run / "weights.safetensors"):
-        return json.loads(res_path.read_text(encoding="utf-8"))
+        return load_json(res_path)
     model, info = load_run(run)
     ev = evaluate_model(model, info, data)
     with open_data(data) as f:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from wavesurrogate.config.base import read_yaml
 from wavesurrogate.errors import ConfigError, DataFileError
 
 __all__ = ["find_config", "read_config", "fresh", "stage_campaign"]
@@ -29,7 +30,7 @@ def find_config(name: str) -> Path:
 
 def read_config(name: str) -> dict[str, Any]:
     """A shipped YAML config as a mapping."""
-    return yaml.safe_load(find_config(name).read_text(encoding="utf-8"))
+    return read_yaml(find_config(name))
 
 
 def fresh(out: Path, *inputs: Path) -> bool:

@@ -7,7 +7,6 @@ Every config model of the package sits in this package on the ``Strict`` base: `
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wavesurrogate.errors import ConfigError
+from wavesurrogate.safeload import load_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,16 +26,10 @@ class Strict(BaseModel):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML mapping from ``path``; ConfigError for a missing, unreadable or non-mapping file."""
+    """Parse a YAML mapping from ``path`` (``wavesurrogate.safeload``: a regular file, bounded, duplicate keys
+    refused); ConfigError for a missing, unreadable, special or non-mapping file."""
     path = Path(path)
-    if not os.path.isfile(path):  # False, not OSError, for a name that is too long
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    data = load_yaml(path, ConfigError, missing=f"config file not found: {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return data

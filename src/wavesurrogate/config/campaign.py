@@ -9,12 +9,18 @@ before anything is written.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, PlainSerializer, PlainValidator, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from wavesurrogate.config.base import Strict, read_yaml, validate
@@ -27,13 +33,24 @@ from wavesurrogate.config.record import (  # noqa: F401  (RecordConfig, ZoiConfi
 )
 from wavesurrogate.config.room import ObstacleConfig, WallsConfig, check_room, face_walls, obstacle_boxes
 from wavesurrogate.errors import ConfigError
+from wavesurrogate.limits import MAX_MAGNITUDE, MAX_SEED, MAX_SOLVER_STEPS, memory_bytes
 from wavesurrogate.physics.problem import Boundary, Box, Grid, TimeAxis
 
-Float = Annotated[float, Field(strict=True)]
-PosFloat = Annotated[float, Field(strict=True, gt=0)]
-NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
+MIN_POSITIVE = 1.0 / MAX_MAGNITUDE  # a positive float below this is refused (its square's inverse overflows)
+Float = Annotated[float, Field(strict=True, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+
+
+def _not_tiny(v: float) -> float:
+    if 0 < v < MIN_POSITIVE:
+        raise PydanticCustomError("too_small", f"must be at least {MIN_POSITIVE:g}, got {v}")
+    return v
+
+
+PosFloat = Annotated[float, Field(strict=True, gt=0, le=MAX_MAGNITUDE), AfterValidator(_not_tiny)]
+NonNegFloat = Annotated[float, Field(strict=True, ge=0, le=MAX_MAGNITUDE)]
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 
 
 def _number(v: object) -> float:
@@ -41,6 +58,9 @@ def _number(v: object) -> float:
         raise PydanticCustomError("range_type", f"expected a number or [min, max], got {type(v).__name__}")
     if not math.isfinite(v):
         raise PydanticCustomError("range_finite", "must be a finite number")
+    if abs(v) > MAX_MAGNITUDE or 0 < abs(v) < MIN_POSITIVE:
+        raise PydanticCustomError("range_magnitude", f"must be 0 or of magnitude {MIN_POSITIVE:g} … "
+                                  f"{MAX_MAGNITUDE:g}, got {v}")
     return float(v)
 
 
@@ -224,10 +244,10 @@ class CampaignConfig(Strict):
     """A simulation campaign: N training cases (seed) and T test cases (test_seed) from the same ranges."""
 
     name: str = "campaign"
-    seed: NonNegInt = 0
+    seed: Seed = 0
     cases: PosInt
     test_cases: NonNegInt = 0
-    test_seed: NonNegInt = 1
+    test_seed: Seed = 1
     solver: SolverConfig = Field(default_factory=SolverConfig)
     grid: GridConfig
     time: TimeConfig
@@ -299,28 +319,13 @@ def _check_inside(name: str, r: float | tuple[float, float] | None, length: floa
         raise ConfigError(f"{name}: must lie within the domain [0, {length:.6g}] m, got {r}")
 
 
-def _memory_bytes() -> int | None:
-    """Memory this process may use in bytes: physical memory, or less under ``ulimit -v`` (None: unknown)."""
-    try:
-        have = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        return have if soft == resource.RLIM_INFINITY else min(have, int(soft))
-    except (ImportError, OSError, ValueError):
-        return have
-
-
 FE_BYTES_PER_NODE = 4096  # peak memory of FESolver set-up, measured 2.6–4.0 KB per node (p1/q1, 150²–300²)
 
 
 def _check_size(cfg: CampaignConfig) -> None:
     """ConfigError if one case's frames (float32), or the FE solver's set-up, cannot fit in memory."""
     g, t = cfg.grid, cfg.time
-    need, have = 4 * g.nx * g.ny * (g.nz or 1) * t.n_frames, _memory_bytes()
+    need, have = 4 * g.nx * g.ny * (g.nz or 1) * t.n_frames, memory_bytes()
     if have is not None and need > have:
         nz = f" · {g.nz}" if g.nz else ""
         names = f"grid.nx · grid.ny{' · grid.nz' if g.nz else ''} · time.n_frames"
@@ -348,6 +353,10 @@ def check_campaign(cfg: CampaignConfig, base_dir: Path | None = None) -> Campaig
         raise ConfigError(f"medium.kind: a 3-D grid takes 'constant' or 'file', got {cfg.medium.kind!r}")
     if cfg.grid.nz is None and (cfg.source.z_m is not None or cfg.initial.z_m is not None):
         raise ConfigError("source.z_m: only on a 3-D grid (grid.nz, grid.dz_m)")
+    steps = (cfg.time.n_frames - 1) * cfg.time.frame_stride
+    if steps > MAX_SOLVER_STEPS:
+        raise ConfigError(f"time.frame_stride: (time.n_frames - 1) · time.frame_stride = {steps} solver "
+                          f"steps per case, more than the {MAX_SOLVER_STEPS} allowed")
     if isinstance(cfg.medium, FileMedium) and "\x00" in cfg.medium.path:
         raise ConfigError("medium.path: must not contain a NUL character")
     if isinstance(cfg.medium, FileMedium) and base_dir is not None:

@@ -20,6 +20,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from wavesurrogate.config.base import Strict, load_config
+from wavesurrogate.limits import MAX_SEED, MAX_THREADS
+
+MAX_UNROLL = 10_000  # model calls per training sample
 
 __all__ = [
     "DataConfig",
@@ -40,7 +43,8 @@ RESUMABLE_CHANGES = ("epochs", "num_threads", "progress", "out")
 class StreamConfig(Strict):
     """Streaming training data (forecast): cases read from the file chunk by chunk, an LRU cache of cases."""
 
-    cache_mb: float = Field(256.0, gt=0.0, description="bound of the LRU cache of normalised cases, in MiB "
+    cache_mb: float = Field(256.0, gt=0.0, le=2.0**30,
+                            description="bound of the LRU cache of normalised cases, in MiB "
                             "per process (at least one case is always held)")
 
 
@@ -49,11 +53,11 @@ class DataConfig(Strict):
 
     path: str
     task: str = Field("forecast", description="a task of wavesurrogate.tasks (checked when training)")
-    n_in: int = Field(1, ge=1, description="input frames per window (forecast)")
-    n_out: int = Field(1, ge=1, description="target frames per window (forecast)")
+    n_in: int = Field(1, ge=1, le=100_000, description="input frames per window (forecast)")
+    n_out: int = Field(1, ge=1, le=100_000, description="target frames per window (forecast)")
     window_stride: int = Field(1, ge=1, description="frames between consecutive window starts (forecast)")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of training cases for validation")
-    points_per_case: int = Field(1024, ge=1, description="(x, y, t) samples per case, epoch")
+    points_per_case: int = Field(1024, ge=1, le=10**7, description="(x, y, t) samples per case, epoch")
     params: list[str] | None = Field(None, description="parameters fed to the model; default all")
     receivers: str = Field("receivers", description="trace group traces/<name> (source_to_receiver)")
     held_out_receivers: int | list[int] = Field(
@@ -90,8 +94,8 @@ class OptimConfig(Strict):
     """Optimiser: adam, adamw or sgd (with momentum)."""
 
     name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    lr: float = Field(1e-3, gt=0.0, le=1e6)
+    weight_decay: float = Field(0.0, ge=0.0, le=1e6)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
 
 
@@ -104,7 +108,7 @@ class ScheduleConfig(Strict):
     decay_steps: int = Field(
         2000, ge=1, description="exponential_steps: lr = lr0 * gamma**(step / decay_steps)"
     )
-    min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
+    min_lr: float = Field(0.0, ge=0.0, le=1e6, description="cosine: final learning rate")
 
 
 class RolloutConfig(Strict):
@@ -115,13 +119,13 @@ class RolloutConfig(Strict):
     stage_epochs: int = Field(1, ge=1, description="epochs per curriculum stage (the last stage stays)")
     pushforward: bool = Field(False, description="unroll without gradient, then one step with gradient "
                               "(loss on that step only)")
-    noise_std: float = Field(0.0, ge=0.0, description="std of Gaussian noise on the input frames "
+    noise_std: float = Field(0.0, ge=0.0, le=1e6, description="std of Gaussian noise on the input frames "
                              "(normalised units; training only, seeded by seed, epoch, sample)")
 
     @model_validator(mode="after")
     def _check(self) -> RolloutConfig:
-        if any(k < 1 for k in self.unroll):
-            raise ValueError("unroll: every stage needs >= 1 step")
+        if any(not 1 <= k <= MAX_UNROLL for k in self.unroll):
+            raise ValueError(f"unroll: every stage needs 1 … {MAX_UNROLL} steps")
         return self
 
     @property
@@ -138,16 +142,18 @@ class TrainConfig(Strict):
     """Everything one training run needs; the resolved copy is ``config.yaml`` in the run directory."""
 
     name: str = "run"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     out: str | None = Field(None, description="run directory; default runs/<name>")
     data: DataConfig
     model: ModelConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(16, ge=1, description="global batch (summed over DDP processes)")
-    grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
-    num_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's)")
+    batch_size: int = Field(16, ge=1, le=10**7,
+                            description="global batch (summed over DDP processes)")
+    grad_clip: float | None = Field(None, gt=0.0, le=1e15, description="max global gradient norm")
+    num_threads: int | None = Field(None, ge=1, le=MAX_THREADS,
+                                    description="torch intra-op threads (default: torch's)")
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and always at the last)")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     progress: bool | None = Field(None, description="rich progress bar; default: when stderr is a terminal")

@@ -28,6 +28,7 @@ from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encod
 from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.io import atomic_path
+from wavesurrogate.safeload import check_regular, load_json, parse_json
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,26 @@ def write_shard(work: Path, spec: CaseSpec, case: EncodedCase) -> None:
 def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, ...], verify: bool = True) -> EncodedCase:
     """A shard's case (chunk decoded and checksum checked unless verify=False); DataFileError if bad."""
     path = _shard_path(work, spec.index)
+    check_regular(path, DataFileError)  # a FIFO in the work directory would block np.load
     try:
         with np.load(path, allow_pickle=False) as z:
-            chunk, velocity, meta = z["chunk"].tobytes(), z["velocity"], json.loads(str(z["meta"]))
+            chunk, velocity = z["chunk"].tobytes(), z["velocity"]
+            meta = parse_json(str(z["meta"]), str(path), DataFileError)
             traces = {k[6:]: z[k] for k in z.files if k.startswith("trace_")}
         fields = decode_chunk(chunk, shape) if verify else None
     except Exception as exc:
         raise DataFileError(f"{path}: unreadable shard ({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise DataFileError(f"{path}: shard metadata is not a mapping")
     same_case = (meta.get("index"), meta.get("split"), meta.get("params")) == (spec.index, spec.split,
                                                                               spec.params)
     if (not same_case or velocity.shape != shape[1:] or not isinstance(meta.get("checksum"), str)
             or (fields is not None and _digest(fields, velocity, traces) != meta["checksum"])):
         raise DataFileError(f"{path}: shard does not match its case or its checksum")
-    return EncodedCase(chunk, velocity, meta["checksum"], traces, float(meta.get("solve_s", "nan")))
+    solve_s = meta.get("solve_s", float("nan"))
+    if not isinstance(solve_s, int | float) or isinstance(solve_s, bool):
+        raise DataFileError(f"{path}: shard's solve_s is not a number")
+    return EncodedCase(chunk, velocity, meta["checksum"], traces, float(solve_s))
 
 
 def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, ...]) -> bool:
@@ -171,8 +179,8 @@ def _manifest(cfg: CampaignConfig) -> dict[str, str]:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_json(path, DataFileError)
+    except DataFileError:
         return None
 
 

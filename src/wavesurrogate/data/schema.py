@@ -17,6 +17,8 @@ import h5py
 import numpy as np
 
 from wavesurrogate.errors import DataFileError
+from wavesurrogate.limits import memory_bytes
+from wavesurrogate.safeload import h5_contained
 
 SCHEMA = "wavesurrogate/2"
 SCHEMA_V1 = "wavesurrogate/1"
@@ -115,6 +117,7 @@ def bad(path: Path, msg: str) -> DataFileError:
 def validate(f: h5py.File, p: Path) -> tuple[dict[str, Any], tuple[str, ...], tuple[float, ...]]:
     """Check an open file against its schema: (attributes as Python values, axes, spacing in m); else
     DataFileError with one line naming the problem."""
+    h5_contained(f, str(p), DataFileError)  # before any object is opened: no link out of the file
     a = {k: attr_value(v) for k, v in f.attrs.items()}  # a damaged attribute fails here, once
     schema = a.get("schema", None)
     if schema is None:
@@ -139,6 +142,13 @@ def validate(f: h5py.File, p: Path) -> tuple[dict[str, Any], tuple[str, ...], tu
     if fl.ndim != 2 + nd or fl.dtype != np.float32:
         raise bad(p, f"'fields' must be float32 [{', '.join(ax)}], got {fl.dtype} {fl.shape}")
     n, nt, *shape = fl.shape
+    empty = [name for name, m in zip(ax, fl.shape, strict=True) if m == 0]
+    if empty:
+        raise bad(p, f"'fields' {fl.shape} has no {empty[0]} (a 0-length axis): nothing to read")
+    case_bytes, have = 4 * (nt + 1) * int(np.prod(shape)), memory_bytes()
+    if have is not None and case_bytes > have:
+        raise bad(p, f"one case of 'fields' {fl.shape} needs {case_bytes / 1e9:.3g} GB, more than the "
+                     f"{have / 1e9:.3g} GB of memory available")
     expect = {"velocity": (n, *shape), "t": (nt,), "split": (n,), "done": (n,), "checksum": (n,)}
     expect.update({s: (m,) for s, m in zip(spatial, shape, strict=True)})
     expect.update({f"params/{k}": (n,) for k in f["params"]})

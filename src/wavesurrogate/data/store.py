@@ -4,7 +4,7 @@ open as 2-D files."""
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from wavesurrogate.data.schema import (
 )
 from wavesurrogate.data.writer import DataWriter
 from wavesurrogate.errors import DataFileError
+from wavesurrogate.limits import memory_bytes
+from wavesurrogate.safeload import check_regular, h5_problem, parse_yaml
 
 __all__ = ["DataFile", "DataWriter", "describe", "open_data"]
 
@@ -30,12 +32,11 @@ class DataFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not os.path.isfile(self.path):  # False, not OSError, for a name that is too long
-            raise bad(self.path, "file not found")
+        check_regular(self.path, DataFileError)  # a FIFO or device would block libhdf5 forever
         try:
             self._f = h5py.File(self.path, "r")
-        except Exception:
-            raise bad(self.path, "not a readable HDF5 file (truncated or corrupted?)") from None
+        except Exception as exc:
+            raise bad(self.path, h5_problem(exc)) from None
         try:
             self._validate()
         except DataFileError:
@@ -230,17 +231,39 @@ class DataFile:
 
     @property
     def config(self) -> Any:
-        """The resolved CampaignConfig that wrote the file (from ``config_yaml``); DataFileError if bad."""
-        import yaml
-
+        """The resolved CampaignConfig that wrote the file (from ``config_yaml``, read through ``safeload``);
+        DataFileError unless it is valid YAML of a campaign that agrees with the file (time step, frames,
+        stride, grid spacing)."""
+        if getattr(self, "_config", None) is not None:
+            return self._config
         from wavesurrogate.config.base import validate as validate_config
         from wavesurrogate.config.campaign import CampaignConfig
+        from wavesurrogate.errors import UserError
 
+        where = f"{self.path}: attribute config_yaml"
+        raw = self._attrs.get("config_yaml")
+        if not isinstance(raw, str):
+            raise DataFileError(f"{where}: not text")
+        data = parse_yaml(raw, where, DataFileError)
+        if not isinstance(data, dict):
+            raise DataFileError(f"{where}: not a mapping of keys")
         try:
-            return validate_config(CampaignConfig, yaml.safe_load(self._attrs["config_yaml"]),
-                                   source="config_yaml")
-        except Exception as exc:
-            raise bad(self.path, f"unreadable config_yaml ({exc})".splitlines()[0]) from None
+            cfg = validate_config(CampaignConfig, data, source=where)
+        except UserError as exc:
+            raise DataFileError(str(exc)) from None
+        t, g = cfg.time, cfg.grid
+        dt_ok = t.dt_s is not None and math.isclose(t.dt_s, self.dt, rel_tol=1e-9)
+        disagree = [what for what, ok in (
+            ("time.dt_s and attribute dt", dt_ok),
+            ("time.frame_stride and attribute frame_stride", t.frame_stride == self.frame_stride),
+            ("time.n_frames and the frames of 'fields'", t.n_frames == self.n_frames),
+            ("grid spacing and attributes dx, dy", self.n_spatial_dims == 2 and math.isclose(g.dx_m, self.dx)
+             and math.isclose(g.dy_m, self.dy))) if not ok]
+        if disagree:
+            raise DataFileError(f"{where}: {disagree[0]} disagree (time.dt_s {t.dt_s}, dt {self.dt})"
+                                if "dt_s" in disagree[0] else f"{where}: {disagree[0]} disagree")
+        self._config = cfg
+        return cfg
 
     def problem(self, case: int) -> Any:
         """The full-domain physics Problem of a case, rebuilt from the config and the case's parameters."""
@@ -248,7 +271,11 @@ class DataFile:
 
         case = self._check_index(case)
         params = {k: float(v[case]) for k, v in self.params.items()}
-        problem = case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
+        try:
+            problem = case_problem(self.config, CaseSpec(case, int(self.split[case]), params))
+        except (KeyError, ValueError, TypeError, IndexError, ArithmeticError) as exc:  # not the config's
+            raise bad(self.path, f"case {case}: its parameters do not fit config_yaml ({type(exc).__name__}: "
+                                 f"{str(exc)[:100]})") from None
         c = problem.velocity.astype(np.float32)
         if "window_ij0" in self._attrs:
             c = c[tuple(slice(o, o + s) for o, s in zip(self._attrs["window_ij0"], self.spatial_shape,
@@ -260,6 +287,10 @@ class DataFile:
     def load_all(self, cases: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(fields [n, frame, *spatial], velocity [n, *spatial]) float32 of cases (None: all); verified."""
         idx = np.arange(self.n_cases) if cases is None else np.asarray(cases, dtype=np.int64).reshape(-1)
+        need, have = 4 * idx.size * (self.n_frames + 1) * int(np.prod(self.spatial_shape)), memory_bytes()
+        if have is not None and need > have:
+            raise bad(self.path, f"{idx.size} cases of 'fields' need {need / 1e9:.3g} GB in memory, more "
+                                 f"than the {have / 1e9:.3g} GB available; use data.stream")
         fields = np.empty((idx.size, self.n_frames, *self.spatial_shape), dtype=np.float32)
         velocity = np.empty((idx.size, *self.spatial_shape), dtype=np.float32)
         for j, i in enumerate(idx):
@@ -296,8 +327,11 @@ def describe(path: str | Path) -> str:
         a = d.attrs
         split = d.split
         done = d.done
+        lo, hi = np.inf, -np.inf  # velocity range of the done cases (all if none is), one case at a time
         try:
-            vel = d._f["velocity"][()]
+            for i in np.flatnonzero(done) if done.any() else range(d.n_cases):
+                v = d._f["velocity"][int(i)]
+                lo, hi = min(lo, float(np.nanmin(v))), max(hi, float(np.nanmax(v)))
         except Exception as exc:  # a damaged chunk index: velocity is read raw here, without a checksum
             raise bad(d.path, f"'velocity' unreadable ({type(exc).__name__}; corrupted?)") from None
         size_mb = d.path.stat().st_size / 1e6
@@ -314,7 +348,7 @@ def describe(path: str | Path) -> str:
             f"t = 0 … {d.t[-1] * 1e3:.4g} ms",
             f"solver      {a['solver']} (space order {a['space_order']}), boundary {a['boundary']}",
             f"seed        {a['seed']}" + (f", test seed {a['test_seed']}" if "test_seed" in a else ""),
-            f"velocity    {_fmt_range(vel[done] if done.any() else vel, ' m/s')}",
+            f"velocity    {_fmt_range(np.array([lo, hi]), ' m/s')}",
         ]
         if "window_ij0" in a:
             lines.insert(4, f"window      of the full grid {a['grid_shape']} from node {a['window_ij0']} "

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.eval.memory import (
     count_trainable,
     peak_memory_bytes,
@@ -29,6 +30,7 @@ from wavesurrogate.eval.memory import (
 from wavesurrogate.eval.table import format_table
 from wavesurrogate.eval.timing import latency_fn, solver_seconds, speedup, time_calls, with_threads
 from wavesurrogate.nn.rollout import rollout, step
+from wavesurrogate.safeload import load_json
 from wavesurrogate.tasks.forecast import TASK as FORECAST
 from wavesurrogate.tasks.forecast import run_options
 
@@ -42,12 +44,15 @@ def solver_config(config_yaml: str, dt_s: float, n_frames: int, backend: str | N
     ``backend``: for an FD campaign, time this backend (default devito, the fastest) instead of the one the
     data were made with; None keeps the campaign's.
     """
-    import yaml
-
     from wavesurrogate.config.base import validate
     from wavesurrogate.config.campaign import CampaignConfig
+    from wavesurrogate.errors import ConfigError
+    from wavesurrogate.safeload import parse_yaml
 
-    cfg = validate(CampaignConfig, yaml.safe_load(config_yaml), source="data file config_yaml")
+    data = parse_yaml(config_yaml, "data file config_yaml", ConfigError)
+    if not isinstance(data, dict):
+        raise ConfigError("data file config_yaml: not a mapping of keys")
+    cfg = validate(CampaignConfig, data, source="data file config_yaml")
     time_cfg = cfg.time.model_copy(update={"n_frames": int(n_frames), "dt_s": dt_s})
     cfg = cfg.model_copy(update={"time": time_cfg})
     if cfg.solver.kind == "fd" and backend is not None:
@@ -69,7 +74,11 @@ def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: 
 
     cfg = solver_config(config_yaml, dt_s, n_frames_advanced + 1, backend)
     spec = CaseSpec(0, int(split), {k: float(v) for k, v in params.items()})
-    p = case_problem(cfg, spec, None if velocity is None else np.asarray(velocity))
+    try:
+        p = case_problem(cfg, spec, None if velocity is None else np.asarray(velocity))
+    except (KeyError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
+        raise DataFileError(f"data file: the case's parameters {sorted(params)} do not fit its config_yaml "
+                            f"({type(exc).__name__}: {str(exc)[:80]})") from None
     if cfg.solver.kind == "fd":
         from wavesurrogate.physics.fd import FDSolver
 
@@ -161,7 +170,6 @@ def _train_seconds(run_dir: Any) -> tuple[float | None, float, int]:
 
 def _evaluation(model: nn.Module, info: Any, data: Any) -> dict[str, Any]:
     """The run's evaluate.json if made from these weights and this data file, else a fresh evaluation."""
-    import json
     from pathlib import Path
 
     from wavesurrogate.eval.evaluate import evaluate_model
@@ -170,10 +178,11 @@ def _evaluation(model: nn.Module, info: Any, data: Any) -> dict[str, Any]:
     weights = Path(info.run_dir) / "weights.safetensors"
     if saved.is_file() and saved.stat().st_mtime >= weights.stat().st_mtime:
         try:
-            ev = json.loads(saved.read_text(encoding="utf-8"))
-            if ev.get("data") == str(Path(data).resolve()) and ev.get("weights") == info.which:
+            ev = load_json(saved)
+            same = isinstance(ev, dict) and ev.get("data") == str(Path(data).resolve())
+            if same and ev.get("weights") == info.which:
                 return ev
-        except (OSError, json.JSONDecodeError):
+        except UserError:
             pass
     return evaluate_model(model, info, data)
 
@@ -263,6 +272,7 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
         case = int(test[0] if len(test) else np.flatnonzero(f.done)[0])
         params = {k: float(v[case]) for k, v in f.params.items()}
         velocity = f.velocity(case)
+        f.config  # noqa: B018  (config_yaml valid and agreeing with the file, else DataFileError)
         split, config_yaml, dt, ny, nx = int(f.split[case]), f.attrs["config_yaml"], f.dt, f.ny, f.nx
         n_frames = f.n_frames
     n_in, n_out = int(info.stats["n_in"]), int(info.stats["n_out"])

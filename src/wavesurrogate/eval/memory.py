@@ -27,7 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from wavesurrogate.errors import UserError
 from wavesurrogate.nn.registry import build, count_trainable
+from wavesurrogate.safeload import parse_json
 
 __all__ = [
     "count_trainable", "weight_bytes", "peak_memory_bytes", "inference_peak_bytes", "train_step_peak_bytes",
@@ -112,7 +114,6 @@ def peak_memory_bytes(fn: Callable[..., Any], *args: Any, timeout_s: float = 600
     ``fn`` must be importable by name (a module-level function) and its arguments picklable. The child is a
     plain ``python -c`` (it does not re-run the caller's ``__main__``). None where procfs is missing.
     """
-    import json
     import pickle
     import subprocess
     import sys
@@ -126,8 +127,8 @@ def peak_memory_bytes(fn: Callable[..., Any], *args: Any, timeout_s: float = 600
         raise RuntimeError(f"peak_memory_bytes: no answer from the child within {timeout_s:.0f} s") from None
     lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
     try:
-        res = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
+        res = parse_json(lines[-1], "peak_memory_bytes child")
+    except (IndexError, UserError):
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"peak_memory_bytes: the child failed (exit {proc.returncode}): {tail[0]}") \
             from None

@@ -124,7 +124,8 @@ def show_case(path: str | Path, case: int, out_dir: str | Path) -> list[Path]:
     with open_data(path) as d:
         fields, velocity = d.case(case)
         t = d.t
-        extent = (float(d.x[0]), float(d.x[-1]), float(d.y[0]), float(d.y[-1]))
+        hx, hy = d.dx / 2, d.dy / 2  # pixels centred on the nodes (a 1-node axis keeps a width)
+        extent = (float(d.x[0]) - hx, float(d.x[-1]) + hx, float(d.y[0]) - hy, float(d.y[-1]) + hy)
         title = _title(d, case)
         p = d.params
         src = (float(p["source_x_m"][case]), float(p["source_y_m"][case])) if "source_x_m" in p else None

@@ -20,14 +20,18 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import pkgutil
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from wavesurrogate.errors import CheckpointError, ConfigError
+from wavesurrogate.errors import CheckpointError, ConfigError, UserError
+from wavesurrogate.limits import memory_bytes
 
 FRAMES = "frames"
 POINTS = "points"
@@ -169,17 +173,124 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
 
 
+def _check_types(e: Entry, kwargs: dict[str, Any]) -> None:
+    """Every argument of a plain annotated type (int, float, bool, str, a Literal, or one of them or None) of
+    that type, floats finite; unknown names refused unless ``__init__`` takes ``**kwargs``. TypeError."""
+    params = inspect.signature(e.cls.__init__).parameters
+    try:
+        hints = typing.get_type_hints(e.cls.__init__)
+    except Exception:  # noqa: BLE001  (an unresolvable annotation: the constructor checks its arguments)
+        hints = {}
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params) - {"self"})
+        if unknown:
+            raise TypeError(f"kwargs.{unknown[0]}: unknown argument")
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        opts = typing.get_args(hint) if union else (hint,)
+        if value is None and type(None) in opts:
+            continue
+        checks = [_TYPE_CHECKS.get(o) for o in opts]
+        for o in opts:
+            if typing.get_origin(o) is typing.Literal:
+                checks.append(lambda v, o=o: v in typing.get_args(o))
+        if any(c is None for c in checks) or not checks:
+            continue  # a container or class annotation: left to the constructor
+        if not any(c(value) for c in checks):  # type: ignore[misc]
+            names = " or ".join(_TYPE_NAMES.get(o, str(o)) for o in opts if o is not type(None))
+            raise TypeError(f"kwargs.{key}: expected {names}, got {value!r}"[:200])
+
+
+_TYPE_CHECKS: dict[Any, Callable[[Any], bool]] = {
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+    bool: lambda v: isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
+_TYPE_NAMES = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
+
+
+def _finite_numbers(value: Any, where: str) -> None:
+    """TypeError naming the first NaN or infinity anywhere in ``value`` (JSON data)."""
+    stack = [(value, where)]
+    while stack:
+        v, w = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            raise TypeError(f"{w}: must be a finite number, got {v}")
+        if isinstance(v, dict):
+            stack.extend((x, f"{w}.{k}") for k, x in v.items())
+        elif isinstance(v, list | tuple):
+            stack.extend((x, f"{w}[{i}]") for i, x in enumerate(v))
+
+
+MEMORY_FACTOR = 4  # training holds weights, gradients and two Adam moments
+MAX_MODULES = 100_000  # submodules and parameters of one model
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _check_size(e: Entry, kwargs: dict[str, Any], have: int | None) -> None:
+    """Build ``e.cls(**kwargs)`` on the meta device (nothing allocated) while counting what registers:
+    MemoryError as soon as the parameters need more than ``have`` / MEMORY_FACTOR bytes or the modules and
+    parameters exceed MAX_MODULES (a depth that would take hours to build); nothing where the constructor
+    cannot run on the meta device (it reads values, e.g. ``.item()``)."""
+    import torch
+    from torch.nn.modules import module as tm
+
+    budget = None if have is None else have // MEMORY_FACTOR
+    seen = {"bytes": 0, "count": 0}
+
+    def count(n_bytes: int) -> None:
+        seen["bytes"] += n_bytes
+        seen["count"] += 1
+        if seen["count"] > MAX_MODULES:
+            raise _TooBig(f"more than {MAX_MODULES} modules and parameters")
+        if budget is not None and seen["bytes"] > budget:
+            raise _TooBig(f"more than {budget / 1e9:.3g} GB of parameters; training needs ~{MEMORY_FACTOR}x "
+                          f"that, more than the {have / 1e9:.3g} GB of memory available")
+
+    hooks = [tm.register_module_parameter_registration_hook(
+                 lambda m, n, p: count(0 if p is None else p.numel() * p.element_size())),
+             tm.register_module_buffer_registration_hook(
+                 lambda m, n, b: count(0 if b is None else b.numel() * b.element_size())),
+             tm.register_module_module_registration_hook(lambda m, n, sub: count(0))]
+    try:
+        with torch.device("meta"):
+            e.cls(**kwargs)
+    except _TooBig as exc:
+        raise MemoryError(str(exc)) from None
+    except (TypeError, ValueError, UserError):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "meta" not in first:  # e.g. "Storage size calculation overflowed"
+            raise MemoryError(first[:160]) from None
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    """Instantiate model ``name`` with JSON-serialisable ``kwargs``."""
+    """Instantiate model ``name`` with JSON-serialisable ``kwargs``: types checked against the constructor's
+    annotations, numbers finite, and the size measured on the meta device before anything is allocated."""
     e = entry(name)
     try:
         json.dumps(kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.kwargs: not JSON-serialisable ({exc})") from None
     try:
+        _finite_numbers(kwargs, "kwargs")
+        _check_types(e, kwargs)
+        _check_size(e, kwargs, memory_bytes())
         return e.cls(**kwargs)
+    except UserError:  # the constructor's own one line (e.g. a missing optional extra)
+        raise
     except (TypeError, ValueError) as exc:  # e.g. a missing argument, or float("x") of a damaged value
         raise CheckpointError(f"model {name!r}: bad constructor arguments ({exc})") from None
     except (MemoryError, OverflowError, RuntimeError) as exc:  # e.g. width: 2**31 cannot be allocated
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"model {name!r}: cannot be built with {kwargs} ({first[:160]})") from None
+        raise CheckpointError(f"model {name!r}: cannot be built with {str(kwargs)[:120]} ({first[:160]})"
+                              ) from None

@@ -10,6 +10,7 @@ import numpy as np
 
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics.problem import Grid
+from wavesurrogate.safeload import check_regular, h5_contained
 
 
 def constant(grid: Grid, c_mps: float) -> np.ndarray:
@@ -81,11 +82,20 @@ def random_inclusions(grid: Grid, background_mps: float, n: int, radius_m: tuple
 def from_file(grid: Grid, path: str | Path, dataset: str | None = None) -> np.ndarray:
     """Velocity array from a .npy file or an HDF5 dataset (default 'velocity'), checked against the grid."""
     path = Path(path)
-    if not os.path.isfile(path):  # False, not OSError, for a name that is too long
+    if not os.path.lexists(path):
         raise ConfigError(f"medium.path: file not found: {path}")
+    check_regular(path, ConfigError)  # a FIFO or device would block the reader
+
+    def fits(shape: tuple[int, ...]) -> None:  # checked before the array is read
+        if tuple(shape) not in (grid.shape, (1, *grid.shape)):
+            raise ConfigError(f"medium.path: array shape {tuple(shape)} does not match grid (ny, nx) = "
+                              f"{grid.shape}")
+
     try:
         if path.suffix == ".npy":
-            c = np.load(path, allow_pickle=False)
+            c = np.load(path, allow_pickle=False, mmap_mode="r")  # the header only, until read
+            fits(c.shape)
+            c = np.array(c)
         else:
             import h5py
 
@@ -93,6 +103,10 @@ def from_file(grid: Grid, path: str | Path, dataset: str | None = None) -> np.nd
                 key = dataset or "velocity"
                 if key not in f:
                     raise ConfigError(f"medium.dataset: {key!r} not in {path}")
+                h5_contained(f, f"medium.path: {path}", ConfigError, only=key)
+                if not isinstance(f[key], h5py.Dataset):
+                    raise ConfigError(f"medium.dataset: {key!r} in {path} is not a dataset")
+                fits(f[key].shape)
                 c = np.asarray(f[key])
     except ConfigError:
         raise

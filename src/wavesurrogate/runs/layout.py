@@ -14,13 +14,14 @@ Run directories written before ``model_version`` existed read as version 1.
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 from wavesurrogate.config.base import read_yaml, validate
 from wavesurrogate.config.train import RESUMABLE_CHANGES, TrainConfig
 from wavesurrogate.errors import CheckpointError, UserError
+from wavesurrogate.safeload import check_regular, load_json, parse_json, read_text
 
 __all__ = ["CONFIG", "MODEL_JSON", "STATS", "WEIGHTS", "OPTIM", "METRICS", "RUN_FILES", "MODEL_FORMAT",
            "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_metrics", "read_run_config",
@@ -36,33 +37,44 @@ WHICH = ("best", "last")
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file of a run directory; CheckpointError if missing or malformed."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{Path(path).parent}: no {Path(path).name} (not a run directory?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable JSON ({type(exc).__name__})") from None
+    """Parse a JSON file of a run directory (``safeload``: regular file, bounded); CheckpointError if missing
+    or malformed."""
+    path = Path(path)
+    return load_json(path, CheckpointError, missing=f"{path.parent}: no {path.name} (not a run directory?)")
+
+
+
+METRIC_NUMBERS = ("step", "train_loss", "val_loss", "lr", "seconds", "samples_per_s")  # what readers use
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of a run's ``metrics.jsonl`` (one per finished epoch); [] if it has none yet."""
+    """The rows of a run's ``metrics.jsonl`` (one per finished epoch, epochs 1, 2, ... in order); [] if it
+    has none yet; CheckpointError naming the first bad line."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
-    try:
-        rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__})") from None
-    if not all(isinstance(r, dict) for r in rows):
-        raise CheckpointError(f"{path}: every line must be a JSON object")
+    rows = []
+    for i, ln in enumerate(read_text(path, CheckpointError).splitlines()):
+        if not ln.strip():
+            continue
+        row = parse_json(ln, f"{path}: line {i + 1}", CheckpointError)
+        if not isinstance(row, dict):
+            raise CheckpointError(f"{path}: line {i + 1}: every line must be a JSON object")
+        epoch = row.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch != len(rows) + 1:
+            raise CheckpointError(f"{path}: line {i + 1}: 'epoch' must be {len(rows) + 1}, got {epoch!r}")
+        bad = [k for k in METRIC_NUMBERS if row.get(k) is not None
+               and (not isinstance(row[k], int | float) or isinstance(row[k], bool))]
+        if bad:
+            raise CheckpointError(f"{path}: line {i + 1}: {bad[0]!r} must be a number, got {row[bad[0]]!r}")
+        rows.append(row)
     return rows
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved TrainConfig stored in a run directory; CheckpointError if absent or invalid."""
     path = Path(run_dir) / CONFIG
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{run_dir}: no {CONFIG} (not a run directory?)")
     try:
         return validate(TrainConfig, read_yaml(path), source=str(path))
@@ -87,10 +99,17 @@ def start_weights(source: str | Path) -> dict[str, str]:
     import hashlib
 
     path = Path(source).resolve()
+    if not os.path.lexists(path / WEIGHTS):
+        raise CheckpointError(f"--init-from {source}: no {WEIGHTS} (not a finished run?)")
+    check_regular(path / WEIGHTS, CheckpointError)  # a FIFO would block the hash below
+    h = hashlib.sha256()
     try:
-        digest = hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest()
-    except OSError:
-        raise CheckpointError(f"--init-from {source}: no {WEIGHTS} (not a finished run?)") from None
+        with open(path / WEIGHTS, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise CheckpointError(f"--init-from {source}: {WEIGHTS} unreadable ({exc.strerror})") from None
+    digest = h.hexdigest()
     return {"run": str(path), "weights_sha256": digest}
 
 

@@ -7,6 +7,7 @@ CheckpointError with one line.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from wavesurrogate.runs.layout import (
     read_json,
     read_run_config,
 )
+from wavesurrogate.runs.state import check_structure
+from wavesurrogate.safeload import check_regular, parse_json
 
 __all__ = ["RunInfo", "load_weights", "load_into", "load_state", "load_run"]
 
@@ -37,8 +40,9 @@ def load_weights(path: Path, which: str = "best") -> tuple[dict[str, torch.Tenso
     """The ``which`` ("best" or "last") state dict of a weights file and its decoded metadata."""
     if which not in WHICH:
         raise CheckpointError(f"which must be one of {WHICH}, got {which!r}")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{path.parent}: no {path.name} (no finished epoch yet?)")
+    check_regular(path, CheckpointError)
     prefix = f"{which}."
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -49,15 +53,17 @@ def load_weights(path: Path, which: str = "best") -> tuple[dict[str, torch.Tenso
         raise CheckpointError(f"{path}: corrupted or truncated safetensors file ({msg})") from None
     if raw.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{path}: not a wavesurrogate weights file (format {raw.get('format')!r})")
-    try:
-        meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path}: malformed metadata") from None
+    meta = {k: parse_json(v, f"{path}: metadata {k!r}", CheckpointError) for k, v in raw.items()
+            if k != "format"}
     if not sd:
         raise CheckpointError(f"{path}: no {which!r} weights")
-    if not all(isinstance(meta.get(k, -1), int) and not isinstance(meta.get(k), bool)
-               for k in ("epoch", "best_epoch")):
-        raise CheckpointError(f"{path}: malformed metadata (epoch and best_epoch must be integers)")
+    for k in ("epoch", "best_epoch"):
+        v = meta.get(k, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise CheckpointError(f"{path}: malformed metadata ({k} must be an integer >= 0, got {v!r})")
+    v = meta.get("best_val_loss", 0.0)
+    if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+        raise CheckpointError(f"{path}: malformed metadata (best_val_loss must be a number, got {v!r})")
     return sd, meta
 
 
@@ -66,12 +72,19 @@ def load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: 
     want = model.state_dict()
     missing = sorted(set(want) - set(sd))
     unexpected = sorted(set(sd) - set(want))
+    bad = sorted(k for k in set(want) & set(sd) if not isinstance(sd[k], torch.Tensor))
+    if bad:
+        raise CheckpointError(f"{source}: {bad[0]!r} is a {type(sd[bad[0]]).__name__}, not a tensor")
     shapes = sorted(k for k in set(want) & set(sd) if tuple(want[k].shape) != tuple(sd[k].shape))
+    dtypes = sorted(k for k in set(want) & set(sd) if want[k].dtype != sd[k].dtype)
     problems = [f"{what} {keys[0]!r}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")
                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
     if shapes:
         k = shapes[0]
         problems.append(f"{k!r} has shape {tuple(sd[k].shape)}, model wants {tuple(want[k].shape)}")
+    elif dtypes:
+        k = dtypes[0]
+        problems.append(f"{k!r} is {sd[k].dtype}, model wants {want[k].dtype}")
     if problems:
         raise CheckpointError(f"{source}: weights do not fit model {name!r} ({'; '.join(problems)})")
     model.load_state_dict(sd, strict=True)
@@ -79,8 +92,9 @@ def load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str, source: 
 
 def load_state(path: Path) -> dict[str, Any]:
     """Read the resume state with ``torch.load(weights_only=True)``; CheckpointError if unsafe or corrupt."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{path.parent}: no {path.name}")
+    check_regular(path, CheckpointError)
     try:
         with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error below is the one line we print
             warnings.simplefilter("ignore")
@@ -94,7 +108,26 @@ def load_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: refused to load ({type(exc).__name__}: {first[:160]})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a wavesurrogate training state")
-    return state
+    return check_structure(state, str(path))
+
+
+def check_agree(cfg: TrainConfig, stats: dict[str, Any], task: Any, kwargs: dict[str, Any],
+                run_dir: Path) -> None:
+    """CheckpointError unless config.yaml, stats.json and model.json of a run tell the same story: the task
+    and the data options stats.json records equal the config's, and the constructor arguments the task
+    derives from config and statistics equal model.json's."""
+    for key in ("task", "n_in", "n_out", "inputs", "update"):
+        if key in stats and stats[key] != getattr(cfg.data, key):
+            raise CheckpointError(f"{run_dir / STATS}: {key} {stats[key]!r} disagrees with config.yaml "
+                                  f"(data.{key}: {getattr(cfg.data, key)!r})")
+    try:
+        expect = parse_json(json.dumps(task.model_kwargs(cfg, stats)), "model kwargs", CheckpointError)
+    except (UserError, KeyError, TypeError, ValueError, IndexError):
+        return  # runs older than a rule the task now applies to new configs (model.json is what they hold)
+    for key, want in expect.items():
+        if key in kwargs and kwargs[key] != want:
+            raise CheckpointError(f"{run_dir / MODEL_JSON}: kwargs.{key} = {str(kwargs[key])[:40]} but "
+                                  f"config.yaml and {STATS} give {str(want)[:40]}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +182,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     except UserError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     task.check_stats(stats, str(run_dir / STATS))
+    check_agree(cfg, stats, task, kwargs, run_dir)
     sd, wmeta = load_weights(run_dir / WEIGHTS, which)
     load_into(model, sd, name, str(run_dir / WEIGHTS))
     model.to(device).eval()

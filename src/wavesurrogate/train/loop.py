@@ -22,6 +22,7 @@ that run's best weights (fine-tuning).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from wavesurrogate.runs import layout
 from wavesurrogate.runs.layout import holds_config, read_metrics, start_weights
 from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
+from wavesurrogate.runs.state import check_against
 from wavesurrogate.tasks.base import Task, TrainData
 from wavesurrogate.train.dist import DistEnv, all_sum, barrier, dist_env
 from wavesurrogate.train.optim import optimizer, scheduler, steps_per_batch
@@ -181,7 +183,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
            init_from: str | Path | None) -> tuple[nn.Module, TrainData, dict[str, Any] | None]:
     """Data, model (resumed or initialised, moved to the device) and resume state; writes the header."""
     state = None
-    if resuming and (run_dir / layout.OPTIM).is_file():
+    if resuming and os.path.lexists(run_dir / layout.OPTIM):  # a FIFO or device is refused by load_state
         state = load_state(run_dir / layout.OPTIM)
     if not resuming:
         layout.prepare_dir(run_dir, overwrite)
@@ -196,6 +198,7 @@ def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
     model = build_model(cfg, data.stats)
     if state is not None:
         load_into(model, state["model"], cfg.model.name, str(run_dir / layout.OPTIM))
+        check_against(state, model, str(run_dir / layout.OPTIM))
     elif init_from is not None:
         _init_from(model, cfg, run_dir, Path(init_from))
     else:

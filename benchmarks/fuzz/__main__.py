@@ -1,0 +1,85 @@
+"""``python -m benchmarks.fuzz``: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.fuzz import __doc__ as __package_doc__
+from benchmarks.fuzz.checkpoints import fuzz_checkpoints
+from benchmarks.fuzz.configs import fuzz_configs
+from benchmarks.fuzz.harness import SETTINGS
+from benchmarks.fuzz.hdf5 import fuzz_hdf5
+from tests.bad_inputs import make_corpus as mc
+from wavesurrogate.io import to_json, write_json
+
+KINDS = ("configs", "hdf5", "checkpoints")
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two tallies of one kind (``Tally.as_dict`` + seconds) added up: counts summed, strategies summed,
+    tracebacks concatenated (first five kept)."""
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = round(a.get(k, 0) + v, 1) if isinstance(v, float) else a.get(k, 0) + v
+        elif k == "mutations":
+            out[k] = {m: a[k].get(m, 0) + b[k].get(m, 0) for m in sorted(set(a[k]) | set(b[k]))}
+        elif k == "first_tracebacks":
+            out[k] = (a[k] + v)[:5]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__package_doc__ or "").splitlines()[0])
+    ap.add_argument("--configs", type=int, default=1000)
+    ap.add_argument("--hdf5", type=int, default=200)
+    ap.add_argument("--checkpoints", type=int, default=100)
+    ap.add_argument("--seed", type=int, nargs="+", default=[0], help="one run of every kind per seed")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--max-memory-gb", type=float, default=6.0,
+                    help="address-space limit of this process: an input that makes the package allocate more "
+                         "raises MemoryError (counted as uncaught) instead of waking the OOM killer")
+    ap.add_argument("--trace", action="store_true", help="print each case to stderr before running it")
+    ap.add_argument("--hang-s", type=float, default=60.0,
+                    help="a library or CLI call running longer is counted as a hang (the run goes on)")
+    a = ap.parse_args()
+    limit = int(a.max_memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    SETTINGS.update(trace=a.trace, hang_s=a.hang_s)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"seed": a.seed[0], "seeds": a.seed, "python": platform.python_version(),
+                              "per_seed": {}}
+    with tempfile.TemporaryDirectory(prefix="wavesurrogate-fuzz-") as tmp:
+        base = mc.build_base(Path(tmp) / "base")
+        for seed in a.seed:
+            ws = mc.make_workspace(base, Path(tmp) / f"ws{seed}")
+            per: dict[str, Any] = {}
+            with contextlib.chdir(ws):
+                for kind, n, fn in (("configs", a.configs, fuzz_configs), ("hdf5", a.hdf5, fuzz_hdf5),
+                                    ("checkpoints", a.checkpoints, fuzz_checkpoints)):
+                    t1 = time.perf_counter()
+                    per[kind] = fn(n, np.random.default_rng([seed, len(kind)]), ws)
+                    per[kind]["seconds"] = round(time.perf_counter() - t1, 1)
+                    result[kind] = merge(result[kind], per[kind]) if kind in result else per[kind]
+            result["per_seed"][str(seed)] = {k: {"cases": per[k]["cases"], "uncaught": per[k]["uncaught"],
+                                                 "hangs": per[k]["hangs"]} for k in KINDS}
+    result["uncaught_total"] = sum(result[k]["uncaught"] for k in KINDS)
+    result["hangs_total"] = sum(result[k]["hangs"] for k in KINDS)
+    result["hang_bound_s"] = a.hang_s
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if a.out is not None:
+        write_json(a.out, result)
+    print(to_json(result))
+
+
+if __name__ == "__main__":
+    main()
