@@ -79,7 +79,9 @@ def test_search_is_deterministic_and_survives_sigkill(tmp_path: Path) -> None:
     proc.wait()
     assert target.is_file(), "the search ended before it could be killed"
     state = json.loads((work / "state.json").read_text())
-    assert len(state["records"]) == 2  # killed between commits
+    # killed after candidate 2 began and before the end (under load candidate 2, one epoch per gate, may
+    # have been committed before the signal landed)
+    assert 2 <= len(state["records"]) < N
     again = run_search(validate(NormSearchConfig, _cfg(work, data)))
     assert again == ref
     a, b = (json.loads((tmp_path / w / "state.json").read_text())["records"] for w in "ab")

@@ -18,13 +18,13 @@ test that blocks torch in a fresh interpreter hold it to that). Install: ``pip i
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wavesurrogate.errors import ExportError
+from wavesurrogate.safeload import parse_json
 
 __all__ = ["EdgeModel", "load", "forcing_frames", "SIDECAR_FORMAT"]
 
@@ -58,11 +58,11 @@ class EdgeModel:
         side = self.path.with_name(self.path.name + ".json")
         try:
             data = self.path.read_bytes()
-            meta = json.loads(side.read_text(encoding="utf-8"))
+            meta = parse_json(side.read_bytes(), str(side), ExportError)
         except FileNotFoundError as exc:
             raise ExportError(f"{exc.filename}: not found (an exported model is a .onnx and its .onnx.json)")\
                 from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
             raise ExportError(f"{side}: unreadable ({type(exc).__name__})") from None
         if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
             raise ExportError(f"{side}: not a wavesurrogate export sidecar")

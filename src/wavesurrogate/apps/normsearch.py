@@ -22,7 +22,6 @@ search restarted with the same config continues from it and ends with the same s
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -38,6 +37,7 @@ from wavesurrogate.io import to_json, write_json
 from wavesurrogate.nn.layers.normact import BUILTIN
 from wavesurrogate.nn.layers.normact_evolve import canonical, graph_key, mutate
 from wavesurrogate.runs.layout import read_json, read_metrics
+from wavesurrogate.safeload import parse_json
 
 __all__ = ["pareto_ranks", "run_search", "run_search_from_config", "summary", "train_config"]
 
@@ -199,7 +199,8 @@ def run_search(cfg: NormSearchConfig, *, stop_after: int | None = None) -> dict[
             rec.update(evaluate_candidate(cfg, graph, runs, records[0] if records else None))
         rec["key"] = graph_key(graph)
         records.append(rec)
-        state = json.loads(to_json(state, indent=None))  # as a resumed search reads it (inf as null)
+        # as a resumed search reads it (inf as null)
+        state = parse_json(to_json(state, indent=None), "search state")
         records = state["records"]
         write_json(work / STATE, state)  # the commit point of candidate i
         shutil.rmtree(work / "runs" / rec["id"], ignore_errors=True)

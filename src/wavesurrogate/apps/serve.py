@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from wavesurrogate.errors import UserError
+from wavesurrogate.safeload import parse_json
 
 __all__ = ["ServeError", "App", "make_server", "serve", "MAX_BODY"]
 
@@ -295,9 +295,9 @@ class Handler(BaseHTTPRequestHandler):
         if n > MAX_BODY:
             raise BadRequest(413, f"body of {n} bytes; at most {MAX_BODY}")
         try:
-            body = json.loads(self.rfile.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise BadRequest(400, "the body is not JSON") from None
+            body = parse_json(self.rfile.read(n), "the body")
+        except UserError as exc:
+            raise BadRequest(400, str(exc)) from None
         if not isinstance(body, dict):
             raise BadRequest(400, "the body must be a JSON object")
         return body
