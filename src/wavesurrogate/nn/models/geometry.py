@@ -110,11 +110,12 @@ class Geometry:
         return params[..., list(self.source_params)] * scale.to(params) + offset.to(params)
 
     def physical_frequencies(self, n_fourier: int, scale: float | list[float] = 1.0) -> Tensor:
-        """Frequency matrix ``[n_fourier, n + 1]`` (cycles per scaled unit) of Borrel-Jensen et al.'s features.
+        """Frequency matrix ``[n_fourier, n + 1]`` (cycles per scaled unit) of Borrel-Jensen et al.'s
+        features.
 
-        ``n_fourier / (n + 1)`` physical frequencies ``f_j = f_max / (2 j)``, j = 1, 2, ... (the paper: f_max/2,
-        /4, /6 for ``n_fourier = 9`` in 2-D), wavenumbers ``k_j = f_j / c_ref`` (cycles per metre) on each
-        spatial axis and on ``c_ref t`` (time in metres), each feature along one axis; in scaled units
+        ``n_fourier / (n + 1)`` physical frequencies ``f_j = f_max / (2 j)``, j = 1, 2, ... (the paper:
+        f_max/2, /4, /6 for ``n_fourier = 9`` in 2-D), wavenumbers ``k_j = f_j / c_ref`` (cycles per metre) on
+        each spatial axis and on ``c_ref t`` (time in metres), each feature along one axis; in scaled units
         ``k_j · half-extent`` (space) and ``f_j · half-extent_t`` (t). ``scale`` (one number or one per axis)
         multiplies them.
         """
@@ -142,7 +143,8 @@ class Geometry:
         if isinstance(ppw, bool) or not isinstance(ppw, int | float) or not (math.isfinite(ppw) and ppw > 0):
             raise ConfigError(f"model.pulse_ppw: expected a positive number, got {ppw!r}")
         if self.n_dims != 2:
-            raise ConfigError(f"model.branch_input: the 'pulse' branch is 2-D only, the data is {self.n_dims}-D")
+            raise ConfigError(f"model.branch_input: the 'pulse' branch is 2-D only, the data is "
+                              f"{self.n_dims}-D")
         dx = self.c_ref_mps / (ppw * self.f_max_hz)
         axes = []
         for axis in range(2):

@@ -77,7 +77,7 @@ class RelativeOperator(nn.Module):
         self.other_params = [i for i in range(n_params) if i not in g.source_params]
         self.absolute, self.n_basis, self.inputs = absolute, n_basis, inputs
         hs = g.half_extent[:n]
-        # metres per scaled unit along each spatial axis, over the largest half-extent: r is isotropic in metres
+        # metres per scaled unit along each spatial axis over the largest half-extent: r isotropic in metres
         self.register_buffer("r_scale", torch.tensor(hs) / max(hs), persistent=False)
         d_in = {"relative": n + 1, "radial": 2, "both": n + 2}[inputs] + n * absolute + 2 * freqs.shape[0]
         self.trunk = MLP(d_in, width, depth, n_basis, activation, modified, init)
@@ -137,7 +137,8 @@ class RelativeOperator(nn.Module):
         return (basis @ self.branch_coeffs(params).unsqueeze(-1)).squeeze(-1) + self.bias
 
     def predict_grid(self, params: Tensor, x: Tensor, y: Tensor, t: Tensor, chunk: int = 4096) -> Tensor:
-        """Field ``[B, nt, ny, nx]`` on the grid of 1-D scaled coords x ``[nx]``, y ``[ny]``, t ``[nt]`` (2-D)."""
+        """Field ``[B, nt, ny, nx]`` on the grid of 1-D scaled coords x ``[nx]``, y ``[ny]``, t ``[nt]``
+        (2-D geometries)."""
         if self.n_dims != 2:
             raise ValueError("relative_operator.predict_grid: 2-D geometries only")
         for name, v in (("x", x), ("y", y), ("t", t)):
