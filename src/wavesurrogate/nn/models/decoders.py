@@ -7,6 +7,12 @@ coordinate maps (x, y) appended to each stage's input (CoordConv), then a dense 
 per stored frame: ``field(params)`` is the whole field ``[B, n_frames, ny, nx]`` in one pass.
 ``forward(params, coords)`` samples it at (x, y, t) in [-1, 1] by trilinear interpolation, which returns the
 grid values exactly at grid nodes.
+
+With ``nz`` (3-D data, coordinates (x, y, z, t)) the decoder is volumetric: a ``latent³`` map, trilinear
+upsampling, 3-D convolutions (``make_conv(dim=3)``: ``{"format": "cp"}`` gives ``TensorizedConv3d``, whose CP
+kernels are ``3k`` one-way filters per rank term instead of ``k³`` weights), three coordinate maps, and a
+1×1×1 head with one channel per time sample: ``field(params)`` is ``[B, n_frames, nz, ny, nx]``; ``forward``
+samples it trilinearly in space, then linearly in time.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ from wavesurrogate.nn.registry import POINTS, register
 __all__ = ["FieldDecoder"]
 
 
+def _coord_maps3(n: int, nz: int, ny: int, nx: int, like: Tensor) -> Tensor:
+    """``[n, 3, nz, ny, nx]`` maps of x, y and z in [-1, 1]."""
+    z, y, x = (torch.linspace(-1.0, 1.0, m, dtype=like.dtype, device=like.device) for m in (nz, ny, nx))
+    zz, yy, xx = torch.meshgrid(z, y, x, indexing="ij")
+    return torch.stack([xx, yy, zz])[None].expand(n, -1, -1, -1, -1)
+
+
 def _coord_maps(n: int, ny: int, nx: int, like: Tensor) -> Tensor:
     """``[n, 2, ny, nx]`` maps of x and y in [-1, 1]."""
     y = torch.linspace(-1.0, 1.0, ny, dtype=like.dtype, device=like.device)
@@ -34,29 +47,34 @@ def _coord_maps(n: int, ny: int, nx: int, like: Tensor) -> Tensor:
 
 @register("field_decoder", interface=POINTS)
 class FieldDecoder(nn.Module):
-    """Parameters ``[B, P]`` → field ``[B, n_frames, ny, nx]`` by a CNN decoder; ``forward`` samples it."""
+    """Parameters ``[B, P]`` → field ``[B, n_frames, (nz,) ny, nx]`` by a CNN decoder; ``forward`` samples
+    it."""
 
     capabilities = {"onnx": False}  # torch's ONNX exporter has no 5-D (volumetric) GridSample
 
     def __init__(self, n_params: int, n_frames: int, ny: int, nx: int, width: int = 32, latent: int = 4,
-                 n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None) -> None:
+                 n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None,
+                 nz: int | None = None) -> None:
         super().__init__()
-        if min(n_params, n_frames, ny, nx, width, latent) < 1 or n_up < 0:
+        if min(n_params, n_frames, ny, nx, width, latent, nz or 1) < 1 or n_up < 0:
             raise ConfigError("field_decoder: sizes must be >= 1 (n_up >= 0)")
         spec = conv_spec(conv)
-        self.n_params, self.n_frames, self.ny, self.nx = n_params, n_frames, ny, nx
+        self.n_params, self.n_frames, self.ny, self.nx, self.nz = n_params, n_frames, ny, nx, nz
         self.width, self.latent = width, latent
-        self.embed = nn.Linear(n_params, width * latent * latent)
+        dim = 2 if nz is None else 3
+        self.embed = nn.Linear(n_params, width * latent**dim)
         self.stages = nn.ModuleList(
-            nn.ModuleList([make_conv(width + 2, width, kernel_size, spec),
-                           make_conv(width, width, kernel_size, spec)])
+            nn.ModuleList([make_conv(width + dim, width, kernel_size, spec, dim=dim),
+                           make_conv(width, width, kernel_size, spec, dim=dim)])
             for _ in range(n_up))
-        self.head = nn.Conv2d(width, n_frames, 1)
+        self.head = nn.Conv2d(width, n_frames, 1) if nz is None else nn.Conv3d(width, n_frames, 1)
 
     def field(self, params: Tensor) -> Tensor:
-        """The whole field ``[B, n_frames, ny, nx]`` (normalised units) for parameters ``[B, n_params]``."""
+        """The whole field ``[B, n_frames, (nz,) ny, nx]`` (normalised units) for params ``[B, n_params]``."""
         if params.ndim != 2 or params.shape[1] != self.n_params:
             raise ValueError(f"field_decoder: expected params [B, {self.n_params}], got {list(params.shape)}")
+        if self.nz is not None:
+            return self._field3(params)
         h = self.embed(params).reshape(params.shape[0], self.width, self.latent, self.latent)
         h = F.gelu(h)
         for conv1, conv2 in self.stages:
@@ -67,8 +85,37 @@ class FieldDecoder(nn.Module):
             h = F.interpolate(h, size=(self.ny, self.nx), mode="bilinear", align_corners=True)
         return self.head(h)
 
+    def _field3(self, params: Tensor) -> Tensor:
+        n = self.latent
+        h = F.gelu(self.embed(params).reshape(params.shape[0], self.width, n, n, n))
+        for conv1, conv2 in self.stages:
+            h = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
+            h = torch.cat([h, _coord_maps3(h.shape[0], *h.shape[-3:], h)], dim=1)
+            h = F.gelu(conv2(F.gelu(conv1(h))))
+        if tuple(h.shape[-3:]) != (self.nz, self.ny, self.nx):
+            h = F.interpolate(h, size=(self.nz, self.ny, self.nx), mode="trilinear", align_corners=True)
+        return self.head(h)
+
+    def _forward3(self, params: Tensor, coords: Tensor) -> Tensor:
+        """``[B, Q]`` at ``coords`` ``[B, Q, 4]``: trilinear in (x, y, z) over the time channels, then
+        linear in t between the two nearest time samples."""
+        f = self.field(params)  # [B, n_t, nz, ny, nx]
+        if coords.ndim == 2:
+            coords = coords[None].expand(f.shape[0], -1, -1)
+        grid = coords[:, :, None, None, :3].to(f.dtype)  # [B, Q, 1, 1, 3]: (x, y, z)
+        series = F.grid_sample(f, grid, mode="bilinear", align_corners=True)[:, :, :, 0, 0]  # [B, n_t, Q]
+        pos = ((coords[..., 3].to(f.dtype) + 1.0) * 0.5 * (self.n_frames - 1)).clamp(0, self.n_frames - 1)
+        i0 = pos.floor().long().clamp(max=self.n_frames - 1)
+        i1 = (i0 + 1).clamp(max=self.n_frames - 1)
+        w = pos - i0.to(pos.dtype)
+        a, b = series.gather(1, i0[:, None]), series.gather(1, i1[:, None])
+        return ((1 - w) * a[:, 0] + w * b[:, 0])
+
     def forward(self, params: Tensor, coords: Tensor) -> Tensor:
-        """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` or ``[Q, 3]`` ((x, y, t) in [-1, 1], trilinear)."""
+        """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` or ``[Q, 3]`` ((x, y, t) in [-1, 1], trilinear; 3-D:
+        ``[B, Q, 4]``, (x, y, z, t))."""
+        if self.nz is not None:
+            return self._forward3(params, coords)
         f = self.field(params)[:, None]  # [B, 1, nt, ny, nx]: grid_sample's (x, y, z) = (x, y, t)
         if coords.ndim == 2:
             coords = coords[None].expand(f.shape[0], -1, -1)
