@@ -11,14 +11,17 @@ from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
 
 
 def discrete_energy(solver: FDSolver, velocity: np.ndarray, u_next: np.ndarray, u: np.ndarray) -> float:
-    """Leapfrog energy ½‖(u^{n+1}−u^n)/dt‖² + ½Σ_faces b·D₊u^{n+1}·D₊u^n over the physical grid, in m⁴/s².
+    """Leapfrog energy ½‖(u^{n+1}−u^n)/dt‖² + ½Σ_faces b·D₊u^{n+1}·D₊u^n over the physical grid, in
+    m^(d+2)/s² (d = 2 or 3).
 
-    Trapezoid weights at reflecting edges, where ghosts are rebuilt: then this is exactly conserved
-    without sources. At absorbing edges only faces whose stencil lies inside the physical grid count.
+    Trapezoid weights at reflecting faces, where ghosts are rebuilt: then this is exactly conserved
+    without sources (obstacle faces carry b = 0). At absorbing faces only faces whose stencil lies inside
+    the physical grid count.
     """
     grid, lay, so = solver.grid, solver.layout, solver.space_order
+    nd = grid.ndim
     dt = solver.dt(velocity)
-    bx, by = face_coefficients(velocity, lay, so)
+    b = face_coefficients(velocity, lay, so, obstacles=solver.obstacles)
     phys = lay.physical
 
     def extend(v: np.ndarray) -> np.ndarray:
@@ -26,33 +29,51 @@ def discrete_energy(solver: FDSolver, velocity: np.ndarray, u_next: np.ndarray, 
         full[phys] = v
         return fill_ghosts(full, lay)
 
-    a, b = extend(u_next), extend(u)
-    wy, wx = np.ones(grid.ny), np.ones(grid.nx)
-    for w, kind in ((wy, lay.kinds[0]), (wx, lay.kinds[1])):
-        if kind != "absorbing":
-            w[0] = w[-1] = 0.5
-    kinetic = 0.5 * np.sum(wy[:, None] * wx[None, :] * ((u_next - u) / dt) ** 2)
-    pot = _face_potential(a[phys[0]], b[phys[0]], bx[phys[0]], phys[1], grid.dx, wy, so,
-                          lay.kinds[1] == "absorbing")
-    pot += _face_potential(a[:, phys[1]].T, b[:, phys[1]].T, by[:, phys[1]].T, phys[0], grid.dy, wx, so,
-                           lay.kinds[0] == "absorbing")
-    return float((kinetic + 0.5 * pot) * grid.dx * grid.dy)
+    ua, ub = extend(u_next), extend(u)
+    weights = []
+    for n, pair in zip(grid.shape, lay.faces, strict=True):
+        w = np.ones(n)
+        for side, kind in zip((0, -1), pair, strict=True):
+            if kind != "absorbing":
+                w[side] = 0.5
+        weights.append(w)
+
+    def weight(skip: int | None = None) -> np.ndarray:
+        out = np.ones([1] * nd)
+        for k, w in enumerate(weights):
+            if k != skip:
+                out = out * w.reshape([-1 if i == k else 1 for i in range(nd)])
+        return out
+
+    kinetic = 0.5 * np.sum(weight() * ((u_next - u) / dt) ** 2)
+    pot = 0.0
+    for axis in range(nd):
+        idx = tuple(slice(None) if k == axis else phys[k] for k in range(nd))
+        va, vb = (np.moveaxis(v[idx], axis, -1) for v in (ua, ub))
+        bf = np.moveaxis(b[axis][idx], axis, -1)
+        w_rows = np.moveaxis(weight(skip=axis) * np.ones(grid.shape), axis, -1)[..., :1]
+        pot += _face_potential(va, vb, bf, phys[axis], grid.spacing[axis], w_rows, so, lay.faces[axis])
+    return float((kinetic + 0.5 * pot) * np.prod(grid.spacing))
 
 
 def _face_potential(va: np.ndarray, vb: np.ndarray, bf: np.ndarray, cols: slice, h: float,
-                    w_rows: np.ndarray, so: int, absorbing: bool) -> float:
-    """Σ_rows w·Σ_faces b·D₊va·D₊vb over the faces between the first and last physical column."""
+                    w_rows: np.ndarray, so: int, faces: tuple[str, str]) -> float:
+    """Σ_rows w·Σ_faces b·D₊va·D₊vb over the faces between the first and last physical node of the last
+    axis."""
     lo, hi = cols.start, cols.stop - 1  # physical nodes lo..hi; faces k+½ for k = lo..hi-1
     k = np.arange(lo, hi)
-    if absorbing and so == 4:  # keep the faces whose 4-node stencil is physical
-        k = k[(k - 1 >= lo) & (k + 2 <= hi)]
+    if so == 4:  # at an absorbing face keep the faces whose 4-node stencil is physical
+        if faces[0] == "absorbing":
+            k = k[k - 1 >= lo]
+        if faces[1] == "absorbing":
+            k = k[k + 2 <= hi]
 
     def d(v: np.ndarray) -> np.ndarray:
         if so == 2:
-            return (v[:, k + 1] - v[:, k]) / h
-        return (27.0 * (v[:, k + 1] - v[:, k]) - (v[:, k + 2] - v[:, k - 1])) / (24.0 * h)
+            return (v[..., k + 1] - v[..., k]) / h
+        return (27.0 * (v[..., k + 1] - v[..., k]) - (v[..., k + 2] - v[..., k - 1])) / (24.0 * h)
 
-    return float(np.sum(w_rows[:, None] * bf[:, k] * d(va) * d(vb)))
+    return float(np.sum(w_rows * bf[..., k] * d(va) * d(vb)))
 
 
 def reflection_coefficient(width: int = 20, space_order: int = 2, sigma_cells: float = 3.0,

@@ -35,7 +35,7 @@ def wavelet(src: Source, t_s: np.ndarray) -> np.ndarray:
 
 def source_width(src: Source, grid: Grid) -> float:
     """Standard deviation of a Gaussian source footprint in metres."""
-    return src.width_m if src.width_m is not None else 2.0 * max(grid.dx, grid.dy)
+    return src.width_m if src.width_m is not None else 2.0 * max(grid.spacing)
 
 
 def gaussian_footprint(x: np.ndarray, y: np.ndarray, x0: float, y0: float, sigma: float) -> np.ndarray:
@@ -44,56 +44,90 @@ def gaussian_footprint(x: np.ndarray, y: np.ndarray, x0: float, y0: float, sigma
     return np.exp(-r2 / (2.0 * sigma**2)) / (2.0 * np.pi * sigma**2)
 
 
-def grid_footprint(src: Source, grid: Grid) -> np.ndarray:
-    """Spatial part g(x) on grid nodes in 1/m², shape [ny, nx]; Σ g·dx·dy = 1 for a source well inside.
+def source_position(src: Source, grid: Grid) -> tuple[float, ...]:
+    """The source position in metres in array axis order: (y, x) or (z, y, x)."""
+    return (src.y_m, src.x_m) if grid.ndim == 2 else (src.z_m, src.y_m, src.x_m)
 
-    A point source is spread bilinearly onto its four neighbouring nodes (weights / (dx·dy)); a Gaussian
-    source is sampled at the nodes.
+
+def grid_footprint(src: Source, grid: Grid) -> np.ndarray:
+    """Spatial part g(x) on grid nodes in 1/m² (1/m³ in 3-D), shape grid.shape; Σ g·dV = 1 for a source
+    well inside.
+
+    A point source is spread (bi/tri)linearly onto its 2^d neighbouring nodes (weights / dV); a Gaussian
+    source is sampled at the nodes (normalised by (2πσ²)^(d/2)).
     """
     g = np.zeros(grid.shape, dtype=np.float64)
     if src.kind == "none":
         return g
+    pos, sigma = source_position(src, grid), source_width(src, grid)
     if src.kind == "gaussian":
-        return gaussian_footprint(grid.x[None, :], grid.y[:, None], src.x_m, src.y_m, source_width(src, grid))
-    fx, fy = src.x_m / grid.dx, src.y_m / grid.dy
-    i0 = int(np.clip(np.floor(fx), 0, grid.nx - 2))
-    j0 = int(np.clip(np.floor(fy), 0, grid.ny - 2))
-    wx, wy = fx - i0, fy - j0
-    for dj, wyy in ((0, 1.0 - wy), (1, wy)):
-        for di, wxx in ((0, 1.0 - wx), (1, wx)):
-            g[j0 + dj, i0 + di] += wxx * wyy
-    return g / (grid.dx * grid.dy)
+        if grid.ndim == 2:
+            return gaussian_footprint(grid.x[None, :], grid.y[:, None], src.x_m, src.y_m, sigma)
+        r2 = sum(((c - p) ** 2).reshape([-1 if k == a else 1 for k in range(3)])
+                 for a, (c, p) in enumerate(zip(grid.coords, pos, strict=True)))
+        return np.exp(-r2 / (2.0 * sigma**2)) / (2.0 * np.pi * sigma**2) ** 1.5
+    corner, weights = [], []
+    for p, h, n in zip(pos, grid.spacing, grid.shape, strict=True):
+        f = p / h
+        i0 = int(np.clip(np.floor(f), 0, n - 2))
+        corner.append(i0)
+        weights.append((1.0 - (f - i0), f - i0))
+    for offs in np.ndindex(*(2,) * grid.ndim):
+        g[tuple(c + o for c, o in zip(corner, offs, strict=True))] += np.prod(
+            [w[o] for w, o in zip(weights, offs, strict=True)])
+    return g / np.prod(grid.spacing)
 
 
 def mode_shape(grid: Grid, m: int, n: int, kind: str, x: np.ndarray | None = None,
-               y: np.ndarray | None = None) -> np.ndarray:
-    """Standing mode (m, n): sin·sin (Dirichlet) or cos·cos (Neumann) walls, at (x, y) or the nodes."""
+               y: np.ndarray | None = None, l: int = 1, z: np.ndarray | None = None) -> np.ndarray:  # noqa: E741
+    """Standing mode (m, n[, l]): sin·sin(·sin) (Dirichlet) or cos·cos(·cos) (Neumann) walls, at (x, y[, z])
+    or the nodes (3-D grids: mode number l along z)."""
+    f = np.sin if kind == "dirichlet" else np.cos
+    if grid.ndim == 3:
+        x = grid.x[None, None, :] if x is None else x
+        y = grid.y[None, :, None] if y is None else y
+        z = grid.z[:, None, None] if z is None else z
+        return f(m * np.pi * x / grid.lx) * f(n * np.pi * y / grid.ly) * f(l * np.pi * z / grid.lz)
     x = grid.x[None, :] if x is None else x
     y = grid.y[:, None] if y is None else y
-    f = np.sin if kind == "dirichlet" else np.cos
     return f(m * np.pi * x / grid.lx) * f(n * np.pi * y / grid.ly)
 
 
-def mode_omega(grid: Grid, m: int, n: int, c_mps: float) -> float:
-    """Angular frequency (rad/s) of standing mode (m, n) in a rectangle with constant speed c."""
+def mode_omega(grid: Grid, m: int, n: int, c_mps: float, l: int = 1) -> float:  # noqa: E741
+    """Angular frequency (rad/s) of standing mode (m, n[, l]) in a rectangle (box) with constant speed c."""
+    if grid.ndim == 3:
+        return c_mps * np.pi * float(np.sqrt((m / grid.lx) ** 2 + (n / grid.ly) ** 2 + (l / grid.lz) ** 2))
     return c_mps * np.pi * np.hypot(m / grid.lx, n / grid.ly)
 
 
-def standing_mode(grid: Grid, m: int, n: int, kind: str, c_mps: float, t_s: np.ndarray) -> np.ndarray:
-    """Analytic solution cos(ωt)·mode(x, y) started at rest; shape [len(t), ny, nx]."""
-    w = mode_omega(grid, m, n, c_mps)
-    return np.cos(w * np.asarray(t_s))[:, None, None] * mode_shape(grid, m, n, kind)[None]
+def box_modes_hz(lengths_m: tuple[float, ...], c_mps: float, count: int) -> np.ndarray:
+    """The ``count`` lowest non-zero modal frequencies of a rigid box (Hz): (c/2)·√Σ(l_k/L_k)², sorted."""
+    top = count + 1
+    ls = np.stack(np.meshgrid(*([np.arange(top)] * len(lengths_m)), indexing="ij"), -1).reshape(-1,
+                                                                                            len(lengths_m))
+    f = 0.5 * c_mps * np.sqrt(np.sum((ls / np.asarray(lengths_m)) ** 2, axis=1))
+    return np.sort(f[f > 0])[:count]
+
+
+def standing_mode(grid: Grid, m: int, n: int, kind: str, c_mps: float, t_s: np.ndarray,
+                  l: int = 1) -> np.ndarray:  # noqa: E741
+    """Analytic solution cos(ωt)·mode(x) started at rest; shape [len(t), *grid.shape]."""
+    w = mode_omega(grid, m, n, c_mps, l)
+    t = np.cos(w * np.asarray(t_s)).reshape(-1, *([1] * grid.ndim))
+    return t * mode_shape(grid, m, n, kind, l=l)[None]
 
 
 def initial_field(init: Initial, grid: Grid, boundary_kind: str) -> np.ndarray:
-    """Initial displacement u(x, 0) on grid nodes, shape [ny, nx] (float64)."""
+    """Initial displacement u(x, 0) on grid nodes, shape grid.shape (float64)."""
     if init.kind == "zero":
         return np.zeros(grid.shape)
     if init.kind == "gaussian":
-        r2 = (grid.x[None, :] - init.x_m) ** 2 + (grid.y[:, None] - init.y_m) ** 2
+        pos = (init.y_m, init.x_m) if grid.ndim == 2 else (init.z_m, init.y_m, init.x_m)
+        r2 = sum(((c - p) ** 2).reshape([-1 if k == a else 1 for k in range(grid.ndim)])
+                 for a, (c, p) in enumerate(zip(grid.coords, pos, strict=True)))
         return init.amplitude * np.exp(-r2 / (2.0 * init.width_m**2))
-    kind = "neumann" if boundary_kind == "neumann" else "dirichlet"
-    return init.amplitude * mode_shape(grid, init.m, init.n, kind)
+    kind = "neumann" if boundary_kind in ("neumann", "impedance") else "dirichlet"
+    return init.amplitude * mode_shape(grid, init.m, init.n, kind, l=init.l)
 
 
 def frame_forcing(problem: Problem, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:

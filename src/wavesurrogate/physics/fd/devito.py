@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from wavesurrogate.physics.fd.core import Arrays, Layout
+from wavesurrogate.physics.problem import AXES
 
 
 def _configure_devito() -> None:
@@ -42,6 +43,7 @@ class DevitoStepper:
         self._pool: ThreadPoolExecutor | None = None
         self._n_points = 0
         self._nt = 0
+        self._n_rec = 0
 
     def _thread(self) -> ThreadPoolExecutor:
         """The one worker thread that runs the Operator (created on first use)."""
@@ -49,7 +51,7 @@ class DevitoStepper:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devito")
         return self._pool
 
-    def _build(self, nt: int, n_points: int) -> None:
+    def _build(self, nt: int, n_points: int, n_rec: int) -> None:
         from devito import (
             ConditionalDimension,
             Constant,
@@ -62,7 +64,8 @@ class DevitoStepper:
             TimeFunction,
         )
 
-        lay, so, g = self.layout, self.space_order, self.layout.ghost
+        lay, so, g, nd = self.layout, self.space_order, self.layout.ghost, self.layout.ndim
+        names = AXES[3 - nd:]
 
         class Updated(SubDomain):
             name = "updated"
@@ -72,86 +75,105 @@ class DevitoStepper:
 
         grid = Grid(shape=lay.shape, extent=tuple(float(n - 1) for n in lay.shape), dtype=self.dtype.type)
         updated = Updated(grid=grid)
-        y, x = grid.dimensions
+        dims = grid.dimensions  # devito names them x, y(, z) in array order; we call them (z,) y, x
         t = grid.stepping_dim
         kw = {"grid": grid, "space_order": 0, "dtype": self.dtype.type}
         u = TimeFunction(name="u", time_order=2, **kw)
-        bx, by = Function(name="bx", **kw), Function(name="by", **kw)
-        consts = {k: Constant(name=k, dtype=self.dtype.type) for k in ("sy", "ey", "sx", "ex", "my", "mx")}
-        kappa_x, kappa_y = Function(name="kappa_x", **kw), Function(name="kappa_y", **kw)
+        b = [Function(name=f"b{a}", **kw) for a in names]
+        consts = {f"{c}{a}{side}": Constant(name=f"{c}{a}{side}", dtype=self.dtype.type)
+                  for a in names for side in ("lo", "hi") for c in ("s", "e", "m")}
+        kappa = [Function(name=f"kappa_{a}", **kw) for a in names]
 
-        def U(dy: int = 0, dx: int = 0) -> Any:
-            return u[t, y + dy, x + dx]
+        def shift(axis: int, k: Any) -> tuple[Any, ...]:
+            return tuple(d + k if i == axis else d for i, d in enumerate(dims))
 
+        def U(axis: int = 0, k: int = 0, time: Any = t) -> Any:
+            return u[(time, *shift(axis, k))]
+
+        pre: list[Any] = []
         if so == 2:
-            lap = (bx[y, x] * (U(0, 1) - U()) - bx[y, x - 1] * (U() - U(0, -1))
-                   + by[y, x] * (U(1, 0) - U()) - by[y - 1, x] * (U() - U(-1, 0)))
+            lap = sum(b[a][dims] * (U(a, 1) - U()) - b[a][shift(a, -1)] * (U() - U(a, -1)) for a in range(nd))
         else:  # fluxes b·D₊u into temporaries first: each is computed once instead of four times
 
-            class Faces(SubDomain):  # both flux arrays on one region, so that devito fuses the loops
+            class Faces(SubDomain):  # every flux array on one region, so that devito fuses the loops
                 name = "faces"
 
                 def define(self, dimensions):
                     return {d: ("middle", 1, 2) for d in dimensions}
 
             faces = Faces(grid=grid)
-            fx, fy = Function(name="fx", **kw), Function(name="fy", **kw)
-            pre = [Eq(fx[y, x], bx[y, x] * (27 * (U(0, 1) - U()) - (U(0, 2) - U(0, -1))), subdomain=faces),
-                   Eq(fy[y, x], by[y, x] * (27 * (U(1, 0) - U()) - (U(2, 0) - U(-1, 0))), subdomain=faces)]
-            lap = (27 * (fx[y, x] - fx[y, x - 1]) - (fx[y, x + 1] - fx[y, x - 2])
-                   + 27 * (fy[y, x] - fy[y - 1, x]) - (fy[y + 1, x] - fy[y - 2, x]))
+            fl = [Function(name=f"f{a}", **kw) for a in names]
+            pre = [Eq(fl[a][dims], b[a][dims] * (27 * (U(a, 1) - U()) - (U(a, 2) - U(a, -1))),
+                      subdomain=faces) for a in range(nd)]
+            lap = sum(27 * (fl[a][dims] - fl[a][shift(a, -1)]) - (fl[a][shift(a, 1)] - fl[a][shift(a, -2)])
+                      for a in range(nd))
+        um = u[(t - 1, *dims)]
         if self.damped:  # r = 1/(1+a): u⁺ = (2u − (1−a)u⁻ + L)/(1+a) = u⁻ + r·(2u − 2u⁻ + L), no division
             damp = Function(name="rdamp", **kw)  # holds r, not a
-            rhs = u[t - 1, y, x] + damp[y, x] * (2 * U() - 2 * u[t - 1, y, x] + lap)
+            rhs = um + damp[dims] * (2 * U() - 2 * um + lap)
         else:
             damp = None
-            rhs = 2 * U() - u[t - 1, y, x] + lap
-        eqs = (pre if so == 4 else []) + [Eq(u[t + 1, y, x], rhs, subdomain=updated)]
+            rhs = 2 * U() - um + lap
+        eqs = pre + [Eq(u[(t + 1, *dims)], rhs, subdomain=updated)]
         src = PrecomputedSparseTimeFunction(
             name="src", grid=grid, npoint=n_points, nt=nt, r=2, dtype=self.dtype.type,
-            gridpoints=np.zeros((n_points, 2), dtype=np.int32),
-            interpolation_coeffs=np.zeros((n_points, 2, 2), dtype=self.dtype))
+            gridpoints=np.zeros((n_points, nd), dtype=np.int32),
+            interpolation_coeffs=np.zeros((n_points, nd, 2), dtype=self.dtype))
         eqs += src.inject(field=u.forward, expr=src)
-        ymax, xmax = y.symbolic_max, x.symbolic_max
         n = t + 1
-        ey, ex, sy, sx, my, mx = (consts[k] for k in ("ey", "ex", "sy", "sx", "my", "mx"))
-        # edges: e·u (Dirichlet 0, Neumann 1), or (absorbing, m = 1) the box-scheme condition; x then y
-        for e, nb in ((g, g + 1), (xmax - g, xmax - g - 1)):
-            abc = u[t, y, nb] + kappa_x[y, e] * (u[t, y, e] - u[n, y, nb])
-            eqs.append(Eq(u[n, y, e], ex * u[n, y, e] + mx * abc))
-        for e, nb in ((g, g + 1), (ymax - g, ymax - g - 1)):
-            abc = u[t, nb, x] + kappa_y[e, x] * (u[t, e, x] - u[n, nb, x])
-            eqs.append(Eq(u[n, e, x], ey * u[n, e, x] + my * abc))
+
+        def at(axis: int, index: Any, time: Any = n) -> Any:
+            return u[(time, *(index if i == axis else d for i, d in enumerate(dims)))]
+
+        # edges: e·u (Dirichlet 0, Neumann 1), or (absorbing, m = 1) the box-scheme condition; last axis first
+        for a in reversed(range(nd)):
+            top = dims[a].symbolic_max
+            for side, e, nb in (("lo", g, g + 1), ("hi", top - g, top - g - 1)):
+                kap = kappa[a][tuple(e if i == a else d for i, d in enumerate(dims))]
+                abc = at(a, nb, t) + kap * (at(a, e, t) - at(a, nb))
+                c = names[a] + side
+                eqs.append(Eq(at(a, e), consts["e" + c] * at(a, e) + consts["m" + c] * abc))
         for k in range(1, g + 1):
-            eqs += [Eq(u[n, g - k, x], sy * u[n, g + k, x]),
-                    Eq(u[n, ymax - g + k, x], sy * u[n, ymax - g - k, x]),
-                    Eq(u[n, y, g - k], sx * u[n, y, g + k]),
-                    Eq(u[n, y, xmax - g + k], sx * u[n, y, xmax - g - k])]
+            for a in range(nd):
+                top = dims[a].symbolic_max
+                eqs += [Eq(at(a, g - k), consts[f"s{names[a]}lo"] * at(a, g + k)),
+                        Eq(at(a, top - g + k), consts[f"s{names[a]}hi"] * at(a, top - g - k))]
+        rec = None
+        if n_rec:
+            rec = PrecomputedSparseTimeFunction(
+                name="rec", grid=grid, npoint=n_rec, nt=nt, r=2, dtype=self.dtype.type,
+                gridpoints=np.zeros((n_rec, nd), dtype=np.int32),
+                interpolation_coeffs=np.zeros((n_rec, nd, 2), dtype=self.dtype))
+            eqs += rec.interpolate(expr=u)
         tsub = ConditionalDimension("tsub", parent=grid.time_dim, factor=1)
         usave = TimeFunction(name="usave", time_order=0, save=self.n_frames, time_dim=tsub, **kw)
         eqs.append(Eq(usave, u))
         self._op = Operator(eqs, name="wavesurrogate_fd")
         _ = self._op.cfunction  # compile now (cached on disk by devito across processes)
-        self._f = {"u": u, "bx": bx, "by": by, "damp": damp, "kappa_x": kappa_x, "kappa_y": kappa_y,
-                   "src": src, "usave": usave, **consts}
+        self._f = {"u": u, "damp": damp, "src": src, "rec": rec, "usave": usave, **consts,
+                   **{f"b{i}": f for i, f in enumerate(b)}, **{f"kappa{i}": f for i, f in enumerate(kappa)}}
         self._factor_name = tsub.symbolic_factor.name
-        self._n_points, self._nt = n_points, nt
+        self._n_points, self._nt, self._n_rec = n_points, nt, n_rec
 
     def _views(self) -> None:
         """Plain ndarray views of the Operator's data (devito's Data indexing costs ~10 µs a call) and the
         runtime constants, which depend on the layout alone and are set once."""
-        f = self._f
-        self._v = {k: np.asarray(f[k].data) for k in ("u", "bx", "by", "kappa_x", "kappa_y", "usave")}
+        f, nd = self._f, self.layout.ndim
+        keys = ["u", "usave", *(f"b{i}" for i in range(nd)), *(f"kappa{i}" for i in range(nd))]
+        self._v = {k: np.asarray(f[k].data) for k in keys}
         if f["damp"] is not None:
             self._v["damp"] = np.asarray(f["damp"].data)
-        src = f["src"]
-        self._v.update(src=np.asarray(src.data), src_gp=np.asarray(src.gridpoints.data),
-                       src_coeffs=np.asarray(src.interpolation_coeffs.data))
-        (sy, ey), (sx, ex) = self.layout.signs
-        my, mx = (float(k == "absorbing") for k in self.layout.kinds)
-        ey, ex = ey * (1.0 - my), ex * (1.0 - mx)  # an absorbing edge is set by the condition alone
-        for k, v in (("sy", sy), ("ey", ey), ("sx", sx), ("ex", ex), ("my", my), ("mx", mx)):
-            f[k].data = v
+        for name in ("src", "rec"):
+            sp = f[name]
+            if sp is not None:
+                self._v.update({name: np.asarray(sp.data), f"{name}_gp": np.asarray(sp.gridpoints.data),
+                                f"{name}_coeffs": np.asarray(sp.interpolation_coeffs.data)})
+        names = AXES[3 - nd:]
+        for a, pair, sign_pair in zip(names, self.layout.faces, self.layout.signs, strict=True):
+            for side, kind, (s, e) in zip(("lo", "hi"), pair, sign_pair, strict=True):
+                m = float(kind == "absorbing")
+                for c, v in (("s", s), ("e", e * (1.0 - m)), ("m", m)):  # an absorbing edge: the condition
+                    f[f"{c}{a}{side}"].data = v
         self._loaded: dict[str, Any] = {}  # what each input buffer holds now (by identity)
         self._args: dict[tuple[int, int, int], list[Any]] = {}
 
@@ -182,36 +204,37 @@ class DevitoStepper:
             raise RuntimeError(f"devito Operator {self._op.name} returned status {status}")
 
     def run(self, a: Arrays, report: Callable[[int], None] | None = None,
-            region: tuple[slice, slice] | None = None) -> np.ndarray:
-        """Advance one prepared run; frames [n_frames, …] of region (default: the computational grid).
+            region: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Advance one prepared run: (frames [n_frames, …] of region (default: the computational grid),
+        receiver traces [n_steps + 1, n_receivers] or None).
 
         Inputs that are the same objects as in the previous run (FDSolver caches them per velocity and
         per source) are not copied again; the state and the frames always are.
         """
         pts, amp_phys = a.source_points
+        n_rec = 0 if a.receivers is None else len(a.receivers)
         nt = a.n_steps + 1
-        if self._op is None or len(pts) > self._n_points or nt != self._nt:
-            self._build(nt, max(1, len(pts), self._n_points))
+        if self._op is None or len(pts) > self._n_points or nt != self._nt or n_rec > self._n_rec:
+            self._build(nt, max(1, len(pts), self._n_points), max(n_rec, self._n_rec))
             self._views()
-        v = self._v
+        v, lay = self._v, self.layout
         u = v["u"]
         u[0] = a.u0  # step 0 in slot 0, step -1 in slot (−1 mod 3) = 2
         u[2] = a.um1
         u[1] = 0.0
-        self._load("bx", (a.bx,), lambda: np.copyto(v["bx"], a.bx))
-        self._load("by", (a.by,), lambda: np.copyto(v["by"], a.by))
+        for i, bi in enumerate(a.b):
+            self._load(f"b{i}", (bi,), lambda i=i, bi=bi: np.copyto(v[f"b{i}"], bi))
         if a.damp is not None:
             self._load("damp", (a.damp,), lambda: np.copyto(v["damp"], 1.0 / (1.0 + a.damp)))
-        g, (ny, nx) = self.layout.ghost, self.layout.shape
-        for k, arr, n in (("kappa_y", a.abc[0], ny), ("kappa_x", a.abc[1], nx)):
-            if arr is not None:  # only the outer edge lines are read
-                idx = [(slice(None), e) if k == "kappa_x" else (e, slice(None)) for e in (g, n - 1 - g)]
+        for i, arr in enumerate(a.abc):
+            if arr is not None:  # only the outer edge planes are read
 
-                def fill_kappa(k: str = k, arr: np.ndarray = arr, idx: list = idx) -> None:
-                    for i in idx:
-                        v[k][i] = arr[i]
+                def fill_kappa(i: int = i, arr: np.ndarray = arr) -> None:
+                    for e in lay.edges(i):
+                        v[f"kappa{i}"][lay.at(i, e)] = arr[lay.at(i, e)]
 
-                self._load(k, (arr,), fill_kappa)
+                self._load(f"kappa{i}", (arr,), fill_kappa)
+        offset = np.array([sl.start for sl in lay.physical])
 
         def fill_source() -> None:
             m = len(pts)
@@ -219,19 +242,29 @@ class DevitoStepper:
             v["src_coeffs"][:] = 0.0
             v["src"][:] = 0.0
             if m:
-                v["src_gp"][:m] = pts + np.array([sl.start for sl in self.layout.physical])
+                v["src_gp"][:m] = pts + offset
                 v["src_coeffs"][:m, :, 0] = 1.0
                 v["src"][:, :m] = (a.wave[:, None] * amp_phys[None, :]).astype(self.dtype)
 
         self._load("src", (*a.source_points, a.wave), fill_source)
+        if n_rec:
+
+            def fill_rec() -> None:
+                v["rec_gp"][:] = offset  # unused slots read a physical node, never returned
+                v["rec_coeffs"][:] = 0.0
+                v["rec_gp"][:n_rec] = a.receivers + offset
+                v["rec_coeffs"][:n_rec, :, 0] = 1.0
+
+            self._load("rec", (a.receivers,), fill_rec)
         start = 0
         for stop in _chunks(a.n_steps, a.stride, a.n_frames, report is not None):
             self._apply(start, stop, a.stride)
             start = stop + 1
             if report is not None:
                 report(min(stop + 1, a.n_steps))
-        region = region or (slice(None), slice(None))  # every frame is overwritten by the run
-        return v["usave"][(slice(None), *region)].copy()  # the one copy: frames out of the reused buffer
+        region = region or (slice(None),) * lay.ndim  # every frame is overwritten by the run
+        traces = v["rec"][:, :n_rec].copy() if n_rec else None
+        return v["usave"][(slice(None), *region)].copy(), traces  # frames out of the reused buffer
 
 
 def _chunks(n_steps: int, stride: int, n_frames: int, chunked: bool) -> list[int]:

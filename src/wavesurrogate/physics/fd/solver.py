@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,22 +10,25 @@ import numpy as np
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics.fd import boundaries, core
 from wavesurrogate.physics.fd.numpy import run_numpy
-from wavesurrogate.physics.problem import Boundary, Grid, Initial, Problem, Source, TimeAxis
+from wavesurrogate.physics.problem import Boundary, Box, Grid, Initial, Problem, Source, TimeAxis
 from wavesurrogate.physics.sources import grid_footprint, initial_field, wavelet
 
 BACKENDS = ("devito", "numpy")
 
 
 class FDSolver:
-    """Leapfrog FD solver for fixed grid, boundary, time axis and order; run() for many media/sources.
+    """Leapfrog FD solver for fixed grid, walls, obstacles, time axis and order; run() for many media/sources.
 
-    boundary: one Boundary for all edges or a pair (y axis, x axis). The devito operator is built and
-    compiled once on the first run and reused (same shapes, any velocity, source, initial state, dt).
+    grid: 2-D or 3-D. boundary: one Boundary for every face, or one entry per axis (array order: (y, x) or
+    (z, y, x)), each a Boundary or a pair (low, high) of them. obstacles: rigid boxes (physics.problem.Box).
+    The devito operator is built and compiled once on the first run and reused (same shapes, any velocity,
+    source, initial state, dt).
     """
 
-    def __init__(self, grid: Grid, boundary: Boundary | tuple[Boundary, Boundary], time: TimeAxis,
+    def __init__(self, grid: Grid, boundary: Boundary | Sequence, time: TimeAxis,
                  space_order: int = 2, backend: str = "devito", dtype: Any = np.float32,
-                 sponge: tuple[float, float] = (boundaries.SPONGE_STRENGTH, boundaries.SPONGE_POWER)):
+                 sponge: tuple[float, float] = (boundaries.SPONGE_STRENGTH, boundaries.SPONGE_POWER),
+                 obstacles: Sequence[Box] = ()):
         if backend not in BACKENDS:
             raise ConfigError(f"solver.backend: must be one of {BACKENDS}, got {backend!r}")
         if time.n_frames < 1 or time.frame_stride < 1:
@@ -34,6 +37,8 @@ class FDSolver:
         self.dtype = np.dtype(dtype)
         self.sponge = sponge
         self.layout = core.make_layout(grid, boundary, space_order)
+        self.walls = boundaries.walls(boundary, grid.ndim)
+        self.obstacles = boundaries.obstacle_mask(grid, tuple(obstacles))
         self._devito: Any = None
         self._medium_cache: tuple[np.ndarray, Any] | None = None
         self._source_cache: tuple[Any, Any] | None = None
@@ -41,15 +46,16 @@ class FDSolver:
 
     @property
     def damped(self) -> bool:
-        """Whether a sponge layer is present."""
-        return any(p > 0 for p in self.layout.pad)
+        """Whether a sponge layer or an impedance wall is present (the damped update)."""
+        return any(p > 0 for pair in self.layout.pads for p in pair) or any(
+            k == "impedance" for pair in self.layout.faces for k in pair)
 
     def dt(self, velocity: np.ndarray) -> float:
         """Time step in seconds for this velocity (time.dt_s checked against the CFL bound)."""
         return core.choose_dt(self.grid, float(np.max(velocity)), self.space_order, self.time.dt_s)
 
-    def _medium(self, velocity: np.ndarray) -> tuple[float, Any, Any, Any, Any, Any]:
-        """(dt, bx, by (solver dtype), damp, abc, (bx, by) in float64) of a velocity, computed once and kept
+    def _medium(self, velocity: np.ndarray) -> tuple[float, Any, Any, Any, Any]:
+        """(dt, b per axis (solver dtype), damp, abc, b in float64) of a velocity, computed once and kept
         while run() gets equal velocities.
 
         The key is the velocity's values (a copy is kept and compared), so a changed array in place or
@@ -58,7 +64,7 @@ class FDSolver:
         grid, lay, so = self.grid, self.layout, self.space_order
         velocity = np.asarray(velocity)
         if velocity.shape != grid.shape:
-            raise ConfigError(f"velocity: shape {velocity.shape} does not match grid (ny, nx) = {grid.shape}")
+            raise ConfigError(f"velocity: shape {velocity.shape} does not match grid {grid.shape}")
         cached = self._medium_cache
         if cached is not None and np.array_equal(cached[0], velocity):
             return cached[1]
@@ -66,15 +72,19 @@ class FDSolver:
         if not np.all(np.isfinite(velocity)) or np.any(velocity <= 0):
             raise ConfigError("velocity: values must be finite and positive")
         dt = self.dt(velocity)
-        bx, by = core.face_coefficients(velocity, lay, so, core.operator_scale(grid, dt, so))
+        b64 = core.face_coefficients(velocity, lay, so, core.operator_scale(grid, dt, so), self.obstacles)
         damp = None
         if self.damped:
-            c_pad = boundaries.pad_edge(velocity, lay.pad)
             damp = np.zeros(lay.shape, dtype=self.dtype)
-            damp[lay.inner] = boundaries.damping_field(c_pad, lay.pad, (grid.dy, grid.dx), *self.sponge)
-            damp *= 0.5 * dt
-        abc = core.edge_coefficients(velocity, lay, dt, (grid.dy, grid.dx), self.dtype)
-        out = (dt, self._cast(bx), self._cast(by), damp, abc, (bx, by))
+            if any(p > 0 for pair in lay.pads for p in pair):
+                c_pad = boundaries.pad_edge(velocity, lay.pads)
+                damp[lay.inner] = boundaries.damping_field(c_pad, lay.pads, grid.spacing, *self.sponge)
+                damp *= 0.5 * dt
+            wall = boundaries.impedance_damping(velocity, self.walls, grid.spacing, dt)
+            if wall is not None:
+                damp[lay.physical] += wall.astype(self.dtype)
+        abc = core.edge_coefficients(velocity, lay, dt, grid.spacing, self.dtype)
+        out = (dt, tuple(self._cast(b) for b in b64), damp, abc, b64)
         self._medium_cache = (velocity.copy(), out)
         return out
 
@@ -84,6 +94,8 @@ class FDSolver:
         if self._source_cache is not None and self._source_cache[0] == key:
             return self._source_cache[1]
         footprint = dt**2 * grid_footprint(source, self.grid)
+        if self.obstacles is not None:
+            footprint[self.obstacles] = 0.0  # nothing is injected into a rigid obstacle
         wave = wavelet(source, np.arange(self.time.n_steps + 1) * dt)
         out = (footprint, wave, core.source_points(footprint))
         self._source_cache = (key, out)
@@ -92,16 +104,29 @@ class FDSolver:
     def _cast(self, a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else np.ascontiguousarray(a, dtype=self.dtype)
 
+    def receiver_nodes(self, receivers: Any) -> np.ndarray:
+        """Physical node indices of receivers, int [n, ndim] in array axis order, checked (ConfigError)."""
+        idx = np.asarray(receivers)
+        nd = self.grid.ndim
+        if idx.ndim != 2 or idx.shape[1] != nd or idx.dtype.kind not in "iu" or len(idx) == 0:
+            raise ConfigError(f"receivers: need integer node indices [n, {nd}], got shape {idx.shape}")
+        if np.any(idx < 0) or np.any(idx >= np.asarray(self.grid.shape)):
+            raise ConfigError(f"receivers: a node lies outside the grid {self.grid.shape}")
+        if self.obstacles is not None and np.any(self.obstacles[tuple(idx.T)]):
+            raise ConfigError("receivers: a node lies inside an obstacle")
+        return idx.astype(np.intp)
+
     def prepare(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None,
-                initial_field_: np.ndarray | None = None) -> core.Arrays:
+                initial_field_: np.ndarray | None = None, receivers: Any = None) -> core.Arrays:
         """Check dt (CFLError) and build the computational arrays of one run.
 
         What depends on the velocity alone, or on the source and dt alone, is reused from the previous
         call when those are equal (the same arrays, which the devito backend then does not copy again).
         """
         grid, lay, so = self.grid, self.layout, self.space_order
-        dt, bx, by, damp, abc, (bx64, by64) = self._medium(velocity)
+        dt, b, damp, abc, b64 = self._medium(velocity)
         footprint, wave, points = self._source(source or Source(), dt)
+        rec = None if receivers is None else self.receiver_nodes(receivers)
         at_rest = initial_field_ is None and (initial or Initial()).kind == "zero"
         if at_rest and self._rest is not None and self._rest[0] is wave:
             u0, um1 = self._rest[1]  # never written to by either backend
@@ -110,29 +135,44 @@ class FDSolver:
             if initial_field_ is not None:
                 u0[lay.physical] = initial_field_
             elif not at_rest:
-                u0[lay.physical] = initial_field(initial or Initial(), grid, lay.kinds[1])
+                u0[lay.physical] = initial_field(initial or Initial(), grid, lay.faces[-1][0])
+            if self.obstacles is not None:
+                u0[lay.physical][self.obstacles] = 0.0
             core.fill_ghosts(u0, lay)
             um1 = u0.copy()  # u^{-1} = u^0 + dt²/2·(L u^0 + s^0): second-order Taylor step from rest
             if np.any(u0):
-                um1[lay.inner] += 0.5 * core.apply_operator(u0, by64, bx64, lay, so)
+                um1[lay.inner] += 0.5 * core.apply_operator(u0, b64, lay, so)
             um1[lay.physical] += 0.5 * footprint * wave[0]
             core.fill_ghosts(um1, lay)
             u0, um1 = self._cast(u0), self._cast(um1)
             if at_rest:  # depends on the source and dt alone: kept with them
                 self._rest = (wave, (u0, um1))
-        return core.Arrays(lay, so, by, bx, damp, abc, u0, um1, footprint, wave,
-                           self.time.n_steps, self.time.frame_stride, self.time.n_frames, points)
+        return core.Arrays(lay, so, b, damp, abc, u0, um1, footprint, wave, self.time.n_steps,
+                           self.time.frame_stride, self.time.n_frames, points, rec)
 
     def run(self, velocity: np.ndarray, source: Source | None = None, initial: Initial | None = None, *,
             initial_field: np.ndarray | None = None, progress: Any = None,
             full: bool = False) -> np.ndarray:
-        """Frames [n_frames, ny, nx] at steps 0, stride, 2·stride, … (full=True: the computational grid)."""
-        arrays = self.prepare(velocity, source, initial, initial_field)
+        """Frames [n_frames, *grid.shape] at steps 0, stride, 2·stride, … (full=True: the computational
+        grid)."""
+        return self._run(velocity, source, initial, initial_field, progress, full, None)[0]
+
+    def run_recording(self, velocity: np.ndarray, receivers: Any, source: Source | None = None,
+                      initial: Initial | None = None, *, initial_field: np.ndarray | None = None,
+                      progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(frames [n_frames, *grid.shape], receiver traces [n_steps + 1, n_receivers] at every step
+        0 … n_steps): receivers are physical node indices [n, ndim] in array axis order."""
+        return self._run(velocity, source, initial, initial_field, progress, False, receivers)
+
+    def _run(self, velocity: np.ndarray, source: Source | None, initial: Initial | None,
+             initial_field_: np.ndarray | None, progress: Any, full: bool,
+             receivers: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        arrays = self.prepare(velocity, source, initial, initial_field_, receivers)
         report = _progress_callback(progress, arrays.n_steps)
         region = None if full else self.layout.physical
         if self.backend == "numpy":
-            frames = run_numpy(arrays, report)
-            return frames if full else np.ascontiguousarray(frames[(slice(None), *region)])
+            frames, traces = run_numpy(arrays, report)
+            return (frames if full else np.ascontiguousarray(frames[(slice(None), *region)])), traces
         if self._devito is None:
             from wavesurrogate.physics.fd.devito import DevitoStepper
 
@@ -154,7 +194,8 @@ def _progress_callback(progress: Any, n_steps: int) -> Callable[[int], None] | N
 
 def solve_fd(problem: Problem, *, backend: str = "devito", dtype: Any = np.float32,
              progress: Any = None) -> np.ndarray:
-    """Solve one problem by finite differences; frames [n_frames, ny, nx] at steps 0, stride, …"""
-    solver = FDSolver(problem.grid, problem.boundary, problem.time, problem.space_order, backend, dtype)
+    """Solve one problem by finite differences; frames [n_frames, *grid.shape] at steps 0, stride, …"""
+    solver = FDSolver(problem.grid, problem.boundary, problem.time, problem.space_order, backend, dtype,
+                      obstacles=problem.obstacles)
     return solver.run(problem.velocity, problem.source, problem.initial, progress=progress)
 
