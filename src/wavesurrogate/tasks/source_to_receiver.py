@@ -135,14 +135,18 @@ def predict_irs(model: nn.Module, stats: dict[str, Any], params: dict[str, float
                 receivers_m: np.ndarray) -> np.ndarray:
     """Impulse responses ``[R, n_t]`` (field units, at the trained trace times ``stats["receivers"]``'s
     ``t0_s + k dt_s``) at ``receivers_m`` ``[R, n]`` (m) for one case given by its parameters (names of
-    ``stats["param_names"]``, SI)."""
+    ``stats["param_names"]``, SI). A model with ``forward_product(params, receivers, times)`` (e.g.
+    ``separable_operator``) is asked for the receiver × time product directly."""
     r = stats["receivers"]
     names = list(stats.get("param_names", []))
     p = param_affine(stats).encode(np.asarray([[float(params[k]) for k in names]], np.float64))
     rec = scaled_points(stats, receivers_m)
     times = time_table(stats, r["t0_s"] + r["dt_s"] * np.arange(r["n_times"]))
-    coords = (rec[:, None, :] + times[None, :, :]).reshape(-1, rec.shape[1])
     fa = Affine(float(stats["field_mean"]), float(stats["field_std"]))
+    product = getattr(model, "forward_product", None)
+    if callable(product):  # position × time models answer the product at R + n_t evaluations
+        return fa.decode(product(p, rec[:, :-1], times[:, -1])[0]).double().numpy()
+    coords = (rec[:, None, :] + times[None, :, :]).reshape(-1, rec.shape[1])
     return fa.decode(model(p, coords[None])[0]).reshape(rec.shape[0], -1).double().numpy()
 
 
