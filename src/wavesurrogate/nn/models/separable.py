@@ -32,8 +32,8 @@ class SeparableOperator(nn.Module):
 
     def __init__(
         self, n_params: int, geometry: dict | None = None, n_basis: int = 64, width: int = 128,
-        depth: int = 4, trunk_width: int = 128, trunk_depth: int = 3, activation: str = "gelu", n_fourier_t: int = 64,
-        n_fourier_x: int = 4, modified: bool = False,
+        depth: int = 4, trunk_width: int = 128, trunk_depth: int = 3, activation: str = "gelu",
+        n_fourier_t: int = 64, n_fourier_x: int = 4, modified: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         self.n_params = positive_int("n_params", n_params)
@@ -42,7 +42,8 @@ class SeparableOperator(nn.Module):
                               "position)")
         g = parse_geometry(geometry, n_params)
         for name, v in (("n_basis", n_basis), ("width", width), ("depth", depth),
-                        ("trunk_width", trunk_width), ("trunk_depth", trunk_depth), ("n_fourier_t", n_fourier_t)):
+                        ("trunk_width", trunk_width), ("trunk_depth", trunk_depth),
+                        ("n_fourier_t", n_fourier_t)):
             positive_int(name, v)
         positive_int("n_fourier_x", n_fourier_x, minimum=0)
         if n_params != len(g.source_params):
