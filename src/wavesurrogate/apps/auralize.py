@@ -35,12 +35,13 @@ LOWPASS_ORDER = 8
 
 def _load(run: str | Path) -> tuple[Any, dict[str, Any]]:
     from wavesurrogate.runs.load import load_run
+    from wavesurrogate.tasks.source_to_receiver import TASK
 
     model, info = load_run(Path(run), "best")
     s = info.stats
     dims = len(s.get("coord_min", [0, 0, 0])) - 1
-    if s.get("task") != "source_to_receiver" or dims != 3 or "room" not in s:
-        raise CheckpointError(f"{run}: auralize needs a run of task source_to_receiver on 3-D room data, "
+    if s.get("task") != TASK.name or dims != 3 or "room" not in s:
+        raise CheckpointError(f"{run}: auralize needs a run of task {TASK.name} on 3-D room data, "
                               f"this one is {s.get('task')!r} on {dims}-D data")
     return model.eval(), s
 

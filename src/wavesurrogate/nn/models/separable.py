@@ -6,7 +6,7 @@ cos/sin features of them at physical wavenumbers ``f_max / (c · 2^j)``), a trun
 t alone (frequencies spread evenly over (0, f_max], so the basis spans the source's band). Interface
 ``POINTS`` with the task's ``geometry`` (2-D or 3-D), so it trains like any points model; its point is the
 query: :meth:`SeparableOperator.forward_product` answers R receivers × n_t times with R branch and n_t trunk
-evaluations and one product (``tasks.source_to_receiver.predict_irs`` uses it), instead of R · n_t of each.
+evaluations and one product (the receiver task's queries use it), instead of R · n_t of each.
 """
 
 from __future__ import annotations
