@@ -58,6 +58,14 @@ def test_separable_operator_product_equals_pointwise_forward_in_3d():
     with torch.no_grad():
         want = m(p, coords.reshape(-1, 4)).reshape(2, 5, 7)
         torch.testing.assert_close(m.forward_product(p, rec, t), want, rtol=1e-5, atol=1e-6)
+        m.eval()
+        first = m.forward_product(p, rec, t)  # the trunk at these times is cached in inference ...
+        with torch.no_grad():
+            for q in m.trunk.parameters():
+                q.add_(0.1)  # ... until a trunk weight changes
+        torch.testing.assert_close(m.forward_product(p, rec, t), m(p, coords.reshape(-1, 4)).reshape(2, 5, 7),
+                                   rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(first, m.forward_product(p, rec, t))
     # the source enters through the geometry: moving it changes the output, translating both does too
     # (walls break translation invariance, so the absolute positions are inputs)
     with torch.no_grad():

@@ -70,6 +70,7 @@ class SeparableOperator(nn.Module):
         with torch.no_grad():
             self.branch.out.weight.mul_(n_basis**-0.5)
         self.bias = nn.Parameter(torch.zeros(()))
+        self._trunk_cache: tuple[tuple, Tensor, Tensor] | None = None
 
     def source(self, params: Tensor) -> Tensor:
         """Source position in the scaled frame ``[B, n]`` from normalised params ``[B, P]``."""
@@ -112,4 +113,17 @@ class SeparableOperator(nn.Module):
         what ``forward`` gives on their product, at R branch and n_t trunk evaluations."""
         src = self.source(params)
         b = self.branch_coeffs(src, receivers.unsqueeze(0).expand(src.shape[0], -1, -1))  # [B, R, K]
-        return torch.einsum("brk,tk->brt", b, self.trunk_basis(times)) + self.bias
+        return torch.einsum("brk,tk->brt", b, self._cached_trunk(times)) + self.bias
+
+    def _cached_trunk(self, times: Tensor) -> Tensor:
+        """``trunk_basis(times)``, reused across inference calls with equal times until a trunk weight
+        changes (queries at a run's fixed output times evaluate the trunk once); never cached in training
+        or with autograd on."""
+        if torch.is_grad_enabled() or self.training:
+            self._trunk_cache = None
+            return self.trunk_basis(times)
+        key = tuple((p.data_ptr(), p._version) for p in self.trunk.parameters())
+        c = self._trunk_cache
+        if c is None or c[0] != key or c[1].shape != times.shape or not torch.equal(c[1], times):
+            self._trunk_cache = c = (key, times.detach().clone(), self.trunk_basis(times))
+        return c[2]
