@@ -115,3 +115,18 @@ def test_a_2d_or_other_task_run_is_refused(tmp_path, impulse, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "source_to_receiver on 3-D room data" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_a_position_inside_an_obstacle_is_refused(run, impulse, tmp_path, capsys):
+    import shutil
+
+    furnished = tmp_path / "furnished"
+    shutil.copytree(run, furnished)
+    stats = json.loads((furnished / "stats.json").read_text(encoding="utf-8"))
+    stats["room"]["obstacles"] = [{"x_m": [0.5, 1.5], "y_m": [0.5, 1.5], "z_m": [0.0, 1.2]}]  # a cabinet
+    (furnished / "stats.json").write_text(json.dumps(stats), encoding="utf-8")
+    out = tmp_path / "o.wav"
+    assert rc(["auralize", str(furnished), "--source", *SRC, "--receiver", *REC, "--dry", str(impulse),
+               "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--source" in err and "inside an obstacle" in err and err.count("\n") == 1 and not out.exists()
