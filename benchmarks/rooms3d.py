@@ -56,9 +56,9 @@ FULL = {"room": [5.0, 4.0, 3.0], "f_max": 500.0, "ir_s": 0.4, "fs": 2000.0, "n_t
 SMOKE = {**FULL, "room": [2.0, 1.6, 1.2], "f_max": 250.0, "ir_s": 0.1, "fs": 1000.0, "n_train": 12,
          "n_test": 3, "lattice": [4, 3, 2], "margin": 0.3,
          "furniture": [{"x_m": [0.8, 1.2], "y_m": [0.5, 0.9], "z_m": [0.0, 0.4]}]}
-RECIPE = {"epochs": 60, "batch_size": 8, "points_per_case": 4096, "lr": 1e-3}
-MODELS = {"separable": ("separable_operator", {"n_basis": 64, "width": 128, "depth": 4, "trunk_width": 128,
-                                               "trunk_depth": 3, "n_fourier_t": 64, "n_fourier_x": 4}),
+RECIPE = {"epochs": 30, "batch_size": 8, "points_per_case": 4096, "lr": 1e-3}
+MODELS = {"separable": ("separable_operator", {"n_basis": 64, "width": 96, "depth": 3, "trunk_width": 96,
+                                               "trunk_depth": 2, "n_fourier_t": 64, "n_fourier_x": 4}),
           "decoder_dense": ("field_decoder", {"width": 32, "latent": 2, "n_up": 2, "kernel_size": 3}),
           "decoder_cp": ("field_decoder", {"width": 32, "latent": 2, "n_up": 2, "kernel_size": 3,
                                            "conv": {"format": "cp", "rank": 8}})}
