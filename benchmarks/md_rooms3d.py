@@ -41,7 +41,7 @@ def rooms3d_section(res: dict[str, Any]) -> list[str]:
             f"of {num(s.get('ir_s'))} s at {num(s.get('fs'))} Hz. Errors: test sources at held-out "
             f"receivers. FD grid {sol.get('grid')}, {sol.get('steps')} steps; campaign "
             f"{num(res.get('campaign_s'))} s of solves; benchmark wall time {num(res.get('wall_s'))} s.", ""]
-    rows = [[name, g.get("target") if g.get("target") is not None else "n/a", OPS.get(g.get("op"), "?"),
+    rows = [[name, num(g.get("target")), OPS.get(g.get("op"), "?"),
              _goal_cell(g), g.get("unit", ""), "✓" if g.get("met") else "✗"]
             for name, g in (res.get("goals") or {}).items()]
     out += table(["goal", "target", "op", "measured", "unit", "met"], rows) + [""]
