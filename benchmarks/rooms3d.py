@@ -63,6 +63,7 @@ MODELS = {"separable": ("separable_operator", {"n_basis": 64, "width": 96, "dept
           "decoder_cp": ("field_decoder", {"width": 32, "latent": 2, "n_up": 2, "kernel_size": 3,
                                            "conv": {"format": "cp", "rank": 8}})}
 DECODER_EPOCHS = 12  # the dense/CP comparison: the same, shorter recipe for both
+LR = {"decoder_cp": 1e-2}  # CP factors train at ~10x the dense rate (as benchmarks/rollouts.py)
 
 
 def inside(p: np.ndarray, boxes: list[dict[str, list[float]]], pad: float = 0.0) -> np.ndarray:
@@ -156,7 +157,7 @@ def run_config(name: str, data: Path, work: Path, smoke: bool) -> Any:
         "data": {"path": str(data), "task": "source_to_receiver", "val_fraction": 0.1,
                  "params": ["source_x_m", "source_y_m", "source_z_m"], "held_out_receivers": QUERY_RECEIVERS,
                  "points_per_case": 256 if smoke else RECIPE["points_per_case"]},
-        "model": {"name": model, "kwargs": kw}, "optim": {"name": "adam", "lr": RECIPE["lr"]},
+        "model": {"name": model, "kwargs": kw}, "optim": {"name": "adam", "lr": LR.get(name, RECIPE["lr"])},
         "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": epochs, "batch_size": RECIPE["batch_size"]})
 
 
