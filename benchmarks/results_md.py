@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.results_md [--out docs/results.md] [--json-dir benchmarks/out]
 
 ``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py),
-``rooms3d.json`` (benchmarks/md_rooms3d.py) and ``compression.json`` (benchmarks/md_compression.py) get
+``rooms3d.json`` (benchmarks/md_rooms3d.py), ``normsearch.json`` (benchmarks/md_normsearch.py) and
+``compression.json`` (benchmarks/md_compression.py) get
 dedicated tables; any other ``*.json`` there (solver,
 submodel, ...) is summarised generically (its scalar fields and tables of its record lists); ``*_smoke.json``
 files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed in by hand.
@@ -20,6 +21,7 @@ from typing import Any
 from benchmarks.md_compression import compression_section
 from benchmarks.md_format import COMMAND, pct, speed
 from benchmarks.md_format import get as _get
+from benchmarks.md_normsearch import normsearch_section
 from benchmarks.md_operators2d import operators2d_section
 from benchmarks.md_rooms3d import rooms3d_section
 from wavesurrogate.eval.table import markdown as table
@@ -323,7 +325,7 @@ def render(json_dir: Path) -> str:
     if not files:
         lines += ["No benchmark output yet.", ""]
     dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
-                 "rooms3d.json": rooms3d_section}
+                 "rooms3d.json": rooms3d_section, "normsearch.json": normsearch_section}
     for f in files:
         if f.name in dedicated:
             lines += dedicated[f.name](json.loads(f.read_text(encoding="utf-8")))

@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry", type=_existing_file, required=True, help="dry signal (WAV)")
     s.add_argument("--out", type=Path, required=True, help="output WAV (48 kHz)")
 
+    s = sub.add_parser("normsearch", help="evolve norm–activation graphs for forecast networks (resumable)")
+    s.add_argument("config", type=_existing_file)
+    s.add_argument("--out", type=Path, default=None, help="summary JSON (default <work>/summary.json)")
+
     s = sub.add_parser("demo", help="the main job on local files: campaign, training, evaluation, report")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by tests)")
@@ -142,6 +146,10 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.apps.auralize import auralize
 
         print(auralize(a.run, a.receiver, a.dry, a.out, source=a.source, path=a.path))
+    elif a.cmd == "normsearch":
+        from wavesurrogate.apps.normsearch import run_search_from_config
+
+        print(run_search_from_config(a.config, out=a.out))
     elif a.cmd == "demo":
         from wavesurrogate.apps.demo import run_demo
 

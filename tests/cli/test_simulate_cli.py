@@ -38,7 +38,8 @@ def _set(cfg: dict, dotted: str, value) -> dict:
 
 BAD = [  # (dotted key, value, text the one-line message must contain)
     ("colour", "red", "colour: unknown key"),
-    ("grid.nz", 3, "grid.nz: unknown key"),
+    ("grid.nw", 3, "grid.nw: unknown key"),
+    ("grid.nz", 3, "grid: give both nz and dz_m"),  # a 3-D grid (issue 15) needs its z spacing too
     ("grid.nx", "sixty", "grid.nx"),
     ("time.n_frames", 2.5, "time.n_frames"),
     ("grid.nx", -64, "grid.nx"),

@@ -22,10 +22,12 @@ from wavesurrogate.config.record import (  # noqa: F401  (RecordConfig, ZoiConfi
     RecordConfig,
     ZoiConfig,
     check_receivers,
+    check_record,
     receiver_index,
 )
+from wavesurrogate.config.room import ObstacleConfig, WallsConfig, check_room, face_walls, obstacle_boxes
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
+from wavesurrogate.physics.problem import Boundary, Box, Grid, TimeAxis
 
 Float = Annotated[float, Field(strict=True)]
 PosFloat = Annotated[float, Field(strict=True, gt=0)]
@@ -96,12 +98,14 @@ class SolverConfig(Strict):
 
 
 class GridConfig(Strict):
-    """nx × ny nodes, spacings in metres."""
+    """nx × ny (× nz) nodes, spacings in metres; nz and dz_m together make a 3-D box."""
 
     nx: Annotated[int, Field(strict=True, ge=3)]
     ny: Annotated[int, Field(strict=True, ge=3)]
     dx_m: PosFloat
     dy_m: PosFloat
+    nz: Annotated[int, Field(strict=True, ge=3)] | None = None
+    dz_m: PosFloat | None = None
 
 
 class TimeConfig(Strict):
@@ -114,10 +118,24 @@ class TimeConfig(Strict):
 
 
 class BoundaryConfig(Strict):
-    """Boundary on all edges; an absorbing layer is ``width`` cells thick."""
+    """Boundary on all faces (``walls``: per face); an absorbing layer is ``width`` cells thick; an
+    impedance wall has real impedance ``impedance_rayl`` (Pa·s/m) in air of density ``rho_kgm3``."""
 
-    kind: Literal["absorbing", "dirichlet", "neumann"] = "absorbing"
+    kind: Literal["absorbing", "dirichlet", "neumann", "impedance"] = "absorbing"
     width: NonNegInt = 20
+    impedance_rayl: PosFloat | None = None
+    rho_kgm3: PosFloat = 1.2
+    walls: WallsConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)  # a 2-D config without the room keys dumps (and is stored) exactly as before
+        for k in ("impedance_rayl", "walls"):
+            if d.get(k) is None:
+                d.pop(k, None)
+        if self.rho_kgm3 == 1.2 and self.impedance_rayl is None and self.walls is None:
+            d.pop("rho_kgm3", None)
+        return d
 
 
 class ConstantMedium(Strict):
@@ -181,6 +199,7 @@ class SourceConfig(Strict):
     wavelet: Literal["ricker", "gaussian"] = "ricker"
     x_m: Range | None = None
     y_m: Range | None = None
+    z_m: Range | None = None
     freq_hz: PosRange = 10.0
     amplitude: Range = 1.0
     width_m: PosFloat | None = None
@@ -194,6 +213,7 @@ class InitialConfig(Strict):
     kind: Literal["zero", "gaussian", "mode"] = "zero"
     x_m: Range | None = None
     y_m: Range | None = None
+    z_m: Range | None = None
     width_m: PosRange = 1.0
     amplitude: Range = 1.0
     m: PosInt = 1
@@ -216,10 +236,17 @@ class CampaignConfig(Strict):
     source: SourceConfig = Field(default_factory=SourceConfig)
     initial: InitialConfig = Field(default_factory=InitialConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
+    obstacles: list[ObstacleConfig] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         d = handler(self)  # configs without the record keys dump (and are stored) exactly as before them
+        if not self.obstacles:
+            d.pop("obstacles", None)
+        for section, keys in (("grid", ("nz", "dz_m")), ("source", ("z_m",)), ("initial", ("z_m",))):
+            for k in keys:
+                if isinstance(d.get(section), dict) and d[section].get(k) is None:
+                    d[section].pop(k, None)
         if self.record == RecordConfig():
             d.pop("record", None)
         elif self.record.receivers is None and isinstance(d.get("record"), dict):
@@ -234,8 +261,8 @@ class CampaignConfig(Strict):
         return self.cases + self.test_cases
 
     def grid_obj(self) -> Grid:
-        """The physics Grid."""
-        return Grid(self.grid.nx, self.grid.ny, self.grid.dx_m, self.grid.dy_m)
+        """The physics Grid (3-D when grid.nz is given)."""
+        return Grid(self.grid.nx, self.grid.ny, self.grid.dx_m, self.grid.dy_m, self.grid.nz, self.grid.dz_m)
 
     def time_obj(self) -> TimeAxis:
         """The physics TimeAxis (requires the resolved dt_s)."""
@@ -243,13 +270,17 @@ class CampaignConfig(Strict):
             raise ValueError("time.dt_s not resolved: use wavesurrogate.data.cases.resolve or load_campaign")
         return TimeAxis(self.time.dt_s, self.time.n_frames, self.time.frame_stride)
 
-    def boundary_obj(self) -> Boundary:
-        """The physics Boundary."""
-        return Boundary(self.boundary.kind, self.boundary.width)
+    def boundary_obj(self) -> Boundary | tuple:
+        """The physics Boundary (one for every face), or per axis (array order) pairs (low, high)."""
+        return face_walls(self.boundary, self.grid_obj().ndim)
+
+    def obstacle_objs(self) -> tuple[Box, ...]:
+        """The physics boxes of the obstacles."""
+        return obstacle_boxes(self.obstacles)
 
     def receiver_index(self) -> np.ndarray | None:
-        """Full-grid indices (j, i) of record.receivers ``[n_receivers, 2]`` int32, or None."""
-        return receiver_index(self.grid.nx, self.grid.ny, self.record.receivers)
+        """Full-grid indices ((k,) j, i) of record.receivers ``[n_receivers, ndim]`` int32, or None."""
+        return receiver_index(self.grid_obj(), self.record.receivers)
 
     def zoi_obj(self) -> Any:
         """The physics Zoi of record.zoi (centred unless i0/j0 are given), or None."""
@@ -289,10 +320,12 @@ FE_BYTES_PER_NODE = 4096  # peak memory of FESolver set-up, measured 2.6–4.0 K
 def _check_size(cfg: CampaignConfig) -> None:
     """ConfigError if one case's frames (float32), or the FE solver's set-up, cannot fit in memory."""
     g, t = cfg.grid, cfg.time
-    need, have = 4 * g.nx * g.ny * t.n_frames, _memory_bytes()
+    need, have = 4 * g.nx * g.ny * (g.nz or 1) * t.n_frames, _memory_bytes()
     if have is not None and need > have:
-        raise ConfigError(f"grid: one case of grid.nx · grid.ny · time.n_frames = {g.nx} · {g.ny} · "
-                          f"{t.n_frames} float32 values needs {need / 1e9:.3g} GB, more than the "
+        nz = f" · {g.nz}" if g.nz else ""
+        names = f"grid.nx · grid.ny{' · grid.nz' if g.nz else ''} · time.n_frames"
+        raise ConfigError(f"grid: one case of {names} = {g.nx} · {g.ny}{nz} · {t.n_frames} float32 values "
+                          f"needs {need / 1e9:.3g} GB, more than the "
                           f"{have / 1e9:.3g} GB of memory available")
     pad = 2 * cfg.boundary.width if cfg.boundary.kind == "absorbing" else 0
     fe_need = FE_BYTES_PER_NODE * (g.nx + pad) * (g.ny + pad)
@@ -302,48 +335,19 @@ def _check_size(cfg: CampaignConfig) -> None:
                           f"{have / 1e9:.3g} GB of memory available")
 
 
-def _check_record(cfg: CampaignConfig) -> None:
-    """ZOI inside the grid, trace stride dividing frame_stride, the source band inside the grid."""
-    r, g, band = cfg.record, cfg.grid_obj(), cfg.source.zoi_band_m
-    check_receivers(r.receivers, g.nx, g.ny, cfg.solver.kind, cfg.time.frame_stride)
-    need = [k for k, used in (("record.frames: zoi", r.frames == "zoi"), ("source.zoi_band_m", band),
-                              ("record.boundary_trace_stride", r.boundary_trace_stride)) if used]
-    z = cfg.zoi_obj()
-    if z is None:
-        if need:
-            raise ConfigError(f"record.zoi: required by {need[0]}")
-        return
-    from wavesurrogate.physics.zoi import check_zoi
-
-    try:
-        check_zoi(g, z)
-    except ConfigError as exc:
-        raise ConfigError(f"record.{exc}") from None
-    i0, j0, nx, ny = z.i0, z.j0, z.nx, z.ny
-    if r.boundary_trace_stride is not None:
-        if cfg.solver.kind != "fe":
-            raise ConfigError("record.boundary_trace_stride: needs solver.kind 'fe'")
-        if cfg.time.frame_stride % r.boundary_trace_stride:
-            raise ConfigError(f"time.frame_stride: must be a multiple of record.boundary_trace_stride "
-                              f"({r.boundary_trace_stride}), got {cfg.time.frame_stride}")
-    if band is not None:
-        if cfg.source.x_m is not None or cfg.source.y_m is not None or cfg.source.kind == "none":
-            raise ConfigError("source.zoi_band_m: replaces source.x_m/y_m and needs a source")
-        if not band[0] < band[1]:
-            raise ConfigError(f"source.zoi_band_m: needs min < max (a band of some width), got {list(band)}")
-        x0, x1 = i0 * g.dx - band[1], (i0 + nx - 1) * g.dx + band[1]
-        y0, y1 = j0 * g.dy - band[1], (j0 + ny - 1) * g.dy + band[1]
-        if x0 < 0 or y0 < 0 or x1 > g.lx or y1 > g.ly:
-            raise ConfigError(f"source.zoi_band_m: the band up to {band[1]:g} m around the ZOI leaves the "
-                              f"grid [0, {g.lx:g}] × [0, {g.ly:g}] m")
-
-
 def check_campaign(cfg: CampaignConfig, base_dir: Path | None = None) -> CampaignConfig:
     """Cross-field checks (size, domain, seeds, layers) without solvers; a medium path made absolute.
 
     The time step is fixed later, from the solvers' CFL bound: ``wavesurrogate.data.cases.resolve``.
     """
     _check_size(cfg)
+    if (cfg.grid.nz is None) != (cfg.grid.dz_m is None):
+        raise ConfigError("grid: give both nz and dz_m (a 3-D box) or neither")
+    check_room(cfg)
+    if cfg.grid.nz is not None and not isinstance(cfg.medium, ConstantMedium | FileMedium):
+        raise ConfigError(f"medium.kind: a 3-D grid takes 'constant' or 'file', got {cfg.medium.kind!r}")
+    if cfg.grid.nz is None and (cfg.source.z_m is not None or cfg.initial.z_m is not None):
+        raise ConfigError("source.z_m: only on a 3-D grid (grid.nz, grid.dz_m)")
     if isinstance(cfg.medium, FileMedium) and "\x00" in cfg.medium.path:
         raise ConfigError("medium.path: must not contain a NUL character")
     if isinstance(cfg.medium, FileMedium) and base_dir is not None:
@@ -360,9 +364,10 @@ def check_campaign(cfg: CampaignConfig, base_dir: Path | None = None) -> Campaig
         if any(b <= a for a, b in zip(cfg.medium.interfaces_m, cfg.medium.interfaces_m[1:], strict=False)):
             raise ConfigError("medium.interfaces_m: interfaces must increase")
     for name, r, length in (("source.x_m", cfg.source.x_m, g.lx), ("source.y_m", cfg.source.y_m, g.ly),
-                            ("initial.x_m", cfg.initial.x_m, g.lx), ("initial.y_m", cfg.initial.y_m, g.ly)):
+                            ("source.z_m", cfg.source.z_m, g.lz), ("initial.x_m", cfg.initial.x_m, g.lx),
+                            ("initial.y_m", cfg.initial.y_m, g.ly), ("initial.z_m", cfg.initial.z_m, g.lz)):
         _check_inside(name, r, length)
-    _check_record(cfg)
+    check_record(cfg)
     if cfg.source.kind == "none" and cfg.initial.kind == "zero":
         raise ConfigError("source.kind: 'none' with initial.kind 'zero' gives an all-zero wavefield")
     return cfg

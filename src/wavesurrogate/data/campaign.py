@@ -68,7 +68,7 @@ def write_shard(work: Path, spec: CaseSpec, case: EncodedCase) -> None:
                  meta=np.array(meta), **traces)
 
 
-def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: bool = True) -> EncodedCase:
+def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, ...], verify: bool = True) -> EncodedCase:
     """A shard's case (chunk decoded and checksum checked unless verify=False); DataFileError if bad."""
     path = _shard_path(work, spec.index)
     try:
@@ -86,7 +86,7 @@ def read_shard(work: Path, spec: CaseSpec, shape: tuple[int, int, int], verify: 
     return EncodedCase(chunk, velocity, meta["checksum"], traces, float(meta.get("solve_s", "nan")))
 
 
-def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, int, int]) -> bool:
+def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, ...]) -> bool:
     try:
         read_shard(work, spec, shape)
         return True
@@ -220,7 +220,8 @@ def _file_attrs(cfg: CampaignConfig, manifest: dict[str, str]) -> dict:
         if cfg.record.frames == "zoi" else {}
     return {**window, "solver": f"fd/{s.backend}" if s.kind == "fd" else f"fe/{s.element}",
             "space_order": int(s.space_order), "dt": float(cfg.time.dt_s), "dx": float(cfg.grid.dx_m),
-            "dy": float(cfg.grid.dy_m), "frame_stride": int(cfg.time.frame_stride),
+            "dy": float(cfg.grid.dy_m), **({"dz": float(cfg.grid.dz_m)} if cfg.grid.nz else {}),
+            "frame_stride": int(cfg.time.frame_stride),
             "boundary": cfg.boundary.kind, "boundary_width": int(cfg.boundary.width), "seed": int(cfg.seed),
             "test_seed": int(cfg.test_seed), "name": cfg.name, "package_version": manifest["package_version"],
             "config_yaml": manifest["config_yaml"]}
@@ -263,10 +264,11 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
         tmp.unlink(missing_ok=True)
 
     specs = sample_cases(cfg)
-    x, y, zoi = cfg.grid_obj().x, cfg.grid_obj().y, cfg.zoi_obj()
+    grid, zoi = cfg.grid_obj(), cfg.zoi_obj()
+    x, y, z = grid.x, grid.y, (grid.z if grid.ndim == 3 else None)
     if cfg.record.frames == "zoi":  # frames and velocity of the ZOI window only
         y, x = y[zoi.slices[0]], x[zoi.slices[1]]
-    shape = (cfg.time.n_frames, y.size, x.size)
+    shape = (cfg.time.n_frames, *(() if z is None else (z.size,)), y.size, x.size)
     n_workers = workers if workers else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                          else os.cpu_count() or 1)
     with _progress(progress) as bar:
@@ -288,7 +290,7 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
             if on_shard is not None:
                 on_shard(spec.index)
         t_asm = bar.add_task("writing file", total=len(specs), rate="")
-        writer = DataWriter(out, n_cases=len(specs), n_frames=cfg.time.n_frames, x=x, y=y,
+        writer = DataWriter(out, n_cases=len(specs), n_frames=cfg.time.n_frames, x=x, y=y, z=z,
                             t=cfg.time_obj().times_s, attrs=_file_attrs(cfg, manifest),
                             param_names=list(specs[0].params), traces=trace_layout(cfg),
                             solve_s=cfg.record.solve_s)

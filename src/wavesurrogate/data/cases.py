@@ -56,8 +56,7 @@ def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, fl
     if s.kind != "none" and s.zoi_band_m is not None:
         p["source_x_m"], p["source_y_m"] = _draw_in_band(cfg, rng)
     elif s.kind != "none":
-        p["source_x_m"] = _draw(rng, s.x_m if s.x_m is not None else (0.0, g.lx))
-        p["source_y_m"] = _draw(rng, s.y_m if s.y_m is not None else (0.0, g.ly))
+        p.update(_draw_position(cfg, rng))
     if s.kind != "none":
         p["freq_hz"] = _draw(rng, s.freq_hz)
         p["amplitude"] = _draw(rng, s.amplitude)
@@ -80,12 +79,35 @@ def sample_params(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, fl
     if i.kind == "gaussian":
         p["initial_x_m"] = _draw(rng, i.x_m if i.x_m is not None else (0.0, g.lx))
         p["initial_y_m"] = _draw(rng, i.y_m if i.y_m is not None else (0.0, g.ly))
+        if g.ndim == 3:
+            p["initial_z_m"] = _draw(rng, i.z_m if i.z_m is not None else (0.0, g.lz))
         p["initial_width_m"] = _draw(rng, i.width_m)
     if i.kind != "zero":
         p["initial_amplitude"] = _draw(rng, i.amplitude)
     if isinstance(m, GRFMedium | InclusionsMedium):
         p["medium_seed"] = float(rng.integers(0, 2**31))  # exact in float64
     return p
+
+
+def _draw_position(cfg: CampaignConfig, rng: np.random.Generator) -> dict[str, float]:
+    """source_x_m, source_y_m (, source_z_m on a 3-D grid) from the source ranges (default: the whole
+    domain), drawn again while the point lies in an obstacle (never without obstacles)."""
+    g, s = cfg.grid_obj(), cfg.source
+    boxes = cfg.obstacle_objs()
+    for _ in range(10_000):
+        p = {"source_x_m": _draw(rng, s.x_m if s.x_m is not None else (0.0, g.lx)),
+             "source_y_m": _draw(rng, s.y_m if s.y_m is not None else (0.0, g.ly))}
+        if g.ndim == 3:
+            p["source_z_m"] = _draw(rng, s.z_m if s.z_m is not None else (0.0, g.lz))
+        if not any(_in_box(p, b) for b in boxes):
+            return p
+    raise ConfigError("source: its position ranges lie inside the obstacles")
+
+
+def _in_box(p: dict[str, float], box) -> bool:
+    """Whether a source position lies in an obstacle box (closed intervals, metres)."""
+    ranges = (("source_x_m", box.x_m), ("source_y_m", box.y_m), ("source_z_m", box.z_m))
+    return all(r is None or r[0] <= p.get(k, 0.0) <= r[1] for k, r in ranges)
 
 
 def _draw_in_band(cfg: CampaignConfig, rng: np.random.Generator) -> tuple[float, float]:
@@ -217,7 +239,8 @@ def case_source(cfg: CampaignConfig, spec: CaseSpec) -> Source:
     if s.kind == "none":
         return Source(kind="none")
     return Source(kind=s.kind, x_m=p["source_x_m"], y_m=p["source_y_m"], freq_hz=p["freq_hz"],
-                  wavelet=s.wavelet, amplitude=p["amplitude"], width_m=s.width_m, delay_s=s.delay_s)
+                  wavelet=s.wavelet, amplitude=p["amplitude"], width_m=s.width_m, delay_s=s.delay_s,
+                  z_m=p.get("source_z_m", 0.0))
 
 
 def case_initial(cfg: CampaignConfig, spec: CaseSpec) -> Initial:
@@ -228,21 +251,22 @@ def case_initial(cfg: CampaignConfig, spec: CaseSpec) -> Initial:
     if i.kind == "mode":
         return Initial(kind="mode", amplitude=p["initial_amplitude"], m=i.m, n=i.n)
     return Initial(kind="gaussian", x_m=p["initial_x_m"], y_m=p["initial_y_m"], width_m=p["initial_width_m"],
-                   amplitude=p["initial_amplitude"])
+                   amplitude=p["initial_amplitude"], z_m=p.get("initial_z_m", 0.0))
 
 
 @functools.lru_cache(maxsize=4)
-def _fd_solver(grid, boundary, time_axis, space_order: int, backend: str, thread: int):
+def _fd_solver(grid, boundary, time_axis, space_order: int, backend: str, thread: int, obstacles=()):
     """One compiled FD solver per (settings, process, thread): devito compiles once, not once per case."""
     del thread  # part of the cache key only: a solver's buffers are not shared between threads
-    return FDSolver(grid, boundary, time_axis, space_order, backend=backend, dtype=np.float32)
+    return FDSolver(grid, boundary, time_axis, space_order, backend=backend, dtype=np.float32,
+                    obstacles=obstacles)
 
 
 def case_problem(cfg: CampaignConfig, spec: CaseSpec, velocity: np.ndarray | None = None) -> Problem:
     """The full-domain physics Problem of a case (velocity: case_velocity's float32 values, as float64)."""
     velocity = case_velocity(cfg, spec) if velocity is None else velocity
     return Problem(cfg.grid_obj(), velocity.astype(np.float64), cfg.time_obj(), case_source(cfg, spec),
-                   case_initial(cfg, spec), cfg.boundary_obj(), cfg.solver.space_order)
+                   case_initial(cfg, spec), cfg.boundary_obj(), cfg.solver.space_order, cfg.obstacle_objs())
 
 
 RECEIVERS = "receivers"  # the trace group of record.receivers (FD); FE boundary traces are "boundary"
@@ -286,16 +310,15 @@ def solve_case(cfg: CampaignConfig, spec: CaseSpec) -> CaseResult:
         ref.lambda_max()
     t0 = time.perf_counter()
     if cfg.solver.kind == "fd":
-        rec = cfg.record.receivers  # receivers: frames every rec.stride steps, subsampled to the frames
-        k = 1 if rec is None else rec.stride
-        axis = TimeAxis(problem.time.dt_s, problem.time.n_steps // k + 1, k) if rec else problem.time
-        solver = _fd_solver(problem.grid, problem.boundary, axis, cfg.solver.space_order,
-                            cfg.solver.backend, threading.get_ident())
-        frames = solver.run(problem.velocity, problem.source, problem.initial)
-        if rec is not None:
-            jj, ii = layout[RECEIVERS][1].T
-            traces[RECEIVERS] = np.ascontiguousarray(frames[:, jj, ii], dtype=np.float32)
-            frames = frames[:: cfg.time.frame_stride // k]
+        rec = cfg.record.receivers  # receivers: recorded every step by the solver, kept every rec.stride
+        solver = _fd_solver(problem.grid, problem.boundary, problem.time, cfg.solver.space_order,
+                            cfg.solver.backend, threading.get_ident(), problem.obstacles)
+        if rec is None:
+            frames = solver.run(problem.velocity, problem.source, problem.initial)
+        else:
+            frames, record = solver.run_recording(problem.velocity, layout[RECEIVERS][1], problem.source,
+                                                  problem.initial)
+            traces[RECEIVERS] = np.ascontiguousarray(record[::rec.stride], dtype=np.float32)
     else:
         solver = ref.with_velocity(problem.velocity, lambda_max=ref.lambda_max())
         jj, ii = layout["boundary"][1].T if layout else (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -304,7 +327,7 @@ def solve_case(cfg: CampaignConfig, spec: CaseSpec) -> CaseResult:
             traces["boundary"] = record[:: cfg.record.boundary_trace_stride].astype(np.float32)
     solve_s = time.perf_counter() - t0
     frames = np.asarray(frames, dtype=np.float32)
-    if frames.shape != (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx):
+    if frames.shape != (cfg.time.n_frames, *problem.grid.shape):
         raise RuntimeError(f"case {spec.index}: solver returned frames of shape {frames.shape}")
     if not (np.all(np.isfinite(frames)) and all(np.all(np.isfinite(a)) for a in traces.values())):
         raise ConfigError(f"case {spec.index}: the solver produced non-finite values (unstable settings?)")

@@ -183,7 +183,8 @@ def coarse_solves(f: Any, cases: Sequence[int], factors: Sequence[float] = DEFAU
         for c in cases:
             p = coarse_problem(problems[c], geo)
             if solver is None:
-                solver = FDSolver(p.grid, p.boundary, p.time, p.space_order, backend, np.float32)
+                solver = FDSolver(p.grid, p.boundary, p.time, p.space_order, backend, np.float32,
+                                  obstacles=p.obstacles)
 
             def run(p: Problem = p, solver: FDSolver = solver) -> np.ndarray:
                 return solver.run(p.velocity, p.source, p.initial)

@@ -73,7 +73,8 @@ def time_solver(config_yaml: str, dt_s: float, params: dict[str, float], split: 
     if cfg.solver.kind == "fd":
         from wavesurrogate.physics.fd import FDSolver
 
-        solver = FDSolver(p.grid, p.boundary, p.time, cfg.solver.space_order, cfg.solver.backend, np.float32)
+        solver = FDSolver(p.grid, p.boundary, p.time, cfg.solver.space_order, cfg.solver.backend, np.float32,
+                          obstacles=p.obstacles)
 
         def run() -> Any:
             return solver.run(p.velocity, p.source, p.initial)

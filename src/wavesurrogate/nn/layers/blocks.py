@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
+from wavesurrogate.nn.layers.normact import BUILTIN, NormAct, graph_spec, is_graph_norm
 from wavesurrogate.nn.layers.tensorized.ranks import FORMATS
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -29,7 +30,7 @@ SIREN_OMEGA0 = 30.0  # Sitzmann et al. 2020: sin(ω0 · (W h + b)) in every sine
 _CONV_KEYS = {"format", "rank", "layer_params", "channels_last", "separable_impl", "cp_impl", "recompute"}
 
 __all__ = ["ACTIVATIONS", "INITS", "NORMS", "SIREN_OMEGA0", "MLP", "Activation", "activation_fn", "conv_spec",
-           "make_conv", "make_norm", "positive_int"]
+           "is_graph_norm", "make_conv", "make_norm", "make_normact", "positive_int"]
 
 
 def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
@@ -61,15 +62,26 @@ def positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def make_norm(kind: str, channels: int, dim: int) -> nn.Module:
-    """Normalisation after a conv: none, GroupNorm (up to 8 groups dividing channels) or BatchNorm."""
+def make_normact(norm: Any, channels: int) -> NormAct:
+    """The norm–activation graph layer of ``norm`` (a ``normact.BUILTIN`` name, ``{name: ...}`` or
+    ``{graph: ...}``) on ``channels`` channels; it replaces a norm and the activation after it."""
+    return NormAct(graph_spec(norm), channels)
+
+
+def make_norm(kind: Any, channels: int, dim: int) -> nn.Module:
+    """Normalisation after a conv: none, GroupNorm (up to 8 groups dividing channels) or BatchNorm; a graph
+    norm (``is_graph_norm``) is a ``NormAct`` (norm and activation in one)."""
+    if is_graph_norm(kind):
+        return make_normact(kind, channels)
+    if not isinstance(kind, str):
+        raise ConfigError(f"model.norm: expected a name or {{graph: ...}}, got {kind!r}")
     if kind == "none":
         return nn.Identity()
     if kind == "group":
         return nn.GroupNorm(math.gcd(8, channels), channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm3d(channels)
-    raise ConfigError(f"model.norm: unknown {kind!r}; known: {', '.join(NORMS)}")
+    raise ConfigError(f"model.norm: unknown {kind!r}; known: {', '.join((*NORMS, *BUILTIN))}")
 
 
 def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
@@ -83,9 +95,10 @@ def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
     spec.setdefault("format", "dense")
     if spec["format"] == "dense" and set(spec) - {"format"}:
         raise ConfigError(f"conv: {sorted(set(spec) - {'format'})} apply to compressed formats, not dense")
-    for key in ("channels_last", "recompute"):
-        if key in spec and not isinstance(spec[key], bool):
-            raise ConfigError(f"conv.{key}: must be true or false, got {spec[key]!r}")
+    if "channels_last" in spec and not isinstance(spec["channels_last"], bool):
+        raise ConfigError(f"conv.channels_last: must be true or false, got {spec['channels_last']!r}")
+    if "recompute" in spec and not (isinstance(spec["recompute"], bool) or spec["recompute"] == "auto"):
+        raise ConfigError(f"conv.recompute: must be true, false or 'auto', got {spec['recompute']!r}")
     if spec["format"] != "dense" and "rank" not in spec and "layer_params" not in spec:
         raise ConfigError(f"conv.rank: format {spec['format']!r} needs a rank (or, cp, layer_params)")
     if "rank" in spec and "layer_params" in spec:

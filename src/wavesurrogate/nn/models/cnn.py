@@ -19,20 +19,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.layers.blocks import Activation, conv_spec, make_conv, make_norm
+from wavesurrogate.nn.layers.blocks import Activation, conv_spec, is_graph_norm, make_conv, make_norm
 from wavesurrogate.nn.registry import FRAMES, register
 
 __all__ = ["CNN2d", "CNN3d", "UNet2d"]
 
 
 class ConvBlock(nn.Module):
-    """Two ``k``-convs with norm and activation; a residual connection when in == out."""
+    """Two ``k``-convs with norm and activation; a residual connection when in == out.
+
+    ``norm`` a name of ``NORMS``: conv, norm, act, conv, norm, (+ x), act. A graph norm (``normact``: one
+    layer for norm and activation): conv, normact, conv, normact, (+ x), so that every norm–activation pair
+    of the block is the graph layer and the skip path stays an identity.
+    """
 
     def __init__(
         self, cin: int, cout: int, k: int, conv: dict[str, Any], dim: int, padding_mode: str,
-        activation: str, norm: str,
+        activation: str, norm: str | dict[str, Any],
     ) -> None:  # fmt: skip
         super().__init__()
+        self.skip = cin == cout
+        if is_graph_norm(norm):
+            pm = padding_mode
+            self.body = nn.Sequential(
+                make_conv(cin, cout, k, conv, dim=dim, padding_mode=pm), make_norm(norm, cout, dim),
+                make_conv(cout, cout, k, conv, dim=dim, padding_mode=pm), make_norm(norm, cout, dim),
+            )
+            self.act = nn.Identity()
+            return
         self.body = nn.Sequential(
             make_conv(cin, cout, k, conv, dim=dim, padding_mode=padding_mode),
             make_norm(norm, cout, dim),
@@ -41,7 +55,6 @@ class ConvBlock(nn.Module):
             make_norm(norm, cout, dim),
         )
         self.act = Activation(activation)
-        self.skip = cin == cout
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, cin, *s] -> [B, cout, *s]."""
@@ -83,7 +96,7 @@ class CNN2d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
         conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-        norm: str = "none", residual: bool = True, n_extra: int = 0,
+        norm: str | dict[str, Any] = "none", residual: bool = True, n_extra: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual, n_extra), \
@@ -128,7 +141,7 @@ class UNet2d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 32, depth: int = 2, kernel_size: int = 3,
         conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-        norm: str = "none", residual: bool = True, n_extra: int = 0,
+        norm: str | dict[str, Any] = "none", residual: bool = True, n_extra: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual, n_extra), \
@@ -166,7 +179,7 @@ class CNN3d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 16, depth: int = 2, kernel_size: int = 3,
         conv: dict[str, Any] | None = None, padding_mode: str = "zeros", activation: str = "gelu",
-        norm: str = "none", residual: bool = True, n_extra: int = 0,
+        norm: str | dict[str, Any] = "none", residual: bool = True, n_extra: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         spec, k, pm = self._setup(n_in, n_out, width, depth, kernel_size, conv, residual, n_extra), \

@@ -6,7 +6,9 @@ latent`` feature map, ``n_up`` stages each upsample by 2 (bilinear) and apply tw
 coordinate maps (x, y) appended to each stage's input (CoordConv), then a dense 1×1 head writes one channel
 per stored frame: ``field(params)`` is the whole field ``[B, n_frames, ny, nx]`` in one pass.
 ``forward(params, coords)`` samples it at (x, y, t) in [-1, 1] by trilinear interpolation, which returns the
-grid values exactly at grid nodes.
+grid values exactly at grid nodes. ``norm`` (default None: GELU after every conv, as before): a graph
+norm–activation layer (``nn.layers.normact``, e.g. ``"evonorm_s0"`` or ``{graph: ...}``) in place of the
+GELU after each stage conv (2-D only).
 
 With ``nz`` (3-D data, coordinates (x, y, z, t)) the decoder is volumetric: a ``latent³`` map, trilinear
 upsampling, 3-D convolutions (``make_conv(dim=3)``: ``{"format": "cp"}`` gives ``TensorizedConv3d``, whose CP
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
-from wavesurrogate.nn.layers.blocks import conv_spec, make_conv
+from wavesurrogate.nn.layers.blocks import conv_spec, make_conv, make_normact
 from wavesurrogate.nn.registry import POINTS, register
 
 __all__ = ["FieldDecoder"]
@@ -54,10 +56,12 @@ class FieldDecoder(nn.Module):
 
     def __init__(self, n_params: int, n_frames: int, ny: int, nx: int, width: int = 32, latent: int = 4,
                  n_up: int = 4, kernel_size: int = 3, conv: dict[str, Any] | None = None,
-                 nz: int | None = None) -> None:
+                 norm: str | dict[str, Any] | None = None, nz: int | None = None) -> None:
         super().__init__()
         if min(n_params, n_frames, ny, nx, width, latent, nz or 1) < 1 or n_up < 0:
             raise ConfigError("field_decoder: sizes must be >= 1 (n_up >= 0)")
+        if nz is not None and norm is not None:
+            raise ConfigError("model.norm: the volumetric field_decoder (nz) has GELU only")
         spec = conv_spec(conv)
         self.n_params, self.n_frames, self.ny, self.nx, self.nz = n_params, n_frames, ny, nx, nz
         self.width, self.latent = width, latent
@@ -67,6 +71,8 @@ class FieldDecoder(nn.Module):
             nn.ModuleList([make_conv(width + dim, width, kernel_size, spec, dim=dim),
                            make_conv(width, width, kernel_size, spec, dim=dim)])
             for _ in range(n_up))
+        self.norms = None if norm is None else nn.ModuleList(
+            nn.ModuleList([make_normact(norm, width), make_normact(norm, width)]) for _ in range(n_up))
         self.head = nn.Conv2d(width, n_frames, 1) if nz is None else nn.Conv3d(width, n_frames, 1)
 
     def field(self, params: Tensor) -> Tensor:
@@ -77,10 +83,14 @@ class FieldDecoder(nn.Module):
             return self._field3(params)
         h = self.embed(params).reshape(params.shape[0], self.width, self.latent, self.latent)
         h = F.gelu(h)
-        for conv1, conv2 in self.stages:
+        for i, (conv1, conv2) in enumerate(self.stages):
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
             h = torch.cat([h, _coord_maps(h.shape[0], *h.shape[-2:], h)], dim=1)
-            h = F.gelu(conv2(F.gelu(conv1(h))))
+            if self.norms is None:
+                h = F.gelu(conv2(F.gelu(conv1(h))))
+            else:
+                na1, na2 = self.norms[i]
+                h = na2(conv2(na1(conv1(h))))
         if tuple(h.shape[-2:]) != (self.ny, self.nx):
             h = F.interpolate(h, size=(self.ny, self.nx), mode="bilinear", align_corners=True)
         return self.head(h)
