@@ -30,17 +30,18 @@ def _goal_cell(g: dict[str, Any]) -> str:
 
 def rooms3d_section(res: dict[str, Any]) -> list[str]:
     """The whole rooms3d section."""
-    s = res.get("setup") or {}
+    cfg = res.get("config") or {}
     out = ["## 3-D furnished room: impulse-response surrogate vs FD solver (benchmarks/rooms3d.py)", ""]
     if res.get("smoke"):
         out += ["**This file is from a `--smoke` run: not a result.**", ""]
     sol = res.get("solver") or {}
-    out += [f"Room {s.get('room')} m with {len(s.get('furniture') or [])} rigid boxes, impedance walls, "
-            f"f_max = {num(s.get('f_max'))} Hz, {s.get('n_train')} training and {s.get('n_test')} test "
-            f"source positions, {res.get('n_receivers')} receivers of which 8 held out; impulse responses "
-            f"of {num(s.get('ir_s'))} s at {num(s.get('fs'))} Hz. Errors: test sources at held-out "
-            f"receivers. FD grid {sol.get('grid')}, {sol.get('steps')} steps; campaign "
-            f"{num(res.get('campaign_s'))} s of solves; benchmark wall time {num(res.get('wall_s'))} s.", ""]
+    out += [f"Campaign `{cfg.get('name')}` (FD grid {sol.get('grid')}, {len(cfg.get('obstacles') or [])} "
+            f"rigid boxes, walls {get(cfg, 'boundary', 'kind')}), f_max = {num(res.get('f_max_hz'))} Hz, "
+            f"{res.get('n_train')} training and {res.get('n_test')} test source positions, "
+            f"{res.get('n_receivers')} receivers of which 8 held out; impulse responses of "
+            f"{num(sol.get('ir_s'))} s ({sol.get('steps')} steps). Errors: test sources at held-out "
+            f"receivers. Campaign {num(res.get('campaign_s'))} s of solves; benchmark wall time "
+            f"{num(res.get('wall_s'))} s.", ""]
     rows = [[name, num(g.get("target")), OPS.get(g.get("op"), "?"),
              _goal_cell(g), g.get("unit", ""), "✓" if g.get("met") else "✗"]
             for name, g in (res.get("goals") or {}).items()]
