@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU wheel of torch lies on disk; pyproject.toml declares the looser bound.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,dask,operators,edge,export]"
+	$(BIN)/python -m pip install -q -e ".[dev,dask,operators,edge,export,audio]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -4,7 +4,7 @@
 
 ``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py),
 ``compression.json`` (benchmarks/md_compression.py) and the sections of the ``md_*`` modules registered in
-``dedicated`` below (operators2d, normsearch, deploy, ...) get dedicated tables; any other ``*.json`` there
+``dedicated`` below (rooms3d, normsearch, deploy, ...) get dedicated tables; any other ``*.json`` there
 (solver, submodel, ...) is summarised generically (its scalar fields and tables of its record lists);
 ``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed
 in by hand.
@@ -24,6 +24,7 @@ from benchmarks.md_format import COMMAND, pct, speed
 from benchmarks.md_format import get as _get
 from benchmarks.md_normsearch import normsearch_section
 from benchmarks.md_operators2d import operators2d_section
+from benchmarks.md_rooms3d import rooms3d_section
 from wavesurrogate.eval.table import markdown as table
 from wavesurrogate.eval.table import num
 from wavesurrogate.safeload import load_json
@@ -326,7 +327,7 @@ def render(json_dir: Path) -> str:
     if not files:
         lines += ["No benchmark output yet.", ""]
     dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
-                 "normsearch.json": normsearch_section,
+                 "rooms3d.json": rooms3d_section, "normsearch.json": normsearch_section,
                  "deploy.json": deploy_section}
     for f in files:
         if f.name in dedicated:

@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=_existing_file, default=None)
     s.add_argument("--out", type=Path, default=None)
 
+    s = sub.add_parser("auralize", help="a dry WAV heard at a receiver of a 3-D room through a trained run")
+    s.add_argument("run", type=_existing_dir)
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--source", type=float, nargs=3, metavar=("X", "Y", "Z"), help="source position (m)")
+    where.add_argument("--path", type=Path, help="moving source: CSV t_s,x_m,y_m,z_m (Doppler ignored)")
+    s.add_argument("--receiver", type=float, nargs=3, metavar=("X", "Y", "Z"), required=True)
+    s.add_argument("--dry", type=_existing_file, required=True, help="dry signal (WAV)")
+    s.add_argument("--out", type=Path, required=True, help="output WAV (48 kHz)")
+
     s = sub.add_parser("normsearch", help="evolve norm–activation graphs for forecast networks (resumable)")
     s.add_argument("config", type=_existing_file)
     s.add_argument("--out", type=Path, default=None, help="summary JSON (default <work>/summary.json)")
@@ -158,6 +167,10 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.apps.submodel import run_submodel
 
         print(run_submodel(a.run, a.case, data=a.data, out=a.out))
+    elif a.cmd == "auralize":
+        from wavesurrogate.apps.auralize import auralize
+
+        print(auralize(a.run, a.receiver, a.dry, a.out, source=a.source, path=a.path))
     elif a.cmd == "normsearch":
         from wavesurrogate.apps.normsearch import run_search_from_config
 

@@ -26,6 +26,8 @@ _ONET = {"n_params": 3, "n_basis": 8, "branch_width": 8, "trunk_width": 8, "n_fo
 _GEOMETRY = {"coord_min": [0.0, 0.0, 0.0], "coord_max": [1.0, 1.0, 0.01], "source_params": [0, 1],
              "param_mean": [0.5, 0.5, 0.0], "param_std": [0.2, 0.2, 1.0], "c_ref_mps": 343.0,
              "f_max_hz": 500.0}
+_GEOMETRY3 = {**_GEOMETRY, "coord_min": [0.0, 0.0, 0.0, 0.0], "coord_max": [1.0, 1.0, 1.0, 0.01],
+              "source_params": [0, 1, 2], "param_std": [0.2, 0.2, 0.2]}
 _FNO = {"n_in": 1, "n_out": 1, "n_modes": (4, 4), "hidden_channels": 4}
 
 
@@ -46,6 +48,8 @@ def _examples() -> dict[str, tuple[dict, tuple[torch.Tensor, ...]]]:
         "field_decoder": ({"n_params": 3, "n_frames": 2, "ny": 8, "nx": 8, "width": 4, "latent": 2,
                            "n_up": 2}, (params, coords)),
         "relative_operator": ({"n_params": 3, "geometry": _GEOMETRY, "width": 8}, (params, coords)),
+        "separable_operator": ({"n_params": 3, "geometry": _GEOMETRY3, "width": 8, "trunk_width": 8,
+                                "n_basis": 4, "n_fourier_t": 4}, (params, torch.rand(2, 5, 4, generator=g))),
         "pod_deeponet": ({"n_params": 3, "n_frames": 2, "ny": 4, "nx": 4, "n_basis": 3, "branch_width": 8},
                          (params, coords)),
         "trace_cnn": ({"n_params": 3, "n_boundary": 12, "n_times": 16, "trace_dt_s": 0.01, "hidden": 8,
@@ -111,7 +115,7 @@ def test_every_model_declares_interface_version_and_capabilities():
         "cnn2d": registry.FRAMES, "unet2d": registry.FRAMES, "cnn3d": registry.FRAMES, "fno": registry.FRAMES,
         "tfno": registry.FRAMES, "deeponet": registry.POINTS, "deeponet_cnn": registry.POINTS,
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
-        "pod_deeponet": registry.POINTS,
+        "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS,
     }  # fmt: skip
     assert not registry.entry("fno").capabilities["onnx"] and not registry.entry("tfno").capabilities["onnx"]
     assert registry.entry("cnn2d").capabilities["onnx"]

@@ -132,6 +132,13 @@ class DataFile:
         return self._f["y"][()]
 
     @property
+    def z(self) -> np.ndarray:
+        """Node z coordinates in metres, [nz] (3-D files; DataFileError otherwise)."""
+        if self.n_spatial_dims != 3:
+            raise bad(self.path, f"no z axis in a {self.n_spatial_dims}-D file")
+        return self._f["z"][()]
+
+    @property
     def t(self) -> np.ndarray:
         """Frame times in seconds, [n_frames]."""
         return self._f["t"][()]

@@ -150,11 +150,11 @@ def compute_stats(
     ``fields`` ``[case, frame, y, x]`` → scalar ``field_mean``/``field_std``; ``velocity`` ``[case, y, x]``
     → ``velocity_mean``/``velocity_std``; ``params`` (already restricted to training cases) → per-name
     ``param_mean``/``param_std`` lists in ``param_names`` order; ``coords`` {"x","y","t"} → ``coord_min``/
-    ``coord_max`` (used to scale coordinates to [-1, 1]). A zero std is stored as 1.
+    ``coord_max`` (used to scale coordinates to [-1, 1]; with "z": [x, y, z, t]). A zero std is stored as 1.
     """
     fields = np.asarray(fields)
-    if fields.ndim != 4:
-        raise DataFileError(f"fields must be [case, frame, y, x], got shape {fields.shape}")
+    if fields.ndim not in (4, 5):
+        raise DataFileError(f"fields must be [case, frame, (z,) y, x], got shape {fields.shape}")
     fm, fs = _mean_std([fields[i] for i in range(fields.shape[0])])
     stats: dict[str, Any] = {"field_mean": fm, "field_std": fs}
     if velocity is not None:
@@ -172,8 +172,9 @@ def compute_stats(
             stds.append(s)
         stats.update(param_mean=means, param_std=stds)
     if coords is not None:
-        stats["coord_min"] = [float(np.min(coords[k])) for k in ("x", "y", "t")]
-        stats["coord_max"] = [float(np.max(coords[k])) for k in ("x", "y", "t")]
+        keys = ("x", "y", "z", "t") if "z" in coords else ("x", "y", "t")
+        stats["coord_min"] = [float(np.min(coords[k])) for k in keys]
+        stats["coord_max"] = [float(np.max(coords[k])) for k in keys]
     return stats
 
 

@@ -202,8 +202,11 @@ def split_file(f: Any, cfg: Any, stats: dict[str, Any] | None) -> tuple[Any, dic
 
 def file_geometry(f: Any) -> dict[str, Any]:
     """What ``stats.json`` records of open data file ``f``'s grid and time axis (key ``data``)."""
-    return {"ny": f.ny, "nx": f.nx, "n_frames": f.n_frames, "dt": f.dt, "frame_stride": f.frame_stride,
-            "frame_dt": f.frame_dt, "dx": f.dx, "dy": f.dy}
+    out = {"ny": f.ny, "nx": f.nx, "n_frames": f.n_frames, "dt": f.dt, "frame_stride": f.frame_stride,
+           "frame_dt": f.frame_dt, "dx": f.dx, "dy": f.dy}
+    if f.n_spatial_dims == 3:
+        out.update(nz=f.spatial_shape[0], dz=f.spacing[0])
+    return out
 
 
 def load_cases(cfg: Any, stats: dict[str, Any] | None) -> Loaded:
@@ -216,4 +219,6 @@ def load_cases(cfg: Any, stats: dict[str, Any] | None) -> Loaded:
         train = f.load_all(splits.train)
         val = f.load_all(splits.val) if len(splits.val) else None
         params, coords = f.params, {"x": f.x, "y": f.y, "t": f.t}
+        if f.n_spatial_dims == 3:
+            coords["z"] = f.z
     return Loaded(train, val, splits, params, coords, {"data": geometry, "splits": split_lists})

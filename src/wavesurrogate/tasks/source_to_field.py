@@ -57,6 +57,7 @@ def grid_coords(stats: Mapping[str, Any], x: np.ndarray, y: np.ndarray, t: np.nd
 
 
 SOURCE_PARAMS = ("source_x_m", "source_y_m")
+SOURCE_PARAMS_3D = (*SOURCE_PARAMS, "source_z_m")  # data whose statistics have [x, y, z, t] coordinates
 RICKER_BAND = 2.5  # f_max_hz = RICKER_BAND · the largest peak frequency of the training cases
 
 
@@ -89,7 +90,8 @@ def geometry_kwargs(cfg: Any, stats: Mapping[str, Any]) -> dict[str, Any]:
     if not stats or not registry.entry(cfg.model.name).capabilities.get("geometry"):
         return kw
     names = list(stats["param_names"])
-    missing = [n for n in SOURCE_PARAMS if n not in names]
+    wanted = SOURCE_PARAMS_3D if len(stats["coord_min"]) == 4 else SOURCE_PARAMS
+    missing = [n for n in wanted if n not in names]
     if missing:
         raise ConfigError(f"data.params: model {cfg.model.name!r} needs the source position; {missing[0]!r} "
                           f"is not among {names}")
@@ -98,7 +100,7 @@ def geometry_kwargs(cfg: Any, stats: Mapping[str, Any]) -> dict[str, Any]:
                           "frequency freq_hz in the file)")
     kw["geometry"] = {"coord_min": [float(v) for v in stats["coord_min"]],
                       "coord_max": [float(v) for v in stats["coord_max"]],
-                      "source_params": [names.index(n) for n in SOURCE_PARAMS],
+                      "source_params": [names.index(n) for n in wanted],
                       "param_mean": [float(v) for v in stats["param_mean"]],
                       "param_std": [float(v) for v in stats["param_std"]],
                       "c_ref_mps": float(stats["c_ref_mps"]), "f_max_hz": float(stats["f_max_hz"])}
@@ -124,10 +126,11 @@ def set_pod_basis(model: nn.Module, values: Tensor) -> None:
 class PointSamples(Dataset):
     """Per case: normalised parameters → values at points drawn over the grid of ``values [case, *dims]``.
 
-    ``tables[k]`` ``[dims[k], 3]`` gives the scaled (x, y, t) contribution of index ``n`` along axis k (zero
-    elsewhere), so a point's coordinates are the exact sum over axes. Item ``i`` is ``(params [P], coords
-    [Q, 3], values [Q])`` float32. The points of an epoch are drawn at once, for every case, by a generator
-    seeded with (seed, epoch): deterministic in any process and on resume; ``set_epoch`` changes them, and
+    ``tables[k]`` ``[dims[k], C]`` gives the scaled (x, y, t) contribution of index ``n`` along axis k (zero
+    elsewhere; C = 3, or 4 for (x, y, z, t) in 3-D), so a point's coordinates are the exact sum over axes.
+    Item ``i`` is ``(params [P], coords [Q, C], values [Q])`` float32. The points of an epoch are drawn at
+    once, for every case, by a generator seeded with (seed, epoch): deterministic in any process and on
+    resume; ``set_epoch`` changes them, and
     ``__getitems__`` gathers a whole batch in a few tensor operations (no per-item Python work).
     """
 
@@ -168,17 +171,17 @@ class PointSamples(Dataset):
         for n, i in zip(self.values.shape[1:], idx, strict=True):
             flat = flat * n + i
         coords = sum(t.index_select(0, i) for t, i in zip(self.tables, idx, strict=True))
-        shape = (len(c), self.q)
-        return (self.params[c], torch.zeros(*shape, 3) + coords.reshape(*shape, 3),
+        shape, width = (len(c), self.q), self.tables[0].shape[1]
+        return (self.params[c], torch.zeros(*shape, width) + coords.reshape(*shape, width),
                 self.values.reshape(-1).index_select(0, flat).reshape(shape))
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
         return tuple(a[0] for a in self.__getitems__([i]))  # type: ignore[return-value]
 
 
-def axis_table(values: Tensor, column: int) -> Tensor:
-    """``[len(values), 3]`` with ``values`` in ``column`` and zeros elsewhere (one axis of PointSamples)."""
-    out = torch.zeros(len(values), 3)
+def axis_table(values: Tensor, column: int, width: int = 3) -> Tensor:
+    """``[len(values), width]`` with ``values`` in ``column``, zeros elsewhere (one axis of PointSamples)."""
+    out = torch.zeros(len(values), width)
     out[:, column] = values
     return out
 
@@ -244,7 +247,8 @@ class SourceToField(Task):
         check_grid_stats(stats, source)
         names = stats.get("param_names")
         n = len(names) if isinstance(names, list) else -1
-        check_numbers(stats, source, lists={"param_mean": n, "param_std": n, "coord_min": 3, "coord_max": 3})
+        c = 4 if isinstance(stats.get("coord_min"), list) and len(stats["coord_min"]) == 4 else 3
+        check_numbers(stats, source, lists={"param_mean": n, "param_std": n, "coord_min": c, "coord_max": c})
         if not all(finite(s, positive=True) for s in stats["param_std"]):
             raise CheckpointError(f"{source}: 'param_std' must be positive")
 

@@ -3,7 +3,11 @@ receiver position (Borrel-Jensen et al., PNAS 2023).
 
 Model interface ``points``, exactly as ``source_to_field``: ``forward(params [B, P], coords [B, Q, 3])`` →
 ``[B, Q]``, with the same statistics (field, parameter and coordinate normalisation of the training split,
-``source_to_field.point_stats``), so one model serves both tasks. Training samples (receiver, time) points
+``source_to_field.point_stats``), so one model serves both tasks. On 3-D data (a room) the coordinates are
+``(x, y, z, t)`` ``[B, Q, 4]``, the source position ``source_{x,y,z}_m``, the field statistics those of the
+training traces (the stored fields of a 3-D campaign are optional and decimated) and ``stats["room"]`` keeps
+the room's extent and obstacles, so a run answers queries (:func:`predict_irs`) without its data file.
+Training samples (receiver, time) points
 of the receiver traces ``traces/<data.receivers>`` of the training receivers; ``data.held_out_receivers``
 are never trained on. Evaluation: every test source at the held-out and at the trained receivers, with the
 paper's signal metrics per source × receiver pair (``metrics.signals``) and the pooled relative L2.
@@ -33,7 +37,8 @@ from wavesurrogate.tasks.source_to_field import (
     point_stats,
 )
 
-__all__ = ["SourceToReceiver", "TASK", "held_out", "receiver_coords"]
+__all__ = ["SourceToReceiver", "TASK", "held_out", "receiver_coords", "predict_irs", "room_of",
+           "check_position"]
 
 HELD_OUT_SEED = 0x4EC  # the held-out receivers depend on their count only, not on the run's seed
 
@@ -53,14 +58,96 @@ def held_out(spec: int | list[int], n: int, field: str = "data.held_out_receiver
 
 
 def receiver_coords(stats: dict[str, Any], f: Any, name: str, which: list[int]) -> tuple[Tensor, Tensor]:
-    """Scaled (x, y, 0) of receivers ``which`` ``[R, 3]`` and (0, 0, t) of the trace times ``[n_t, 3]``."""
+    """Scaled (x, y, (z,) 0) of receivers ``which`` ``[R, n + 1]`` and (0, …, t) of the trace times
+    ``[n_t, n + 1]``."""
+    idx = f.trace_index(name)[which]  # [R, n] in axis order ((z,) y, x)
+    pos = idx[:, ::-1] * np.asarray(f.spacing[::-1])  # metres, (x, y(, z))
+    return scaled_points(stats, pos), time_table(stats, f.trace_t(name))
+
+
+def scaled_points(stats: dict[str, Any], pos_m: np.ndarray) -> Tensor:
+    """Positions ``[R, n]`` (m, (x, y(, z))) as scaled coordinates ``[R, n + 1]`` with t = 0."""
     lo, hi = stats["coord_min"], stats["coord_max"]
-    idx = f.trace_index(name)[which]
-    xy = [scale_axis(idx[:, k] * d, lo[c], hi[c]) for k, d, c in ((1, f.dx, 0), (0, f.dy, 1))]
-    rec = torch.zeros(len(which), 3)
-    rec[:, 0], rec[:, 1] = (torch.from_numpy(a.astype(np.float32)) for a in xy)
-    t = torch.from_numpy(scale_axis(f.trace_t(name), lo[2], hi[2]).astype(np.float32))
-    return rec, axis_table(t, 2)
+    n = len(lo) - 1
+    pos = np.asarray(pos_m, np.float64).reshape(-1, n)
+    rec = torch.zeros(pos.shape[0], n + 1)
+    for k in range(n):
+        rec[:, k] = torch.from_numpy(scale_axis(pos[:, k], lo[k], hi[k]).astype(np.float32))
+    return rec
+
+
+def time_table(stats: dict[str, Any], t_s: np.ndarray) -> Tensor:
+    """Trace times (s) as scaled coordinates ``[n_t, n + 1]`` (zero on the spatial columns)."""
+    lo, hi = stats["coord_min"], stats["coord_max"]
+    t = torch.from_numpy(scale_axis(np.asarray(t_s, np.float64), lo[-1], hi[-1]).astype(np.float32))
+    return axis_table(t, len(lo) - 1, len(lo))
+
+
+def room_of(f: Any) -> dict[str, Any]:
+    """The room of 3-D data file ``f``: ``min_m``/``max_m`` (x, y, z extent of the grid) and ``obstacles``
+    (boxes ``{"x_m": [a, b], "y_m": …, "z_m": …}`` found under any ``obstacles`` key of the file's campaign
+    config, read as plain YAML so a config of a newer schema still yields its boxes)."""
+    import yaml
+
+    axes = (f.x, f.y, f.z)
+    boxes: list[dict[str, list[float]]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "obstacles" and isinstance(v, list):
+                    xyz = ("x_m", "y_m", "z_m")
+                    boxes.extend({a: [float(x) for x in b[a]] for a in xyz}
+                                 for b in v if isinstance(b, dict) and all(a in b for a in xyz))
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    try:
+        walk(yaml.safe_load(f.attrs.get("config_yaml", "") or "{}"))
+    except yaml.YAMLError:
+        pass
+    return {"min_m": [float(np.min(a)) for a in axes], "max_m": [float(np.max(a)) for a in axes],
+            "obstacles": boxes}
+
+
+def check_position(room: dict[str, Any], pos: Any, what: str) -> np.ndarray:
+    """``pos`` (x, y, z) in metres as an array; ConfigError (one line) if it is not three finite numbers,
+    lies outside the room or inside an obstacle."""
+    p = np.asarray(pos, np.float64).reshape(-1)
+    if p.size != 3 or not np.all(np.isfinite(p)):
+        raise ConfigError(f"{what}: expected three finite coordinates x y z in metres, got {list(p)}")
+    lo, hi = room["min_m"], room["max_m"]
+    if np.any(p < np.asarray(lo)) or np.any(p > np.asarray(hi)):
+        raise ConfigError(f"{what}: ({', '.join(f'{v:g}' for v in p)}) m lies outside the room "
+                          f"[{lo[0]:g}, {hi[0]:g}] × [{lo[1]:g}, {hi[1]:g}] × [{lo[2]:g}, {hi[2]:g}] m")
+    for b in room.get("obstacles", []):
+        if all(b[a][0] <= v <= b[a][1] for a, v in zip(("x_m", "y_m", "z_m"), p, strict=True)):
+            raise ConfigError(f"{what}: ({', '.join(f'{v:g}' for v in p)}) m lies inside an obstacle "
+                              f"(x {b['x_m']}, y {b['y_m']}, z {b['z_m']} m)")
+    return p
+
+
+@torch.no_grad()
+def predict_irs(model: nn.Module, stats: dict[str, Any], params: dict[str, float],
+                receivers_m: np.ndarray) -> np.ndarray:
+    """Impulse responses ``[R, n_t]`` (field units, at the trained trace times ``stats["receivers"]``'s
+    ``t0_s + k dt_s``) at ``receivers_m`` ``[R, n]`` (m) for one case given by its parameters (names of
+    ``stats["param_names"]``, SI). A model with ``forward_product(params, receivers, times)`` (e.g.
+    ``separable_operator``) is asked for the receiver × time product directly."""
+    r = stats["receivers"]
+    names = list(stats.get("param_names", []))
+    p = param_affine(stats).encode(np.asarray([[float(params[k]) for k in names]], np.float64))
+    rec = scaled_points(stats, receivers_m)
+    times = time_table(stats, r["t0_s"] + r["dt_s"] * np.arange(r["n_times"]))
+    fa = Affine(float(stats["field_mean"]), float(stats["field_std"]))
+    product = getattr(model, "forward_product", None)
+    if callable(product):  # position × time models answer the product at R + n_t evaluations
+        return fa.decode(product(p, rec[:, :-1], times[:, -1])[0]).double().numpy()
+    coords = (rec[:, None, :] + times[None, :, :]).reshape(-1, rec.shape[1])
+    return fa.decode(model(p, coords[None])[0]).reshape(rec.shape[0], -1).double().numpy()
 
 
 class SourceToReceiver(Task):
@@ -76,12 +163,19 @@ class SourceToReceiver(Task):
             if d.receivers not in f.trace_names:
                 raise DataFileError(f"{d.path}: no traces/{d.receivers} (set record.receivers, or "
                                     f"data.receivers to one of {f.trace_names or 'none'})")
-            n = f.trace_index(d.receivers).shape[0]
+            n, tt = f.trace_index(d.receivers).shape[0], f.trace_t(d.receivers)
             if stats.get("receivers") is None:
                 out = held_out(d.held_out_receivers, n)
                 stats = {**stats, "receivers": {"name": d.receivers, "held_out": out,
                                                 "train": [i for i in range(n) if i not in out],
-                                                "n_times": int(f.trace_t(d.receivers).size)}}
+                                                "n_times": int(tt.size), "t0_s": float(tt[0]),
+                                                "dt_s": float(tt[1] - tt[0])}}
+                if f.n_spatial_dims == 3:  # the traces' own statistics, and the room for queries
+                    tr = f.traces(d.receivers, got.splits.train)[:, :, stats["receivers"]["train"]]
+                    m, sd = float(tr.mean(dtype=np.float64)), float(tr.std(dtype=np.float64))
+                    stats.update(field_mean=m, field_std=sd if sd > 0 else 1.0, room=room_of(f),
+                                 coord_min=[*stats["coord_min"][:-1], float(tt.min())],
+                                 coord_max=[*stats["coord_max"][:-1], float(tt.max())])
             r = stats["receivers"]
             fa = Affine(float(stats["field_mean"]), float(stats["field_std"]))
             rec, times = receiver_coords(stats, f, d.receivers, r["train"])
@@ -138,7 +232,7 @@ class SourceToReceiver(Task):
                 out[key] = None
                 continue
             rec, times = receiver_coords(s, f, r["name"], which)
-            coords = (rec[:, None, :] + times[None, :, :]).reshape(-1, 3)  # receiver-major, then time
+            coords = (rec[:, None, :] + times[None, :, :]).reshape(-1, rec.shape[1])  # receiver-major
             pred = torch.stack([fa.decode(torch.cat([model(p[i : i + 1], coords[None, q : q + chunk])[0]
                                                      for q in range(0, len(coords), chunk)]))
                                 for i in range(len(cases))]).reshape(len(cases), len(which), -1)

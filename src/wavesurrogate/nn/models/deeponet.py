@@ -29,38 +29,41 @@ BRANCH_INPUTS = ("params", "pulse")
 COORD_DIM = 3  # (x, y, t), each scaled to [-1, 1]
 
 
-def fourier_frequencies(kind: str, n_fourier: int, scale: float | Sequence[float], seed: int) -> Tensor:
-    """Frequency matrix B ``[n_fourier, 3]`` in cycles per unit of scaled coordinate; features use 2*pi*B.
+def fourier_frequencies(kind: str, n_fourier: int, scale: float | Sequence[float], seed: int,
+                        dim: int = COORD_DIM) -> Tensor:
+    """Frequency matrix B ``[n_fourier, dim]`` in cycles per unit of scaled coordinate; features use 2*pi*B.
 
     ``gaussian``: B ~ N(0, scale^2) drawn from a generator seeded with ``seed`` (Tancik et al. 2020);
-    ``axis``: deterministic, ``n_fourier / 3`` octaves per axis, highest frequency ``scale``;
-    ``none``: empty. ``scale`` is one number or one per axis (x, y, t).
+    ``axis``: deterministic, ``n_fourier / dim`` octaves per axis, highest frequency ``scale``;
+    ``none``: empty. ``scale`` is one number or one per axis (x, y, t; 3-D data: ``dim`` = 4, x, y, z, t).
     """
     if kind not in FOURIER_KINDS:
         raise ConfigError(f"model.fourier: unknown {kind!r}; known: {', '.join(FOURIER_KINDS)}")
-    scales = [float(scale)] * COORD_DIM if isinstance(scale, int | float) else [float(s) for s in scale]
-    if len(scales) != COORD_DIM or not all(s > 0 and math.isfinite(s) for s in scales):
-        raise ConfigError(f"model.fourier_scale: expected one positive number or three, got {scale!r}")
+    words = {3: "three", 4: "four"}
+    scales = [float(scale)] * dim if isinstance(scale, int | float) else [float(s) for s in scale]
+    if len(scales) != dim or not all(s > 0 and math.isfinite(s) for s in scales):
+        raise ConfigError(f"model.fourier_scale: expected one positive number or {words.get(dim, dim)}, "
+                          f"got {scale!r}")
     if kind == "none":
-        return torch.zeros(0, COORD_DIM)
+        return torch.zeros(0, dim)
     if kind == "gaussian":
         g = torch.Generator().manual_seed(int(seed))
-        b = torch.randn(n_fourier, COORD_DIM, generator=g, dtype=torch.float64)
+        b = torch.randn(n_fourier, dim, generator=g, dtype=torch.float64)
     else:
-        if n_fourier % COORD_DIM:
-            raise ConfigError(f"model.n_fourier: 'axis' features need a multiple of 3, got {n_fourier}")
-        k = n_fourier // COORD_DIM
+        if n_fourier % dim:
+            raise ConfigError(f"model.n_fourier: 'axis' features need a multiple of {dim}, got {n_fourier}")
+        k = n_fourier // dim
         octaves = 2.0 ** torch.arange(-(k - 1), 1, dtype=torch.float64)  # 2^-(k-1) .. 1
-        b = torch.zeros(n_fourier, COORD_DIM, dtype=torch.float64)
-        for axis in range(COORD_DIM):
+        b = torch.zeros(n_fourier, dim, dtype=torch.float64)
+        for axis in range(dim):
             b[axis * k : (axis + 1) * k, axis] = octaves
     return (b * torch.tensor(scales, dtype=torch.float64)).to(torch.float32)
 
 
-def _trunk_input_dim(fourier: str, n_fourier: int, include_coords: bool) -> int:  # physical: as axis
+def _trunk_input_dim(fourier: str, n_fourier: int, include_coords: bool, dim: int = COORD_DIM) -> int:
     """Width of the trunk's input: raw coordinates (optional) then cos and sin features."""
     n_feat = 0 if fourier == "none" else 2 * n_fourier
-    return (COORD_DIM if include_coords or fourier == "none" else 0) + n_feat
+    return (dim if include_coords or fourier == "none" else 0) + n_feat
 
 
 def _shrink_output(branch: MLP, n_basis: int) -> None:
@@ -85,15 +88,17 @@ class _DeepONetBase(nn.Module):
         positive_int("trunk_depth", trunk_depth)
         positive_int("n_fourier", n_fourier, minimum=0 if fourier == "none" else 1)
         self.include_coords = bool(include_coords) or fourier == "none"
+        # (x, y, t), or (x, y, z, t) when the task's geometry is 3-D
+        self.coord_dim = COORD_DIM if geometry is None else geometry.n_dims + 1
         # persistent: a checkpoint carries the exact frequencies, even if torch's RNG stream ever changes
         if fourier == "physical":
             if geometry is None:
                 raise ConfigError("model.fourier: 'physical' needs the task's geometry (model.geometry)")
             freqs = geometry.physical_frequencies(n_fourier, fourier_scale)
         else:
-            freqs = fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed)
+            freqs = fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed, self.coord_dim)
         self.register_buffer("freqs", freqs)
-        d_trunk = _trunk_input_dim(fourier, n_fourier, include_coords)
+        d_trunk = _trunk_input_dim(fourier, n_fourier, include_coords, self.coord_dim)
         self.trunk = MLP(d_trunk, trunk_width, trunk_depth, n_basis, activation, modified, init)
         self.bias = nn.Parameter(torch.zeros(()))
 
@@ -107,9 +112,10 @@ class _DeepONetBase(nn.Module):
 
     def trunk_basis(self, coords: Tensor, chunk: int = 1024) -> Tensor:
         """Trunk outputs ``[..., n_basis]`` at coords ``[..., 3]``, ``chunk`` points at a time."""
-        if coords.shape[-1] != COORD_DIM:
-            raise ValueError(f"deeponet: expected coords [..., 3] (x, y, t), got {list(coords.shape)}")
-        flat = coords.reshape(-1, COORD_DIM)
+        if coords.shape[-1] != self.coord_dim:
+            raise ValueError(f"deeponet: expected coords [..., {self.coord_dim}] (space, then t), got "
+                             f"{list(coords.shape)}")
+        flat = coords.reshape(-1, self.coord_dim)
         out = [self.trunk(self.encode(flat[i : i + chunk])) for i in range(0, flat.shape[0], chunk)]
         basis = torch.cat(out) if out else flat.new_zeros(0, self.n_basis)
         return basis.reshape(*coords.shape[:-1], self.n_basis)

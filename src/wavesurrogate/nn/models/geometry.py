@@ -2,9 +2,10 @@
 
 A task passes such a model ``geometry: dict`` with exactly the keys
 
-- ``coord_min``, ``coord_max``: ``[x, y, t]`` (m, m, s), the physical values of the scaled coordinate -1
-  and +1;
-- ``source_params``: ``[i_x, i_y]``, the indices of the source x and y (in metres) within the parameters;
+- ``coord_min``, ``coord_max``: ``[x, y, t]`` (m, m, s) in 2-D or ``[x, y, z, t]`` in 3-D, the physical
+  values of the scaled coordinate -1 and +1 (their length fixes the number of spatial dimensions n);
+- ``source_params``: ``[i_x, i_y]`` (3-D: ``[i_x, i_y, i_z]``), the indices of the source coordinates (in
+  metres) within the parameters;
 - ``param_mean``, ``param_std``: the normalisation of the parameters, ``p_norm = (p - mean) / std``;
 - ``c_ref_mps``: the reference wave speed of the data; ``f_max_hz``: the highest frequency of the source.
 
@@ -64,25 +65,30 @@ def pulse_sigma_m(c_ref_mps: float, f_max_hz: float) -> float:
 class Geometry:
     """A validated geometry dict (see the module docstring); all lengths in m, times in s."""
 
-    coord_min: tuple[float, float, float]
-    coord_max: tuple[float, float, float]
-    source_params: tuple[int, int]
+    coord_min: tuple[float, ...]
+    coord_max: tuple[float, ...]
+    source_params: tuple[int, ...]
     param_mean: tuple[float, ...]
     param_std: tuple[float, ...]
     c_ref_mps: float
     f_max_hz: float
 
     @property
-    def half_extent(self) -> tuple[float, float, float]:
-        """Physical size of one scaled unit along x, y (m) and t (s): ``(max - min) / 2``."""
+    def n_dims(self) -> int:
+        """Number of spatial dimensions (2 or 3)."""
+        return len(self.coord_min) - 1
+
+    @property
+    def half_extent(self) -> tuple[float, ...]:
+        """Physical size of one scaled unit along x, y (, z) (m) and t (s): ``(max - min) / 2``."""
         return tuple((b - a) / 2.0 for a, b in zip(self.coord_min, self.coord_max, strict=True))  # type: ignore[return-value]
 
     def to_scaled(self, value: float, axis: int) -> float:
-        """A physical length (axis 0, 1: m) or duration (axis 2: s) in scaled units."""
+        """A physical length (spatial axes: m) or duration (the last axis: s) in scaled units."""
         return value / self.half_extent[axis]
 
     def source_affine(self) -> tuple[Tensor, Tensor]:
-        """``(scale [2], offset [2])`` (float64) with source (x, y) scaled
+        """``(scale [n], offset [n])`` (float64) with the source position scaled
         ``= p_norm[source_params] * scale + offset``."""
         scale, offset = [], []
         for axis, i in enumerate(self.source_params):
@@ -92,43 +98,42 @@ class Geometry:
         return torch.tensor(scale, dtype=torch.float64), torch.tensor(offset, dtype=torch.float64)
 
     def source_m(self, params: Tensor) -> Tensor:
-        """Source (x, y) in metres ``[..., 2]`` from normalised params ``[..., P]``."""
+        """Source position in metres ``[..., n]`` from normalised params ``[..., P]``."""
         i = list(self.source_params)
         std = params.new_tensor([self.param_std[k] for k in i])
         mean = params.new_tensor([self.param_mean[k] for k in i])
         return params[..., i] * std + mean
 
     def source_scaled(self, params: Tensor) -> Tensor:
-        """Source (x, y) in the scaled frame ``[..., 2]`` from normalised params ``[..., P]``."""
+        """Source position in the scaled frame ``[..., n]`` from normalised params ``[..., P]``."""
         scale, offset = self.source_affine()
         return params[..., list(self.source_params)] * scale.to(params) + offset.to(params)
 
     def physical_frequencies(self, n_fourier: int, scale: float | list[float] = 1.0) -> Tensor:
-        """Frequency matrix ``[n_fourier, 3]`` (cycles per scaled unit) of Borrel-Jensen et al.'s features.
+        """Frequency matrix ``[n_fourier, n + 1]`` (cycles per scaled unit) of Borrel-Jensen et al.'s
+        features.
 
-        ``n_fourier / 3`` physical frequencies ``f_j = f_max / (2 j)``, j = 1, 2, ... (the paper: f_max/2, /4,
-        /6 for ``n_fourier = 9``), wavenumbers ``k_j = f_j / c_ref`` (cycles per metre) on x, y and on
-        ``c_ref t`` (time in metres), each feature along one axis; in scaled units ``k_j · half-extent``
-        (x, y) and ``f_j · half-extent_t`` (t). ``scale`` (one number or one per axis) multiplies them.
+        ``n_fourier / (n + 1)`` physical frequencies ``f_j = f_max / (2 j)``, j = 1, 2, ... (the paper:
+        f_max/2, /4, /6 for ``n_fourier = 9`` in 2-D), wavenumbers ``k_j = f_j / c_ref`` (cycles per metre) on
+        each spatial axis and on ``c_ref t`` (time in metres), each feature along one axis; in scaled units
+        ``k_j · half-extent`` (space) and ``f_j · half-extent_t`` (t). ``scale`` (one number or one per axis)
+        multiplies them.
         """
-        if n_fourier < 3 or n_fourier % 3:
+        d = self.n_dims + 1
+        if n_fourier < d or n_fourier % d:
             raise ConfigError(
-                "model.n_fourier: 'physical' features need a positive multiple of 3 (paper: 9), "
+                f"model.n_fourier: 'physical' features need a positive multiple of {d} (paper: 9 in 2-D), "
                 f"got {n_fourier}"
             )
-        scales = [float(scale)] * 3 if isinstance(scale, int | float) else [float(s) for s in scale]
-        if len(scales) != 3 or not all(s > 0 and math.isfinite(s) for s in scales):
-            raise ConfigError(f"model.fourier_scale: expected one positive number or three, got {scale!r}")
-        k = n_fourier // 3
+        scales = [float(scale)] * d if isinstance(scale, int | float) else [float(s) for s in scale]
+        if len(scales) != d or not all(s > 0 and math.isfinite(s) for s in scales):
+            raise ConfigError(f"model.fourier_scale: expected one positive number or {d}, got {scale!r}")
+        k = n_fourier // d
         f = torch.tensor([self.f_max_hz / (2.0 * j) for j in range(1, k + 1)], dtype=torch.float64)
-        hx, hy, ht = self.half_extent
-        per_axis = (
-            f / self.c_ref_mps * hx,
-            f / self.c_ref_mps * hy,
-            f / self.c_ref_mps * (self.c_ref_mps * ht),
-        )
-        b = torch.zeros(n_fourier, 3, dtype=torch.float64)
-        for axis in range(3):
+        *hs, ht = self.half_extent
+        per_axis = (*(f / self.c_ref_mps * h for h in hs), f / self.c_ref_mps * (self.c_ref_mps * ht))
+        b = torch.zeros(n_fourier, d, dtype=torch.float64)
+        for axis in range(d):
             b[axis * k : (axis + 1) * k, axis] = per_axis[axis] * scales[axis]
         return b.to(torch.float32)
 
@@ -137,6 +142,9 @@ class Geometry:
         at most ``c_ref / (ppw · f_max)`` (``ppw`` points per shortest wavelength), ends included."""
         if isinstance(ppw, bool) or not isinstance(ppw, int | float) or not (math.isfinite(ppw) and ppw > 0):
             raise ConfigError(f"model.pulse_ppw: expected a positive number, got {ppw!r}")
+        if self.n_dims != 2:
+            raise ConfigError(f"model.branch_input: the 'pulse' branch is 2-D only, the data is "
+                              f"{self.n_dims}-D")
         dx = self.c_ref_mps / (ppw * self.f_max_hz)
         axes = []
         for axis in range(2):
@@ -165,7 +173,11 @@ def parse_geometry(geometry: Any, n_params: int | None = None) -> Geometry:
     if missing or unknown:
         raise ConfigError(f"model.geometry: missing keys {missing}, unknown keys {unknown}; "
                           f"expected {', '.join(GEOMETRY_KEYS)}")
-    lo, hi = _numbers(geometry, "coord_min", 3), _numbers(geometry, "coord_max", 3)
+    lo = _numbers(geometry, "coord_min")
+    if len(lo) not in (3, 4):
+        raise ConfigError(f"model.geometry.coord_min: expected [x, y, t] or [x, y, z, t], got {list(lo)}")
+    hi = _numbers(geometry, "coord_max", len(lo))
+    n_dims = len(lo) - 1
     if not all(b > a for a, b in zip(lo, hi, strict=True)):
         raise ConfigError(f"model.geometry.coord_max: must exceed coord_min on every axis, got {hi} vs {lo}")
     mean, std = _numbers(geometry, "param_mean"), _numbers(geometry, "param_std")
@@ -176,11 +188,11 @@ def parse_geometry(geometry: Any, n_params: int | None = None) -> Geometry:
             f"model.geometry.param_mean: has {len(mean)} entries, the model takes {n_params} params"
         )
     src = geometry["source_params"]
-    ok = isinstance(src, list | tuple) and len(src) == 2 and all(
+    ok = isinstance(src, list | tuple) and len(src) == n_dims and all(
         isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(mean) for i in src
     )
-    if not ok or src[0] == src[1]:
-        raise ConfigError(f"model.geometry.source_params: expected two distinct indices in [0, {len(mean)}), "
-                          f"got {src!r}")
-    return Geometry(lo, hi, (int(src[0]), int(src[1])), mean, std,  # type: ignore[arg-type]
+    if not ok or len(set(src)) != len(src):
+        raise ConfigError(f"model.geometry.source_params: expected {n_dims} distinct indices in "
+                          f"[0, {len(mean)}), got {src!r}")
+    return Geometry(lo, hi, tuple(int(i) for i in src), mean, std,
                     _positive(geometry, "c_ref_mps"), _positive(geometry, "f_max_hz"))

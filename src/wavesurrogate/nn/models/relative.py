@@ -1,7 +1,8 @@
 """``relative_operator``: a translation-aware source → field operator (interface ``POINTS``, needs geometry).
 
 A point source in a homogeneous medium gives a field that depends on ``x - x_s`` and ``t`` only, so the
-network sees the query point relative to the source: features ``(x - x_s, y - y_s, t)`` in the scaled frame,
+network sees the query point relative to the source: features ``(x - x_s, y - y_s, t)`` in the scaled frame
+(3-D data, whose geometry has ``[x, y, z, t]`` coordinates: ``(x - x_s, y - y_s, z - z_s, t)``),
 or the distance ``r = |x - x_s|`` and t (``inputs="radial"``: an isotropic medium in free space makes the
 field a function of (r, t) alone), or both (the source position comes from the normalised params through the
 task's geometry), optionally the absolute ``(x, y)`` (``absolute=True``: walls and media break the invariance)
@@ -33,7 +34,8 @@ RELATIVE_INPUTS = ("relative", "radial", "both")
 
 @register("relative_operator", interface=POINTS)
 class RelativeOperator(nn.Module):
-    """``forward(params [B, P], coords [B, Q, 3] or [Q, 3])`` → ``[B, Q]`` from source-relative coordinates.
+    """``forward(params [B, P], coords [B, Q, n + 1] or [Q, n + 1])`` → ``[B, Q]`` from source-relative
+    coordinates (n = 2 or 3 spatial axes, then t; n comes from the geometry).
 
     Defaults (trunk width 48, depth 3, 16 basis functions, GELU, no Fourier features; 5,697 parameters with
     two params) answer a new source at 4,096 arbitrary points in ~2 ms on one CPU thread (docs/operators.md);
@@ -62,10 +64,11 @@ class RelativeOperator(nn.Module):
             raise ConfigError(f"model.inputs: unknown {inputs!r}; known: {', '.join(RELATIVE_INPUTS)}")
         if fourier not in RELATIVE_FOURIER:
             raise ConfigError(f"model.fourier: unknown {fourier!r}; known: {', '.join(RELATIVE_FOURIER)}")
+        n = self.n_dims = g.n_dims
         if fourier == "physical":
             freqs = g.physical_frequencies(positive_int("n_fourier", n_fourier), fourier_scale)
         else:
-            freqs = fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed)
+            freqs = fourier_frequencies(fourier, n_fourier, fourier_scale, fourier_seed, n + 1)
         self.register_buffer("freqs", freqs)
         scale, offset = g.source_affine()
         self.register_buffer("src_scale", scale.float(), persistent=False)  # rebuilt from the geometry kwarg
@@ -73,10 +76,10 @@ class RelativeOperator(nn.Module):
         self.source_params = list(g.source_params)
         self.other_params = [i for i in range(n_params) if i not in g.source_params]
         self.absolute, self.n_basis, self.inputs = absolute, n_basis, inputs
-        hx, hy, _ = g.half_extent
-        # metres per scaled unit along x and y, over the larger half-extent: r is isotropic in metres
-        self.register_buffer("r_scale", torch.tensor([hx, hy]) / max(hx, hy), persistent=False)
-        d_in = {"relative": 3, "radial": 2, "both": 4}[inputs] + 2 * absolute + 2 * freqs.shape[0]
+        hs = g.half_extent[:n]
+        # metres per scaled unit along each spatial axis over the largest half-extent: r isotropic in metres
+        self.register_buffer("r_scale", torch.tensor(hs) / max(hs), persistent=False)
+        d_in = {"relative": n + 1, "radial": 2, "both": n + 2}[inputs] + n * absolute + 2 * freqs.shape[0]
         self.trunk = MLP(d_in, width, depth, n_basis, activation, modified, init)
         if self.other_params:
             self.branch: MLP | None = MLP(
@@ -91,7 +94,7 @@ class RelativeOperator(nn.Module):
         self.bias = nn.Parameter(torch.zeros(()))
 
     def source(self, params: Tensor) -> Tensor:
-        """Source (x, y) in the scaled frame ``[B, 2]`` from normalised params ``[B, P]``."""
+        """Source position in the scaled frame ``[B, n]`` from normalised params ``[B, P]``."""
         if params.ndim != 2 or params.shape[1] != self.n_params:
             raise ValueError(
                 f"relative_operator: expected params [B, {self.n_params}], got {list(params.shape)}"
@@ -105,34 +108,39 @@ class RelativeOperator(nn.Module):
         return self.branch(params[:, self.other_params])
 
     def features(self, coords: Tensor, source: Tensor) -> Tensor:
-        """Trunk input ``[B, Q, d]``: ``(x - x_s, y - y_s)`` and/or the distance r (``inputs``: relative,
-        radial, both; r in metres over the larger half-extent, minus 1), then t, then (x, y) if absolute, then
-        cos/sin features of the relative coordinates."""
-        d = coords[..., :2] - source.unsqueeze(1)
+        """Trunk input ``[B, Q, d]``: ``(x - x_s, y - y_s(, z - z_s))`` and/or the distance r (``inputs``:
+        relative, radial, both; r in metres over the largest half-extent, minus 1), then t, then the absolute
+        position if ``absolute``, then cos/sin features of the relative coordinates."""
+        n = self.n_dims
+        d = coords[..., :n] - source.unsqueeze(1)
         parts = [] if self.inputs == "radial" else [d]
         if self.inputs != "relative":
             parts.append((d * self.r_scale).norm(dim=-1, keepdim=True) - 1.0)
-        parts.append(coords[..., 2:])
+        parts.append(coords[..., n:])
         if self.absolute:
-            parts.append(coords[..., :2])
+            parts.append(coords[..., :n])
         if self.freqs.shape[0]:
-            z = (2 * math.pi) * (torch.cat([d, coords[..., 2:]], dim=-1) @ self.freqs.T)
+            z = (2 * math.pi) * (torch.cat([d, coords[..., n:]], dim=-1) @ self.freqs.T)
             parts += [torch.cos(z), torch.sin(z)]
         return torch.cat(parts, dim=-1)
 
     def forward(self, params: Tensor, coords: Tensor) -> Tensor:
-        """Field ``[B, Q]`` at ``coords`` ``[B, Q, 3]`` (or ``[Q, 3]`` shared by the batch)."""
+        """Field ``[B, Q]`` at ``coords`` ``[B, Q, n + 1]`` (or ``[Q, n + 1]`` shared by the batch)."""
         src = self.source(params)
         if coords.ndim == 2:
             coords = coords.unsqueeze(0).expand(params.shape[0], -1, -1)
-        if coords.ndim != 3 or coords.shape[-1] != 3 or coords.shape[0] != params.shape[0]:
-            raise ValueError(f"relative_operator: expected coords [{params.shape[0]}, Q, 3] or [Q, 3], got "
-                             f"{list(coords.shape)}")
+        c = self.n_dims + 1
+        if coords.ndim != 3 or coords.shape[-1] != c or coords.shape[0] != params.shape[0]:
+            raise ValueError(f"relative_operator: expected coords [{params.shape[0]}, Q, {c}] or [Q, {c}], "
+                             f"got {list(coords.shape)}")
         basis = self.trunk(self.features(coords, src))  # [B, Q, p]
         return (basis @ self.branch_coeffs(params).unsqueeze(-1)).squeeze(-1) + self.bias
 
     def predict_grid(self, params: Tensor, x: Tensor, y: Tensor, t: Tensor, chunk: int = 4096) -> Tensor:
-        """Field ``[B, nt, ny, nx]`` on the grid of 1-D scaled coords x ``[nx]``, y ``[ny]``, t ``[nt]``."""
+        """Field ``[B, nt, ny, nx]`` on the grid of 1-D scaled coords x ``[nx]``, y ``[ny]``, t ``[nt]``
+        (2-D geometries)."""
+        if self.n_dims != 2:
+            raise ValueError("relative_operator.predict_grid: 2-D geometries only")
         for name, v in (("x", x), ("y", y), ("t", t)):
             if v.ndim != 1:
                 raise ValueError(f"relative_operator.predict_grid: {name} must be 1-D, got {list(v.shape)}")
@@ -160,7 +168,7 @@ class RadialTable(nn.Module):
                 "params besides the source position"
             )
         self.op = op
-        r_max = float(2.0 * op.r_scale.norm())  # farthest two points of the [-1, 1]^2 frame, in r units
+        r_max = float(2.0 * op.r_scale.norm())  # farthest two points of the [-1, 1]^n frame, in r units
         self.r_max = r_max
         r = torch.linspace(0.0, r_max, positive_int("n_r", n_r, minimum=2))
         t = torch.linspace(-1.0, 1.0, positive_int("n_t", n_t, minimum=2))
@@ -175,9 +183,10 @@ class RadialTable(nn.Module):
         src = self.op.source(params)
         if coords.ndim == 2:
             coords = coords.unsqueeze(0).expand(params.shape[0], -1, -1)
-        r = ((coords[..., :2] - src.unsqueeze(1)) * self.op.r_scale).norm(dim=-1)
+        n = self.op.n_dims
+        r = ((coords[..., :n] - src.unsqueeze(1)) * self.op.r_scale).norm(dim=-1)
         grid = torch.stack(
-            [r * (2.0 / self.r_max) - 1.0, coords[..., 2]], dim=-1
+            [r * (2.0 / self.r_max) - 1.0, coords[..., n]], dim=-1
         ).unsqueeze(1)  # [B, 1, Q, 2]
         table = self.table.expand(params.shape[0], -1, -1, -1)
         return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0, 0]
