@@ -27,6 +27,7 @@ from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
 from wavesurrogate.metrics.signals import mean_relative_error_above, peak_normalised_rmse, relative_rmse
 from wavesurrogate.metrics.spatial import pooled_rel_l2
 from wavesurrogate.nn.registry import POINTS
+from wavesurrogate.safeload import parse_yaml
 from wavesurrogate.tasks.base import Affine, Task, TrainData, check_numbers, load_cases
 from wavesurrogate.tasks.source_to_field import (
     PointSamples,
@@ -87,7 +88,6 @@ def room_of(f: Any) -> dict[str, Any]:
     """The room of 3-D data file ``f``: ``min_m``/``max_m`` (x, y, z extent of the grid) and ``obstacles``
     (boxes ``{"x_m": [a, b], "y_m": …, "z_m": …}`` found under any ``obstacles`` key of the file's campaign
     config, read as plain YAML so a config of a newer schema still yields its boxes)."""
-    import yaml
 
     axes = (f.x, f.y, f.z)
     boxes: list[dict[str, list[float]]] = []
@@ -106,8 +106,8 @@ def room_of(f: Any) -> dict[str, Any]:
                 walk(v)
 
     try:
-        walk(yaml.safe_load(f.attrs.get("config_yaml", "") or "{}"))
-    except yaml.YAMLError:
+        walk(parse_yaml(f.attrs.get("config_yaml", "") or "{}", "config_yaml", DataFileError))
+    except DataFileError:  # the reader has validated it already; a file without one has no obstacles
         pass
     return {"min_m": [float(np.min(a)) for a in axes], "max_m": [float(np.max(a)) for a in axes],
             "obstacles": boxes}
