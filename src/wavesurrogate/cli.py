@@ -42,6 +42,13 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
+def _positive_int(s: str) -> int:
+    v = _nonneg_int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wavesurrogate`` command."""
     from wavesurrogate import __version__
@@ -85,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=_existing_file, default=None, help="test data (default: each run's)")
     s.add_argument("--out", required=True, type=Path)
 
+    s = sub.add_parser("slice", help="a standalone run of one trained sub-network of an elastic run")
+    s.add_argument("run", type=_existing_dir)
+    s.add_argument("--blocks", required=True, type=_positive_int, help="first b blocks")
+    s.add_argument("--rank", required=True, type=_positive_int, help="first r CP terms of each layer")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+
     s = sub.add_parser("submodel", help="zone-of-interest FE submodel driven by a trained boundary network")
     s.add_argument("run", type=_existing_dir)
     s.add_argument("--case", type=_nonneg_int, default=0)
@@ -125,6 +139,10 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.eval.bench import bench_runs
 
         print(bench_runs(a.runs, a.out, data=a.data))
+    elif a.cmd == "slice":
+        from wavesurrogate.runs.slice import slice_run
+
+        print(slice_run(a.run, a.blocks, a.rank, a.out, overwrite=a.overwrite))
     elif a.cmd == "submodel":
         from wavesurrogate.apps.submodel import run_submodel
 

@@ -7,6 +7,10 @@ coordinate maps (x, y) appended to each stage's input (CoordConv), then a dense 
 per stored frame: ``field(params)`` is the whole field ``[B, n_frames, ny, nx]`` in one pass.
 ``forward(params, coords)`` samples it at (x, y, t) in [-1, 1] by trilinear interpolation, which returns the
 grid values exactly at grid nodes.
+
+Elastic (``nn.elastic``) with CP convolutions: the first b stages (a coarser field, interpolated bilinearly
+to the grid as any stage count is) at the first r CP terms are the standalone ``n_up = b``, ``rank = r``
+decoder; ``active_blocks`` (None: all) selects the stages.
 """
 
 from __future__ import annotations
@@ -52,6 +56,16 @@ class FieldDecoder(nn.Module):
                            make_conv(width, width, kernel_size, spec)])
             for _ in range(n_up))
         self.head = nn.Conv2d(width, n_frames, 1)
+        self.elastic_blocks, self.active_blocks = n_up, None
+        self._spec = spec
+
+    def elastic_kwargs(self, blocks: int, rank: int) -> dict[str, Any]:
+        """Constructor arguments of the standalone decoder of the first ``blocks`` stages at CP ``rank``."""
+        if self._spec["format"] != "cp" or isinstance(self._spec.get("rank"), bool) \
+                or not isinstance(self._spec.get("rank"), int):
+            raise ConfigError("field_decoder: elastic slicing needs conv format cp with an integer rank")
+        conv = {**self.init_kwargs["conv"], "rank": int(rank)}
+        return {**self.init_kwargs, "n_up": int(blocks), "conv": conv}
 
     def field(self, params: Tensor) -> Tensor:
         """The whole field ``[B, n_frames, ny, nx]`` (normalised units) for parameters ``[B, n_params]``."""
@@ -59,7 +73,9 @@ class FieldDecoder(nn.Module):
             raise ValueError(f"field_decoder: expected params [B, {self.n_params}], got {list(params.shape)}")
         h = self.embed(params).reshape(params.shape[0], self.width, self.latent, self.latent)
         h = F.gelu(h)
-        for conv1, conv2 in self.stages:
+        n = len(self.stages) if self.active_blocks is None else self.active_blocks
+        for i in range(n):
+            conv1, conv2 = self.stages[i]
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
             h = torch.cat([h, _coord_maps(h.shape[0], *h.shape[-2:], h)], dim=1)
             h = F.gelu(conv2(F.gelu(conv1(h))))
