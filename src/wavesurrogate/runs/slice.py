@@ -44,7 +44,7 @@ def _check_out(src: Path, out: Path, overwrite: bool) -> None:
 
 
 def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the standalone (``blocks``, ``rank``) sub-network of elastic run ``run`` to ``out``; returns it."""
+    """Write the standalone (``blocks``, ``rank``) sub-network of elastic run ``run`` to ``out``; ``out``."""
     from wavesurrogate.nn import elastic, registry
 
     src, out = Path(run), Path(out)
@@ -55,7 +55,8 @@ def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overw
     trained = [(int(b), int(r)) for b, r in el.pairs]
     if (blocks, rank) not in trained:
         listed = ", ".join(f"({b}, {r})" for b, r in trained)
-        raise ConfigError(f"slice: ({blocks}, {rank}) is not a trained pair of {src.name} (trained: {listed})")
+        raise ConfigError(f"slice: ({blocks}, {rank}) is not a trained pair of {src.name} "
+                          f"(trained: {listed})")
     _check_out(src, out, overwrite)
     kwargs = model.elastic_kwargs(blocks, rank)
     sub = registry.build(info.model_name, kwargs)
