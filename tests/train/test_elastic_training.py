@@ -15,6 +15,7 @@ from wavesurrogate.cli import main
 from wavesurrogate.errors import ConfigError
 from wavesurrogate.nn import elastic
 from wavesurrogate.runs import load_run
+from wavesurrogate.runs.slice import family
 from wavesurrogate.train.loop import build_model, config_from_dict, train
 
 MODEL = {"name": "elastic_cnn2d", "kwargs": {"n_in": 2, "n_out": 1, "width": 4, "blocks": 2, "rank": 4}}
@@ -78,6 +79,8 @@ def test_slice_round_trip_and_refusals(run, data, tmp_path, capsys):
     meta = json.loads((out / "model.json").read_text())
     assert meta["kwargs"]["blocks"] == 1 and meta["kwargs"]["rank"] == 2 and meta["sliced_from"]["rank"] == 2
     assert info.config.elastic.pairs == [(1, 1), (1, 2)]
+    assert family(out) == {"family": str(run.resolve()), "blocks": 1, "rank": 2}  # bench's curves
+    assert family(run) == {"family": str(run.resolve()), "blocks": 2, "rank": 4}
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad(), elastic.active(full, 1, 2):
         torch.testing.assert_close(sub(x), full(x), rtol=1e-5, atol=1e-6)
@@ -117,3 +120,4 @@ def test_a_run_not_trained_elastic_is_refused(data, tmp_path, capsys):
     plain = train(config_from_dict(tiny_config(data, tmp_path / "plain", model=MODEL, epochs=1)))
     assert main(["slice", str(plain), "--blocks", "1", "--rank", "1", "--out", str(tmp_path / "o")]) == 2
     assert "not trained elastic" in capsys.readouterr().err
+    assert family(plain) is None

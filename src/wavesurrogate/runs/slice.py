@@ -28,7 +28,7 @@ from wavesurrogate.runs.layout import start_weights
 from wavesurrogate.runs.load import load_into, load_run, load_weights
 from wavesurrogate.runs.save import save_config, save_weights
 
-__all__ = ["slice_run"]
+__all__ = ["slice_run", "family"]
 
 
 def _check_out(src: Path, out: Path, overwrite: bool) -> None:
@@ -97,3 +97,19 @@ def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overw
     shutil.rmtree(old_dir, ignore_errors=True)
     load_run(out)  # the written run loads (else a CheckpointError names what does not)
     return out
+
+
+def family(run: str | Path) -> dict[str, object] | None:
+    """The elastic family of a run directory: ``{"family": source run path, "blocks", "rank"}`` for a slice
+    (from ``model.json``'s ``sliced_from``), the run itself at its largest trained pair for an elastic run,
+    None for any other run."""
+    run = Path(run)
+    meta = layout.read_json(run / layout.MODEL_JSON)
+    src = meta.get("sliced_from") if isinstance(meta, dict) else None
+    if isinstance(src, dict):
+        return {"family": str(src.get("run")), "blocks": src.get("blocks"), "rank": src.get("rank")}
+    el = layout.read_run_config(run).elastic
+    if el is None:
+        return None
+    b, r = max((int(b), int(r)) for b, r in el.pairs)
+    return {"family": str(run.resolve()), "blocks": b, "rank": r}
