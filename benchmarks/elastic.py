@@ -6,11 +6,11 @@
 1. Data: forecast64 (``benchmarks.rollouts.campaigns``: configs/forecast64.yaml, made once into
    ``runs/rollouts/`` and shared with that benchmark); training on its first ``MAX_CASES`` cases, windows
    every ``STRIDE`` frames; evaluation on its first ``EVAL_CASES`` test cases.
-2. ``elastic_cnn2d`` (width 24, 4 residual blocks of two 3×3 CP convs, rank 12, dense 1×1 lift and head) at
-   the pairs ``PAIRS`` (blocks, rank) = (1, 2), (2, 3), (3, 6), (4, 12): 1/92 … 1/7.5 of the same network
-   with dense 3×3 convs. Runs, all with the same recipe, seed and epochs (equal steps), through the one
-   loop (``train_or_reuse``): ``fixed`` (elastic, loss summed over every pair each step + 0.3 ×
-   distillation toward the full model), ``random`` (elastic, one random pair per step, same distillation),
+2. ``elastic_cnn2d`` (width 24, 6 residual blocks of two 3×3 CP convs, rank 12, dense 1×1 lift and head) at
+   the pairs ``PAIRS`` (blocks, rank) = (1, 2), (2, 3), (3, 6), (6, 12), the issue's (1, R/8), (2, R/4),
+   (3, R/2), (B, R) rounded: 1/137 … 1/7.6 of the same network with dense 3×3 convs. Runs, all with the
+   same recipe, seed and epochs (equal steps), through the one loop (``train_or_reuse``): ``fixed``
+   (elastic, loss summed over every pair each step + 0.3 × distillation toward the full model), ``random`` (elastic, one random pair per step, same distillation),
    and one network per pair trained alone (``alone_b_r``).
 3. ``wavesurrogate slice`` (``runs.slice.slice_run``) writes each pair of ``fixed`` and ``random`` as a
    standalone run; each is evaluated by the forecast task: one-step relative L2 (pooled) and the 40-frame
@@ -46,11 +46,11 @@ from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 
 ROOT = Path(__file__).resolve().parents[1]
 HORIZON = 40
-ARCH = {"width": 24, "blocks": 4, "rank": 12}
-PAIRS = [(1, 2), (2, 3), (3, 6), (4, 12)]
+ARCH = {"width": 24, "blocks": 6, "rank": 12}
+PAIRS = [(1, 2), (2, 3), (3, 6), (6, 12)]
 RECIPE = {"inputs": ["frames", "velocity", "forcing"], "update": "direct", "lr": 5e-3, "batch_size": 16,
           "distill": 0.3}
-MAX_CASES, STRIDE, EVAL_CASES = 160, 4, 16
+MAX_CASES, STRIDE, EVAL_CASES = 120, 4, 16
 
 
 def dense_params(width: int, blocks: int, n_in: int = 4, n_extra: int = 1, k: int = 3) -> int:
@@ -60,11 +60,11 @@ def dense_params(width: int, blocks: int, n_in: int = 4, n_extra: int = 1, k: in
 
 
 def run_config(name: str, data: Path, work: Path, epochs: int, smoke: bool, arch: dict[str, int],
-               elastic: dict[str, Any] | None) -> Any:
+               elastic: dict[str, Any] | None, max_cases: int = MAX_CASES) -> Any:
     cfg = {
         "name": name, "seed": 0, "out": str(work / name), "num_threads": 1, "progress": False,
         "data": {"path": str(data), "n_in": 4, "n_out": 1, "window_stride": 1 if smoke else STRIDE,
-                 "val_fraction": 0.1, "max_cases": None if smoke else MAX_CASES,
+                 "val_fraction": 0.1, "max_cases": None if smoke else max_cases,
                  "inputs": RECIPE["inputs"], "update": RECIPE["update"]},
         "model": {"name": "elastic_cnn2d", "kwargs": arch}, "optim": {"name": "adam", "lr": RECIPE["lr"]},
         "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": epochs, "batch_size": RECIPE["batch_size"],
@@ -162,6 +162,8 @@ def refusal(run: Path, work: Path) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--max-cases", type=int, default=MAX_CASES, help="training + validation cases")
+    p.add_argument("--eval-cases", type=int, default=EVAL_CASES, help="test cases evaluated")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--work", default=None)
     p.add_argument("--out", default=None)
@@ -170,30 +172,30 @@ def main() -> None:
     data_dir = work if a.smoke else ROOT / "runs" / "rollouts"
     out = Path(a.out or ROOT / "benchmarks" / "out" / ("elastic_smoke.json" if a.smoke else "elastic.json"))
     epochs = 1 if a.smoke else a.epochs
-    arch = {"width": 6, "blocks": 4, "rank": 12} if a.smoke else ARCH
+    arch = {**ARCH, "width": 6} if a.smoke else ARCH
     t0 = time.perf_counter()
     data, _ = campaigns(data_dir, a.smoke)
     pairs = [list(q) for q in PAIRS]
     res: dict[str, Any] = {"data": str(data), "epochs": epochs, "arch": arch, "pairs": pairs,
                            "recipe": RECIPE, "smoke": a.smoke, "machine": machine_info(),
-                           "max_cases": MAX_CASES, "window_stride": STRIDE, "eval_cases": EVAL_CASES,
+                           "max_cases": a.max_cases, "window_stride": STRIDE, "eval_cases": a.eval_cases,
                            "dense_params": dense_params(arch["width"], arch["blocks"])}
     runs = {}
     for mode in ("fixed", "random"):
         el = {"pairs": pairs, "sampling": "all" if mode == "fixed" else "random",
               "distill": RECIPE["distill"]}
-        runs[mode] = train_or_reuse(run_config(mode, data, work, epochs, a.smoke, arch, el))[0]
+        runs[mode] = train_or_reuse(run_config(mode, data, work, epochs, a.smoke, arch, el, a.max_cases))[0]
         res[mode] = {"run": str(runs[mode]), "train_s": sum(m["seconds"] for m in read_metrics(runs[mode]))}
     res["alone"], res["slices"], sliced = {}, {}, {}
     for b, r in PAIRS:
         key = f"{b}x{r}"
         alone = train_or_reuse(run_config(f"alone_{key}", data, work, epochs, a.smoke,
-                                          {**arch, "blocks": b, "rank": r}, None))[0]
-        res["alone"][key] = evaluate(alone, data, EVAL_CASES)
+                                          {**arch, "blocks": b, "rank": r}, None, a.max_cases))[0]
+        res["alone"][key] = evaluate(alone, data, a.eval_cases)
         row: dict[str, Any] = {}
         for mode in ("fixed", "random"):
             s = slice_run(runs[mode], b, r, work / "slices" / f"{mode}_{key}", overwrite=True)
-            row[mode] = evaluate(s, data, EVAL_CASES)
+            row[mode] = evaluate(s, data, a.eval_cases)
             if mode == "fixed":
                 sliced[key] = s
         row["params"] = row["fixed"]["params"]

@@ -2,8 +2,9 @@
 
     .venv/bin/python -m benchmarks.results_md [--out docs/results.md] [--json-dir benchmarks/out]
 
-``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py) and
-``compression.json`` (benchmarks/md_compression.py) get dedicated tables; any other ``*.json`` there (solver,
+``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py),
+``elastic.json`` (benchmarks/md_elastic.py) and ``compression.json`` (benchmarks/md_compression.py) get
+dedicated tables; any other ``*.json`` there (solver,
 submodel, ...) is summarised generically (its scalar fields and tables of its record lists); ``*_smoke.json``
 files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed in by hand.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.md_compression import compression_section
+from benchmarks.md_elastic import elastic_section
 from benchmarks.md_format import COMMAND, pct, speed
 from benchmarks.md_format import get as _get
 from benchmarks.md_operators2d import operators2d_section
@@ -320,7 +322,8 @@ def render(json_dir: Path) -> str:
              "pessimistic, the load average is recorded.", ""]
     if not files:
         lines += ["No benchmark output yet.", ""]
-    dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section}
+    dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
+                 "elastic.json": elastic_section}
     for f in files:
         if f.name in dedicated:
             lines += dedicated[f.name](json.loads(f.read_text(encoding="utf-8")))
