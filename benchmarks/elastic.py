@@ -10,8 +10,9 @@
    the pairs ``PAIRS`` (blocks, rank) = (1, 2), (2, 3), (3, 6), (6, 12), the issue's (1, R/8), (2, R/4),
    (3, R/2), (B, R) rounded: 1/137 … 1/7.6 of the same network with dense 3×3 convs. Runs, all with the
    same recipe, seed and epochs (equal steps), through the one loop (``train_or_reuse``): ``fixed``
-   (elastic, loss summed over every pair each step + 0.3 × distillation toward the full model), ``random`` (elastic, one random pair per step, same distillation),
-   and one network per pair trained alone (``alone_b_r``).
+   (elastic, loss summed over every pair each step + 0.3 × distillation toward the full model),
+   ``random`` (elastic, one random pair per step, same distillation), and one network per pair trained
+   alone (``alone_b_r``).
 3. ``wavesurrogate slice`` (``runs.slice.slice_run``) writes each pair of ``fixed`` and ``random`` as a
    standalone run; each is evaluated by the forecast task: one-step relative L2 (pooled) and the 40-frame
    rollout from frame 0 (relative L2 at h = 40).
