@@ -121,3 +121,23 @@ def test_a_run_not_trained_elastic_is_refused(data, tmp_path, capsys):
     assert main(["slice", str(plain), "--blocks", "1", "--rank", "1", "--out", str(tmp_path / "o")]) == 2
     assert "not trained elastic" in capsys.readouterr().err
     assert family(plain) is None
+
+
+def test_the_cp_field_decoder_trains_elastic_through_the_points_task(tmp_path):
+    """source_to_field's default batch_pred (model(params, coords) against the values) carries the pairs."""
+    kw = {"n_params": 2, "n_frames": 3, "ny": 8, "nx": 8, "width": 4, "latent": 2, "n_up": 2,
+          "conv": {"format": "cp", "rank": 4}}
+    c = config_from_dict({"name": "f", "data": {"path": str(tmp_path / "x.h5"), "task": "source_to_field"},
+                          "model": {"name": "field_decoder", "kwargs": kw},
+                          "elastic": {"pairs": [[1, 2], [2, 4]], "distill": 0.3}})
+    torch.manual_seed(0)
+    from wavesurrogate.nn import registry
+
+    model = registry.build("field_decoder", kw).eval()
+    p, q, v = torch.randn(3, 2), torch.rand(3, 20, 3) * 2 - 1, torch.randn(3, 20)
+    with torch.no_grad():
+        full = model(p, q)
+        with elastic.active(model, 1, 2):
+            sub = model(p, q)
+        want = ((full - v) ** 2).mean(1) + ((sub - v) ** 2).mean(1) + 0.3 * ((sub - full) ** 2).mean(1)
+        torch.testing.assert_close(tasks.get("source_to_field").batch_loss(model, [p, q, v], c), want)
