@@ -19,7 +19,9 @@
 4. Per slice of ``fixed`` against the full run: weight bytes (``eval.memory.weight_bytes``), inference memory
    (tensor-level peak of one batch-32 forward, ``eval.memory.inference_tensor_peak_bytes``; the resident-set
    peak in a fresh process beside it), batch-1 latency (``eval.timing.round_robin``, paired rounds, median).
-5. ``goals``: per pair one-step and 40-frame error ≤ 1.2× alone; fixed beats random on most pairs (one-step
+5. ``bench`` of the slices beside the runs trained alone (its table and ``elastic.png``: the family's
+   error against parameters and latency as a curve; no coarse solves here).
+6. ``goals``: per pair one-step and 40-frame error ≤ 1.2× alone; fixed beats random on most pairs (one-step
    and 40-frame, counted); elastic training wall time ≤ 2.5× the largest alone; each slice below the full
    run in weight bytes, inference memory and latency; a pair outside the list refused with exit 2.
 """
@@ -35,7 +37,7 @@ from typing import Any
 from benchmarks.rollouts import campaigns
 from wavesurrogate import tasks
 from wavesurrogate.data.store import open_data
-from wavesurrogate.eval.bench import machine_info
+from wavesurrogate.eval.bench import bench_runs, machine_info
 from wavesurrogate.eval.memory import inference_peak_bytes, inference_tensor_peak_bytes, weight_bytes
 from wavesurrogate.eval.timing import round_robin
 from wavesurrogate.io import write_json
@@ -207,6 +209,10 @@ def main() -> None:
     res["costs"] = costs(sliced, (g["ny"], g["nx"]), tasks.get("forecast").in_channels(info.stats),
                          10 if a.smoke else 60)
     res["refusal"] = refusal(runs["fixed"], work)
+    alone_runs = [work / f"alone_{b}x{r}" for b, r in PAIRS]  # bench's table and its elastic.png curves
+    bench_runs([*sliced.values(), *alone_runs], work / "bench", data=data, repeats=3 if a.smoke else 9,
+               memory=False, coarse=())
+    res["bench_figure"] = str(work / "bench" / "elastic.png")
     res["goals"] = goals(res)
     res["wall_s"] = time.perf_counter() - t0
     write_json(out, res)
