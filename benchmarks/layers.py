@@ -1,8 +1,10 @@
 """CPU speed of tensorized conv layers and CNN surrogates; prints JSON.
 
 Layers: forward+backward time (ms, median) of TensorizedConv2d(cp, R) vs tensorly-torch's FactorizedConv (cp,
-same rank, 'factorized' implementation) vs dense nn.Conv2d, input in both memory layouts; ours both with its
-default activation recomputation (memory as low as a dense conv's) and without it. Networks: inference
+same rank, 'factorized' implementation) vs dense nn.Conv2d, input in both memory layouts, 64² and 128² (and
+3-D rows at 24³); ours in its default configuration (``recompute="auto"``) and with ``recompute=True``; the
+training-step tensor peak of ours and of the dense layer (same input layout). ``goals``: issue 14's layer
+targets over the 2-D cases. Networks: inference
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
 per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
 
@@ -14,16 +16,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from wavesurrogate.eval.bench import machine_info
+from wavesurrogate.eval.memory import tensor_peak_bytes
 from wavesurrogate.eval.timing import round_robin
 from wavesurrogate.io import to_json, write_json
 from wavesurrogate.nn import registry
-from wavesurrogate.nn.layers.tensorized import TensorizedConv2d
+from wavesurrogate.nn.layers.tensorized import TensorizedConv2d, TensorizedConv3d
 
 
 def _round_robin(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict[str, float]:
@@ -43,49 +48,81 @@ def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
-def bench_layers(batch: int, channels: int, size: int, kernels: list[int], ranks: list[int],
-                 reps: int) -> list:
-    """Forward+backward ms of dense, tltorch CP and our CP conv for each (k, R)."""
+def _tltorch() -> tuple[Any, str | None]:
     try:
         import tltorch
     except Exception as exc:  # noqa: BLE001 - any import failure means: no tltorch column
-        tltorch, tl_error = None, repr(exc)
-    else:
-        tl_error = None
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, channels, size, size, generator=g, requires_grad=True)
-    x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+        return None, repr(exc)
+    return tltorch, None
+
+
+def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int], ranks: list[int],
+                 reps: int, dim: int = 2) -> list:
+    """Forward+backward ms and training-step tensor peak of dense, tltorch CP and our CP conv for each (size,
+    k, R), with a contiguous (NCHW) and a channels-last input; ours in its default configuration, plus
+    ``recompute=True`` for comparison."""
+    tltorch, tl_error = _tltorch()
+    conv_cls, cl = (nn.Conv2d, torch.channels_last) if dim == 2 else (nn.Conv3d, torch.channels_last_3d)
+    ours_cls = TensorizedConv2d if dim == 2 else TensorizedConv3d
     rows = []
-    for k in kernels:
-        dense = nn.Conv2d(channels, channels, k, padding=k // 2)
-        for r in ranks:
-            ours = TensorizedConv2d(channels, channels, k, padding=k // 2, format="cp", rank=r, generator=g)
-            keep = TensorizedConv2d(channels, channels, k, padding=k // 2, format="cp", rank=r,
-                                    recompute=False)
-            keep.load_state_dict(ours.state_dict())
-            fns = {
-                "dense": _fwd_bwd(dense, x),
-                "ours_cp": _fwd_bwd(ours, x),
-                "ours_cp_channels_last_input": _fwd_bwd(ours, x_cl),
-                "ours_cp_no_recompute": _fwd_bwd(keep, x),
-                "ours_cp_no_recompute_channels_last_input": _fwd_bwd(keep, x_cl),
-            }
-            if tltorch is not None:
-                theirs = tltorch.FactorizedConv(channels, channels, k, order=2, rank=r, factorization="cp",
-                                                implementation="factorized", padding=k // 2, bias=True)
-                fns["tltorch_cp"] = _fwd_bwd(theirs, x)
-            ms = _round_robin(fns, reps)
-            row = {"kernel": k, "rank": r, "ms_fwd_bwd": ms}
-            ratios = {"dense_over_ours": round(ms["dense"] / ms["ours_cp"], 2)}
-            if "tltorch_cp" in ms:
-                for tail in ("", "_channels_last", "_no_recompute", "_no_recompute_channels_last"):
-                    ours_ms = ms["ours_cp" + tail + ("_input" if tail.endswith("last") else "")]
-                    ratios[f"tltorch_over_ours{tail}"] = round(ms["tltorch_cp"] / ours_ms, 2)
-            row["speedup"] = ratios
-            row["params"] = {"dense": sum(p.numel() for p in dense.parameters()),
-                             "cp": ours.count_parameters()}
-            rows.append(row)
+    for size in sizes:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, channels, *(size,) * dim, generator=g, requires_grad=True)
+        x_cl = x.detach().contiguous(memory_format=cl).requires_grad_()
+        for k in kernels:
+            dense = conv_cls(channels, channels, k, padding=k // 2)
+            for r in ranks:
+                ours = ours_cls(channels, channels, k, padding=k // 2, format="cp", rank=r, generator=g)
+                rec = ours_cls(channels, channels, k, padding=k // 2, format="cp", rank=r, recompute=True)
+                rec.load_state_dict(ours.state_dict())
+                fns = {"dense": _fwd_bwd(dense, x), "dense_channels_last_input": _fwd_bwd(dense, x_cl),
+                       "ours_cp": _fwd_bwd(ours, x), "ours_cp_channels_last_input": _fwd_bwd(ours, x_cl),
+                       "ours_cp_recompute": _fwd_bwd(rec, x)}
+                if tltorch is not None:
+                    theirs = tltorch.FactorizedConv(channels, channels, k, order=dim, rank=r,
+                                                    factorization="cp", implementation="factorized",
+                                                    padding=k // 2, bias=True)
+                    fns["tltorch_cp"] = _fwd_bwd(theirs, x)
+                    fns["tltorch_cp_channels_last_input"] = _fwd_bwd(theirs, x_cl)
+                ms = _round_robin(fns, reps)
+                row: dict[str, Any] = {"dim": dim, "size": size, "kernel": k, "rank": r, "ms_fwd_bwd": ms,
+                                       "default_recompute": ours.recompute}
+                if tltorch is not None:
+                    row["tltorch_over_ours"] = {
+                        "nchw": round(ms["tltorch_cp"] / ms["ours_cp"], 2),
+                        "channels_last": round(ms["tltorch_cp_channels_last_input"]
+                                               / ms["ours_cp_channels_last_input"], 2)}
+                peak = {name: tensor_peak_bytes(fns[name]) for name in
+                        ("dense", "dense_channels_last_input", "ours_cp", "ours_cp_channels_last_input")}
+                row["tensor_peak_train_bytes"] = peak
+                row["peak_ours_over_dense"] = {
+                    "nchw": round(peak["ours_cp"] / peak["dense"], 3),
+                    "channels_last": round(peak["ours_cp_channels_last_input"]
+                                           / peak["dense_channels_last_input"], 3)}
+                row["params"] = {"dense": sum(p.numel() for p in dense.parameters()),
+                                 "cp": ours.count_parameters()}
+                rows.append(row)
+                print(to_json({k2: row[k2] for k2 in ("dim", "size", "kernel", "rank", "tltorch_over_ours",
+                                                        "peak_ours_over_dense") if k2 in row}),
+                      file=sys.stderr, flush=True)
     return rows if tl_error is None else [*rows, {"tltorch_import_error": tl_error}]
+
+
+def layer_goals(rows: list[dict]) -> dict:
+    """Issue 14's layer targets over the 2-D rows: the slowest case's tltorch/ours ratio and the largest
+    training-step tensor peak of ours over the dense layer's (same input layout)."""
+    two_d = [r for r in rows if r.get("dim") == 2 and "tltorch_over_ours" in r]
+    if not two_d:
+        return {}
+    speed = min(min(r["tltorch_over_ours"].values()) for r in two_d)
+    mem = max(max(r["peak_ours_over_dense"].values()) for r in two_d)
+    cases = f"{len(two_d)} cases x 2 layouts"
+    return {
+        f"cp fwd+bwd speed-up over tltorch, default config, slowest of {cases}": {
+            "measured": speed, "target": 1.5, "op": ">=", "met": speed >= 1.5, "unit": "x"},
+        f"training-step tensor peak, ours / dense layer, largest of {cases}": {
+            "measured": mem, "target": 1.0, "op": "<=", "met": mem <= 1.0, "unit": "x"},
+    }
 
 
 def bench_networks(size: int, batches: list[int], reps: int, formats: list[dict]) -> list:
@@ -127,13 +164,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     size = 32 if args.quick else 64
+    sizes, sizes_3d = ([32], [12]) if args.quick else ([64, 128], [24])
+    rows = bench_layers(16, 32, sizes, [3] if args.quick else [3, 5], [8] if args.quick else [4, 8, 16],
+                        args.reps)
     out = {
         "machine": machine_info(),
         "layers": {
-            "setup": {"batch": 16, "channels": 32, "size": size, "padding": "same (zeros)"},
-            "rows": bench_layers(16, 32, size, [3] if args.quick else [3, 5],
-                                 [8] if args.quick else [4, 8, 16], args.reps),
+            "setup": {"batch": 16, "channels": 32, "sizes": sizes, "padding": "same (zeros)"},
+            "rows": rows,
         },
+        "layers_3d": {
+            "setup": {"batch": 2, "channels": 16, "sizes": sizes_3d, "padding": "same (zeros)"},
+            "rows": bench_layers(2, 16, sizes_3d, [3], [4, 8], args.reps, dim=3),
+        },
+        "goals": layer_goals(rows),
         "networks": {
             "setup": {"size": size, "n_in": 4, "n_out": 1, "depth": 2, "kernel_size": 3},
             "rows": bench_networks(size, [1] if args.quick else [1, 32], args.reps,

@@ -161,11 +161,12 @@ def test_cp_fused_and_per_axis_routes_agree_values_and_gradients(dim, cfg):
 
 
 def test_auto_route_fuses_only_small_kernels():
-    """auto: fused when prod(k) <= 2 sum(k) (its multiply-adds stay within twice the per-axis route's)."""
-    assert TensorizedConv2d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"  # 9 <= 12
+    """auto: fused when every k <= 3 (3x3, 3x3x3: one depthwise call beats three), per axis from 5 on."""
+    assert TensorizedConv2d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"
     assert TensorizedConv2d(4, 4, (3, 1), format="cp", rank=2).cp_impl == "fused"
-    assert TensorizedConv2d(4, 4, 5, format="cp", rank=2).cp_impl == "axes"  # 25 > 20
-    assert TensorizedConv3d(4, 4, 3, format="cp", rank=2).cp_impl == "axes"  # 27 > 18
+    assert TensorizedConv2d(4, 4, 5, format="cp", rank=2).cp_impl == "axes"
+    assert TensorizedConv2d(4, 4, (5, 3), format="cp", rank=2).cp_impl == "axes"
+    assert TensorizedConv3d(4, 4, 3, format="cp", rank=2).cp_impl == "fused"
     with pytest.raises(ConfigError, match="cp_impl"):
         TensorizedConv2d(4, 4, 3, format="cp", rank=2, cp_impl="fast")
 
@@ -190,6 +191,15 @@ def test_recompute_keeps_only_the_input_for_backward():
     assert sizes[True] == [x.numel()]
     # 1x1 keeps x; the depthwise conv keeps its R-channel input; the last 1x1 keeps its R-channel input
     assert sorted(sizes[False]) == sorted([x.numel(), 2 * 10 * 256, 2 * 10 * 256])
+
+
+def test_auto_recompute_only_when_the_intermediates_outweigh_the_input():
+    """The default recomputes exactly when the two R-channel tensors it would keep hold more than the input
+    (2R > in): the layer never keeps more activation memory for backward than the dense conv (its input)."""
+    for cin, rank, want in [(32, 8, False), (32, 16, False), (32, 17, True), (6, 10, True)]:
+        assert TensorizedConv2d(cin, 8, 3, format="cp", rank=rank).recompute is want
+    assert TensorizedConv2d(32, 8, 3, format="tucker", rank=(20, 4, 3, 3)).recompute is True
+    assert TensorizedConv2d(32, 8, 3, format="dense").recompute is False
 
 
 def test_fractional_cp_rank_is_the_largest_within_the_budget():
@@ -225,7 +235,7 @@ def test_layer_params_gives_every_layer_the_same_factor_budget():
         registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "layer_params": 100}})
     with pytest.raises(ConfigError, match="not dense"):
         registry.build("cnn2d", {"conv": {"format": "dense", "layer_params": 100}})
-    with pytest.raises(ConfigError, match="true or false"):
+    with pytest.raises(ConfigError, match="true, false or 'auto'"):
         registry.build("cnn2d", {"conv": {"format": "cp", "rank": 3, "recompute": "false"}})
 
 

@@ -83,9 +83,10 @@ def conv_spec(conv: dict[str, Any] | None) -> dict[str, Any]:
     spec.setdefault("format", "dense")
     if spec["format"] == "dense" and set(spec) - {"format"}:
         raise ConfigError(f"conv: {sorted(set(spec) - {'format'})} apply to compressed formats, not dense")
-    for key in ("channels_last", "recompute"):
-        if key in spec and not isinstance(spec[key], bool):
-            raise ConfigError(f"conv.{key}: must be true or false, got {spec[key]!r}")
+    if "channels_last" in spec and not isinstance(spec["channels_last"], bool):
+        raise ConfigError(f"conv.channels_last: must be true or false, got {spec['channels_last']!r}")
+    if "recompute" in spec and not (isinstance(spec["recompute"], bool) or spec["recompute"] == "auto"):
+        raise ConfigError(f"conv.recompute: must be true, false or 'auto', got {spec['recompute']!r}")
     if spec["format"] != "dense" and "rank" not in spec and "layer_params" not in spec:
         raise ConfigError(f"conv.rank: format {spec['format']!r} needs a rank (or, cp, layer_params)")
     if "rank" in spec and "layer_params" in spec:

@@ -32,13 +32,13 @@ class ElasticCNN2d(_Frames2d):
     def __init__(
         self, n_in: int = 4, n_out: int = 1, width: int = 32, blocks: int = 4, rank: int = 16,
         kernel_size: int = 3, padding_mode: str = "zeros", activation: str = "gelu", residual: bool = True,
-        n_extra: int = 0, channels_last: bool = True, recompute: bool = True,
+        n_extra: int = 0, channels_last: bool = True, recompute: bool | str = "auto",
     ) -> None:  # fmt: skip
         super().__init__()
         positive_int("blocks", blocks)
         positive_int("rank", rank)
-        if not isinstance(channels_last, bool) or not isinstance(recompute, bool):
-            raise ConfigError("model: channels_last and recompute must be true or false")
+        if not isinstance(channels_last, bool):
+            raise ConfigError(f"model.channels_last: must be true or false, got {channels_last!r}")
         spec: dict[str, Any] = {"format": "cp", "rank": rank, "channels_last": channels_last,
                                 "recompute": recompute}
         spec = self._setup(n_in, n_out, width, blocks, kernel_size, spec, residual, n_extra)

@@ -77,17 +77,21 @@ class TensorizedConvNd(nn.Module):
     CPU; the output keeps that layout, same values); ``separable_impl`` picks the separable evaluation
     (``"reconstruct"``: build the kernel then one conv, measured fastest on CPU; ``"grouped"``: 1-D grouped
     convs). ``cp_impl`` picks the cp evaluation between the two 1x1 convs (``"auto"``, default: fused when
-    ``prod(k) <= 2 sum(k)``, i.e. 3x3 and smaller; per axis for 5x5 or 3x3x3): ``"fused"`` applies the
-    one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer product
-    (one call instead of one per axis, and one fewer R-channel activation to keep for backward; the dense
-    ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
+    every k <= 3, i.e. 3x3 and 3x3x3, measured faster there; per axis for 5x5 and larger): ``"fused"`` applies
+    the one-way filters of each rank term as one depthwise conv whose ``R x k x k`` kernel is their outer
+    product (one call instead of one per axis, and one fewer R-channel activation kept for backward; the
+    dense ``out x in x k x k`` kernel is never formed); ``"axes"``: one depthwise 1-D conv per axis.
     ``layer_params`` (cp only, instead of ``rank``): the rank is the largest whose factors hold at most that
     many numbers (``cp_rank_for_params``). ``rank`` may also be a float in (0, 1]: the largest rank holding at
     most that share of the dense kernel's weights (``cp_rank_for_fraction``; an int is always a rank).
-    ``recompute`` (cp and tucker, default True): in training, keep only the layer's input for backward and
-    recompute the R-channel intermediates there (activation checkpointing), in chunks of the batch small
-    enough that the recomputation holds no more than the input's size; so the compressed layer holds no
-    more activation memory than a dense conv. False keeps them (a little faster, more memory).
+    ``recompute`` (cp and tucker; True, False or ``"auto"``, the default): True keeps only the layer's input
+    for backward and recomputes the R-channel intermediates there (activation checkpointing), in chunks of the
+    batch small enough that the recomputation holds no more than the input's size; it costs a second forward
+    in backward. ``"auto"`` recomputes only when the two R-channel intermediates kept without it would be
+    larger than the input (2R > in channels, as equal-budget ranks can be), so the layer never keeps more
+    activation memory than a dense conv, and is as fast as False otherwise (`benchmarks/layers.py`). The first
+    1x1 runs in the input's own layout (no copy of the ``in``-channel input); its R-channel output is re-laid
+    for the depthwise step.
 
     ``active_rank`` (cp only; a plain attribute, not a weight; None = all ``rank`` terms): the layer applies
     only its first ``active_rank`` rank-1 terms, read as views of the factors (nothing copied), which is
@@ -101,7 +105,7 @@ class TensorizedConvNd(nn.Module):
         stride: int | Sequence[int] = 1, padding: str | int | Sequence[int] = 0,
         dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
         *, format: str = "cp", rank: Any = 8, layer_params: int | None = None, channels_last: bool = True,
-        separable_impl: str = "reconstruct", cp_impl: str = "auto", recompute: bool = True,
+        separable_impl: str = "reconstruct", cp_impl: str = "auto", recompute: bool | str = "auto",
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> None:  # fmt: skip
@@ -142,9 +146,14 @@ class TensorizedConvNd(nn.Module):
         self.rank = resolve_rank(format, rank, self.in_channels, self.out_channels, self.kernel_size)
         self.channels_last = bool(channels_last)
         self.separable_impl = separable_impl
-        if cp_impl == "auto":  # fused costs R*prod(k) multiply-adds a pixel, per axis R*sum(k) in d calls
-            cp_impl = "fused" if math.prod(self.kernel_size) <= 2 * sum(self.kernel_size) else "axes"
+        if cp_impl == "auto":  # fused costs R*prod(k) multiply-adds a pixel, per axis R*sum(k) in d calls;
+            # measured (benchmarks/layers.py): fused wins at 3x3 and 3x3x3 (one call, not three), axes at 5x5
+            cp_impl = "fused" if max(self.kernel_size) <= 3 else "axes"
         self.cp_impl = cp_impl
+        if recompute not in (True, False, "auto"):
+            raise ConfigError(f"conv.recompute: must be true, false or 'auto', got {recompute!r}")
+        if recompute == "auto":  # the two R-channel intermediates kept for backward vs the input
+            recompute = format in ("cp", "tucker") and 2 * self._inner_rank() > self.in_channels
         self.recompute = bool(recompute)
         self._kernel_cache: tuple[tuple, Tensor] | None = None
         self.active_rank: int | None = None
@@ -231,8 +240,11 @@ class TensorizedConvNd(nn.Module):
         """Samples per backward chunk: the recomputed intermediates (about 2R channels, R the largest inner
         rank) of a chunk take no more memory than the layer's whole input (``in`` channels), so the
         recomputation never raises the peak above what a dense conv's backward (grad of its input) holds."""
-        inner = self.rank if isinstance(self.rank, int) else max(self.rank[:2])
-        return max(1, math.floor(x.shape[0] * self.in_channels / (2 * inner)))
+        return max(1, math.floor(x.shape[0] * self.in_channels / (2 * self._inner_rank())))
+
+    def _inner_rank(self) -> int:
+        """Channels of the widest intermediate between the two 1x1 stages (cp: R; tucker: max(R_o, R_i))."""
+        return self.rank if isinstance(self.rank, int) else max(self.rank[:2])
 
     def _cached(self, build: Callable[[], Tensor], inputs: Sequence[Tensor] | None = None) -> Tensor:
         """``build()``, reused across inference calls until one of ``inputs`` (default: the layer's factors)
@@ -277,7 +289,14 @@ class TensorizedConvNd(nn.Module):
                                dilation=self._axis(axis, self.dilation[axis], 1), groups=groups)
 
     def _pointwise(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-        """1x1 convolution with ``w`` ``[out, in]``."""
+        """1x1 convolution with ``w`` ``[out, in]``. A contiguous (NCHW) input goes through one batched matrix
+        product ``w @ x_b`` (forward and backward are plain GEMMs over the pixels; the mkldnn 1x1 conv on a
+        contiguous input, and its backward, measured several times slower); a channels-last input through
+        the conv (mkldnn's channels-last 1x1 is already a GEMM)."""
+        if bias is None and x.is_contiguous() and not torch.jit.is_scripting():
+            b, c = x.shape[:2]
+            z = torch.bmm(w.unsqueeze(0).expand(b, -1, -1), x.reshape(b, c, -1))
+            return z.reshape(b, w.shape[0], *x.shape[2:])
         return _CONV[self.dim](x, w.reshape(*w.shape, *(1,) * self.dim), bias)
 
     def _layout(self, x: Tensor) -> Tensor:
@@ -305,7 +324,7 @@ class TensorizedConvNd(nn.Module):
         """
         in_factor, spatial, out_factor, bias = self._split(ts)
         r = in_factor.shape[1]  # the active rank
-        z = self._pointwise(self._layout(x), in_factor.t())
+        z = self._layout(self._pointwise(x, in_factor.t()))  # R channels: cheaper to re-lay than ``x``
         if self.cp_impl == "fused":
             z = self._conv_full(z, _depthwise_kernel(spatial), None, groups=r)
         else:
@@ -317,7 +336,7 @@ class TensorizedConvNd(nn.Module):
     def _forward_tucker(self, x: Tensor, *ts: Tensor) -> Tensor:
         """1x1 (in -> R_i), conv with the small core kernel ``[R_o, R_i, *k]``, 1x1 (R_o -> out) + bias."""
         in_factor, (core, *spatial), out_factor, bias = self._split(ts)
-        z = self._pointwise(self._layout(x), in_factor.t())
+        z = self._layout(self._pointwise(x, in_factor.t()))
         kernel = self._cached(lambda: _mode_products(core, [None, None, *spatial]), [core, *spatial])
         z = self._conv_full(z, kernel, None)
         return self._pointwise(z, out_factor, bias)
