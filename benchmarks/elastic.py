@@ -181,7 +181,8 @@ def main() -> None:
     pairs = [list(q) for q in PAIRS]
     res: dict[str, Any] = {"data": str(data), "epochs": epochs, "arch": arch, "pairs": pairs,
                            "recipe": RECIPE, "smoke": a.smoke, "machine": machine_info(),
-                           "max_cases": a.max_cases, "window_stride": STRIDE, "eval_cases": a.eval_cases,
+                           "max_cases": None if a.smoke else a.max_cases, "window_stride": STRIDE,
+                           "eval_cases": a.eval_cases,
                            "dense_params": dense_params(arch["width"], arch["blocks"])}
     runs = {}
     for mode in ("fixed", "random"):

@@ -24,7 +24,8 @@ def elastic_section(res: dict[str, Any]) -> list[str]:
     """One elastic CP network sliced to several budgets against networks trained alone."""
     arch, rec, mach = res.get("arch", {}), res.get("recipe", {}), res.get("machine", {})
     lines = ["## One network, many budgets: elastic depth × rank (benchmarks/elastic.py, issue 18)", "",
-             f"Data `{Path(res.get('data', '?')).name}`: first {res.get('max_cases')} cases for training and "
+             f"Data `{Path(res.get('data', '?')).name}`: first {res.get('max_cases') or 'all'} cases for "
+             "training and "
              f"validation (windows every {res.get('window_stride')} frames), first {res.get('eval_cases')} "
              f"test cases for the errors (one-step pooled relative L2; rollout from frame 0, relative L2 at "
              f"frame 40). `elastic_cnn2d` width {arch.get('width')}, {arch.get('blocks')} residual blocks of "
@@ -42,7 +43,7 @@ def elastic_section(res: dict[str, Any]) -> list[str]:
     for key, s in (res.get("slices") or {}).items():
         a = (res.get("alone") or {}).get(key, {})
         f, r = s.get("fixed", {}), s.get("random", {})
-        rows.append([key.replace("x", ", "), str(s.get("params")), f"1/{1 / s['share_of_dense']:.0f}",
+        rows.append([key.replace("x", ", "), str(s.get("params")), f"1/{1 / s['share_of_dense']:.3g}",
                      pct(f.get("one_step")), pct(r.get("one_step")), pct(a.get("one_step")),
                      _ratio(f.get("one_step"), a.get("one_step")), pct(f.get("rollout")),
                      pct(r.get("rollout")), pct(a.get("rollout")),
