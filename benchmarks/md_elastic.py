@@ -60,9 +60,13 @@ def elastic_section(res: dict[str, Any]) -> list[str]:
         lines += table(["(blocks, rank)", "weights KiB", "infer tensor peak KiB", "infer RSS peak KiB",
                         "latency ms"], rows)
     t_full = _get(res, "alone", f"{arch.get('blocks')}x{arch.get('rank')}", "train_s")
-    lines += ["", f"Training wall time: fixed {num(_get(res, 'fixed', 'train_s'))} s, random "
-              f"{num(_get(res, 'random', 'train_s'))} s, largest alone {num(t_full)} s. A pair outside the "
-              f"trained list: exit {_get(res, 'refusal', 'exit_code')}, "
+    tc = res.get("train_cost") or {}
+    lines += ["", f"Training cost of one epoch, fresh runs one after the other: fixed "
+              f"{num(_get(tc, 'fixed', 'cpu_s'))} CPU s ({num(_get(tc, 'fixed', 'wall_s'))} s wall), largest "
+              f"alone {num(_get(tc, 'alone', 'cpu_s'))} CPU s ({num(_get(tc, 'alone', 'wall_s'))} s wall). "
+              f"The runs' own training wall times (all epochs): fixed {num(_get(res, 'fixed', 'train_s'))} "
+              f"s, random {num(_get(res, 'random', 'train_s'))} s, largest alone {num(t_full)} s. A pair "
+              f"outside the trained list: exit {_get(res, 'refusal', 'exit_code')}, "
               f"`{_get(res, 'refusal', 'message')}`.", ""]
     goals = res.get("goals") or {}
     rows = [[k, num(g.get("measured")), f"{g.get('op')} {num(g.get('target'))}", g.get("unit", ""),
