@@ -194,6 +194,7 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--timing-only", action="store_true", help="re-measure the training cost and the goals "
                    "into the existing --out JSON (the rest of it is kept)")
+    p.add_argument("--no-bench", action="store_true", help="skip the bench step (its figure)")
     p.add_argument("--goals-only", action="store_true", help="recompute the goals of the --out JSON")
     p.add_argument("--work", default=None)
     p.add_argument("--out", default=None)
@@ -251,10 +252,11 @@ def main() -> None:
                          10 if a.smoke else 60)
     res["refusal"] = refusal(runs["fixed"], work)
     res["train_cost"] = train_cost(data, work, a.smoke, arch, a.max_cases)
-    alone_runs = [work / f"alone_{b}x{r}" for b, r in PAIRS]  # bench's table and its elastic.png curves
-    bench_runs([*sliced.values(), *alone_runs], work / "bench", data=data, repeats=3 if a.smoke else 9,
-               memory=False, coarse=())
-    res["bench_figure"] = str(work / "bench" / "elastic.png")
+    if not a.no_bench:  # bench's table and its elastic.png curves (bench evaluates every test case)
+        alone_runs = [work / f"alone_{b}x{r}" for b, r in PAIRS]
+        bench_runs([*sliced.values(), *alone_runs], work / "bench", data=data, repeats=3 if a.smoke else 9,
+                   memory=False, coarse=())
+        res["bench_figure"] = str(work / "bench" / "elastic.png")
     res["goals"] = goals(res)
     res["wall_s"] = time.perf_counter() - t0
     write_json(out, res)
