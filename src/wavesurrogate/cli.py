@@ -53,6 +53,13 @@ def _port(s: str) -> int:
     return v
 
 
+def _positive_int(s: str) -> int:
+    v = _nonneg_int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wavesurrogate`` command."""
     from wavesurrogate import __version__
@@ -95,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("runs", type=_existing_dir, nargs="+")
     s.add_argument("--data", type=_existing_file, default=None, help="test data (default: each run's)")
     s.add_argument("--out", required=True, type=Path)
+
+    s = sub.add_parser("slice", help="a standalone run of one trained sub-network of an elastic run")
+    s.add_argument("run", type=_existing_dir)
+    s.add_argument("--blocks", required=True, type=_positive_int, help="first b blocks")
+    s.add_argument("--rank", required=True, type=_positive_int, help="first r CP terms of each layer")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
     s = sub.add_parser("submodel", help="zone-of-interest FE submodel driven by a trained boundary network")
     s.add_argument("run", type=_existing_dir)
@@ -163,6 +177,10 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.eval.bench import bench_runs
 
         print(bench_runs(a.runs, a.out, data=a.data))
+    elif a.cmd == "slice":
+        from wavesurrogate.runs.slice import slice_run
+
+        print(slice_run(a.run, a.blocks, a.rank, a.out, overwrite=a.overwrite))
     elif a.cmd == "submodel":
         from wavesurrogate.apps.submodel import run_submodel
 

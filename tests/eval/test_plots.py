@@ -61,3 +61,30 @@ def test_shape_mismatch_is_an_error(tmp_path) -> None:
         plots.snapshots(true, pred[:, :-1], [0, 1, 2, 3], tmp_path / "x.png")
     with pytest.raises(ValueError, match="rollout_gif"):
         plots.rollout_gif(true, pred[:2], tmp_path / "x.gif")
+
+
+def test_elastic_curves_draw_each_family_as_a_line(tmp_path) -> None:
+    from matplotlib.figure import Figure
+
+    def rec(run, params, ms, err, fam=None, b=1, r=1):
+        el = None if fam is None else {"family": fam, "blocks": b, "rank": r}
+        return {"run": run, "params": params, "latency_b1": {"median_ms": ms}, "test_rel_l2": err,
+                "elastic": el}
+
+    records = [rec("s1", 500, 1.0, 0.2, "/r/fixed", 1, 2), rec("full", 5000, 3.0, 0.05, "/r/fixed", 4, 12),
+               rec("s2", 1500, 1.8, 0.1, "/r/fixed", 2, 3), rec("alone", 500, 1.0, 0.25)]
+    drawn = {}
+    orig = Figure.savefig
+
+    def spy(self, *a, **k):
+        drawn["lines"] = [[tuple(ln.get_xdata()) for ln in ax.get_lines()] for ax in self.axes]
+        return orig(self, *a, **k)
+
+    Figure.savefig = spy
+    try:
+        out = plots.elastic_curves(records, tmp_path / "e.png")
+    finally:
+        Figure.savefig = orig
+    assert Image.open(out).size[0] > 100
+    assert drawn["lines"][0] == [(500.0, 1500.0, 5000.0)]  # one family, sorted by size; "alone" a point
+    assert drawn["lines"][1] == [(1.0, 1.8, 3.0)]

@@ -40,6 +40,7 @@ def _examples() -> dict[str, tuple[dict, tuple[torch.Tensor, ...]]]:
         "cnn2d": (_CNN, (frames,)),
         "unet2d": (_CNN, (frames,)),
         "cnn3d": (_CNN, (frames,)),
+        "elastic_cnn2d": ({"n_in": 2, "n_out": 1, "width": 4, "blocks": 2, "rank": 3}, (frames,)),
         "fno": (_FNO, (frames[:, :2],)),
         "tfno": (_FNO, (frames[:, :2],)),
         "deeponet": (_ONET, (params, coords)),
@@ -116,6 +117,7 @@ def test_every_model_declares_interface_version_and_capabilities():
         "tfno": registry.FRAMES, "deeponet": registry.POINTS, "deeponet_cnn": registry.POINTS,
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
         "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS,
+        "elastic_cnn2d": registry.FRAMES,
     }  # fmt: skip
     assert not registry.entry("fno").capabilities["onnx"] and not registry.entry("tfno").capabilities["onnx"]
     assert registry.entry("cnn2d").capabilities["onnx"]

@@ -31,6 +31,7 @@ __all__ = [
     "ScheduleConfig",
     "RolloutConfig",
     "StreamConfig",
+    "ElasticConfig",
     "TrainConfig",
     "load_train_config",
     "RESUMABLE_CHANGES",
@@ -138,6 +139,27 @@ class RolloutConfig(Strict):
         return self.unroll[min(epoch // self.stage_epochs, len(self.unroll) - 1)]
 
 
+class ElasticConfig(Strict):
+    """Nested training of one elastic model (``nn.elastic``) at several (blocks, rank) sub-networks."""
+
+    pairs: list[tuple[int, int]] = Field(
+        min_length=1, description="(blocks, rank) sub-networks trained together, small to large; must "
+        "include the model's full size, e.g. [[1, 2], [2, 4], [3, 8], [4, 16]]")
+    sampling: Literal["all", "random"] = Field(
+        "all", description="all: the loss summed over every pair at every step (Starbucks' fixed list); "
+        "random: one pair per training step, drawn from torch's generator the loop seeds per epoch")
+    distill: float = Field(0.3, ge=0.0, description="weight of each sub-network's loss against the full "
+                           "model's detached output (the regression analogue of Starbucks' KL term)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ElasticConfig:
+        if any(b < 1 or r < 1 for b, r in self.pairs):
+            raise ValueError("pairs: blocks and rank must be >= 1")
+        if len(set(self.pairs)) != len(self.pairs):
+            raise ValueError("pairs: each (blocks, rank) once")
+        return self
+
+
 class TrainConfig(Strict):
     """Everything one training run needs; the resolved copy is ``config.yaml`` in the run directory."""
 
@@ -159,6 +181,8 @@ class TrainConfig(Strict):
     progress: bool | None = Field(None, description="rich progress bar; default: when stderr is a terminal")
     log_step_losses: bool = Field(False, description="add the per-step training losses to metrics.jsonl")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    elastic: ElasticConfig | None = Field(
+        None, description="train the model's nested (blocks, rank) sub-networks together (default: off)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

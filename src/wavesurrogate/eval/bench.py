@@ -259,6 +259,7 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     from wavesurrogate.eval.evaluate import check_fits
     from wavesurrogate.nn.registry import FRAMES, entry
     from wavesurrogate.runs import load_run
+    from wavesurrogate.runs.slice import family
 
     model, info = load_run(run, "best")
     if entry(info.model_name).interface != FRAMES:
@@ -322,6 +323,7 @@ def bench_run(run: Any, data: Any = None, *, repeats: int = 15, memory: bool = T
     total = rec["train_s_total"]
     rec["break_even_predictions"] = total / saved if saved > 0 and total else None
     rec["peak_infer_bytes"] = rec["peak_train_bytes"] = None
+    rec["elastic"] = family(info.run_dir)  # a slice of an elastic run: plotted as its family's curve
     if memory:
         measure_memory([rec], workers=1)
     return rec
@@ -401,6 +403,10 @@ def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, 
     said = [c["verdict"] for c in comparison if c.get("verdict")]
     text = text if not said else text + "\n\n" + "\n".join(f"Verdict: {v}" for v in said)
     write_json(out / "bench.json", bench)
+    if any(r.get("elastic") for r in records):  # error against size and latency: each family a curve
+        from wavesurrogate.eval.plots import elastic_curves
+
+        elastic_curves(records, out / "elastic.png")
     atomic_write_text(out / "bench.md", "# Bench\n\n" + text + "\n")
     return text
 

@@ -26,6 +26,7 @@ __all__ = [
     "pareto",
     "pareto_front",
     "solver_pareto",
+    "elastic_curves",
     "training_curves",
     "rollout_gif",
 ]
@@ -159,6 +160,52 @@ def pareto(points: Sequence[Mapping[str, Any]], out: Path,
     _pareto_panel(a2, [float(p["latency_ms"]) for p in points], err, labels,
                   "inference latency (ms per sample, batch 1)")
     a2.set_ylabel("")
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+def elastic_curves(records: Sequence[Mapping[str, Any]], out: Path,
+                   title: str = "Elastic families beside networks trained alone") -> Path:
+    """One-step test error against parameters and batch-1 latency: each elastic family (bench records with
+    the same ``elastic["family"]``) a line through its slices by size, every other run a point.
+
+    Records: bench records (``run``, ``params``, ``latency_b1["median_ms"]``, ``test_rel_l2``, ``elastic``).
+    """
+    pts = [r for r in records if r.get("test_rel_l2") is not None]
+    if not pts:
+        raise ValueError("elastic_curves: no records with a test error")
+    fams: dict[str, list[Mapping[str, Any]]] = {}
+    for r in pts:
+        if r.get("elastic"):
+            fams.setdefault(str(r["elastic"]["family"]), []).append(r)
+    alone = [r for r in pts if not r.get("elastic")]
+    fig = Figure(figsize=(10.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, xkey, xlabel in ((axes[0], "params", "trainable parameters"),
+                             (axes[1], "latency", "inference latency (ms, batch 1)")):
+        def xval(r: Mapping[str, Any], k: str = xkey) -> float:
+            return float(r["params"]) if k == "params" else float(r["latency_b1"]["median_ms"])
+
+        for i, (fam, members) in enumerate(sorted(fams.items())):
+            ms = sorted(members, key=lambda r: float(r["params"]))
+            ax.plot([xval(r) for r in ms], [100 * float(r["test_rel_l2"]) for r in ms], "-o", color=f"C{i}",
+                    label=f"elastic {Path(fam).name}", zorder=3)
+            for r in ms:
+                e = r["elastic"]
+                ax.annotate(f"({e['blocks']}, {e['rank']})", (xval(r), 100 * float(r["test_rel_l2"])),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if alone:
+            ax.scatter([xval(r) for r in alone], [100 * float(r["test_rel_l2"]) for r in alone], marker="s",
+                       color="k", s=30, zorder=4, label="trained alone")
+            for r in alone:
+                ax.annotate(str(r["run"]), (xval(r), 100 * float(r["test_rel_l2"])),
+                            textcoords="offset points", xytext=(4, -9), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.margins(x=0.15, y=0.15)
+    axes[0].set_ylabel("one-step test relative L2 error (%)")
+    axes[0].legend(fontsize=8)
     fig.suptitle(title)
     return _save(fig, out)
 

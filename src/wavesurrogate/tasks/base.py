@@ -140,11 +140,21 @@ class Task:
                               f"{tuple(target.shape)}")
         return (pred - target).pow(2).flatten(1).mean(1)
 
+    def batch_pred(self, model: nn.Module, batch: list[Tensor], cfg: Any) -> tuple[Tensor, Tensor]:
+        """(prediction, target) of one collated batch, what ``sample_loss`` compares: by default the model
+        on every tensor but the last, and the last."""
+        *inputs, target = batch
+        return model(*inputs), target
+
     def batch_loss(self, model: nn.Module, batch: list[Tensor], cfg: Any) -> Tensor:
         """Loss per sample ``[B]`` of one collated batch, for training and validation (the loop's only
-        loss): by default the model on every tensor but the last, ``sample_loss`` against the last."""
-        *inputs, target = batch
-        return self.sample_loss(model(*inputs), target)
+        loss): ``sample_loss`` of ``batch_pred``; with ``cfg.elastic`` summed over the nested sub-networks
+        plus their distillation toward the full model (``tasks._elastic``)."""
+        if getattr(cfg, "elastic", None) is not None:
+            from wavesurrogate.tasks._elastic import elastic_loss
+
+            return elastic_loss(self, model, batch, cfg)
+        return self.sample_loss(*self.batch_pred(model, batch, cfg))
 
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         """CheckpointError (one line) unless ``stats`` holds what evaluating this task's models reads."""

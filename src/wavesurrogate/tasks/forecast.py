@@ -4,7 +4,7 @@ Model interface ``frames``: ``forward(x)`` with x float32 ``[batch, n_in + 1 (+ 
 n_in frames, the normalised velocity map, and with ``data.inputs: [frames, velocity, forcing]`` the source
 term of the n_out frames being predicted) returns ``[batch, n_out, ny, nx]``: the next frames, or with
 ``data.update: leapfrog`` the corrections r in u^{n+1} = 2u^n − u^{n−1} + r (``nn.rollout.step``).
-Training: ``batch_loss`` unrolls ``rollout.unroll`` calls per window (curriculum, pushforward; input noise in
+Training: ``batch_pred`` unrolls ``rollout.unroll`` calls per window (curriculum, pushforward; input noise in
 the windows). Evaluation: one-step metrics over the test cases' windows (true inputs; every
 ``window_stride`` frames), a rollout (``predict``) from frames ``rollout_start ..`` to the last frame: errors
 per horizon and over all, ``diverged`` (non-finite or above the threshold) instead of a crash, energy growth
@@ -223,26 +223,26 @@ class Forecast(Task):
             *got.val, d.n_in, d.n_out, stats, d.window_stride, forcing=val_forcing, unroll=(r.unroll[-1],))
         return TrainData(train, val, stats)
 
-    def batch_loss(self, model: nn.Module, batch: list[Tensor], cfg: Any) -> Tensor:
-        """Per-sample loss of ``(x, y)``: y holds ``steps · n_out`` frames; one model call per n_out frames
-        (rolled out with gradients, the loss over all steps), or with ``rollout.pushforward`` all but the
-        last call without gradient and the loss on the last; one call and the plain loss when steps = 1."""
+    def batch_pred(self, model: nn.Module, batch: list[Tensor], cfg: Any) -> tuple[Tensor, Tensor]:
+        """(prediction, target) of ``(x, y)``: y holds ``steps · n_out`` frames; one model call per n_out
+        frames (rolled out with gradients, the loss over all steps), or with ``rollout.pushforward`` all but
+        the last call without gradient and the last call against the last frames; one call when steps = 1."""
         from wavesurrogate.nn.rollout import rollout, step
 
         x, y = batch
         n_in, n_out, update = cfg.data.n_in, cfg.data.n_out, cfg.data.update
         k = y.shape[1] // n_out
         if k == 1 and update == "direct":
-            return self.sample_loss(model(x), y)
+            return model(x), y
         frames, vel = x[:, :n_in], x[:, n_in : n_in + 1]
         extra = x[:, n_in + 1 :] if "forcing" in cfg.data.inputs else None
         if cfg.rollout.pushforward and k > 1:
             pre = rollout(model, frames, vel, (k - 1) * n_out, extra=extra, update=update, n_out=n_out)
             state = torch.cat([frames, pre], dim=1)[:, -n_in:]
             last = None if extra is None else extra[:, (k - 1) * n_out :]
-            return self.sample_loss(step(model, state, vel, last, update), y[:, -n_out:])
+            return step(model, state, vel, last, update), y[:, -n_out:]
         pred = rollout(model, frames, vel, k * n_out, grad=True, extra=extra, update=update, n_out=n_out)
-        return self.sample_loss(pred, y)
+        return pred, y
 
     def in_channels(self, stats: Mapping[str, Any]) -> int:
         """Input channels of one model call: n_in frames, velocity, and n_out forcing channels if read."""

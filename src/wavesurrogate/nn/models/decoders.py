@@ -15,6 +15,10 @@ upsampling, 3-D convolutions (``make_conv(dim=3)``: ``{"format": "cp"}`` gives `
 kernels are ``3k`` one-way filters per rank term instead of ``k³`` weights), three coordinate maps, and a
 1×1×1 head with one channel per time sample: ``field(params)`` is ``[B, n_frames, nz, ny, nx]``; ``forward``
 samples it linearly in x, y, z and t (16 neighbours per point).
+
+Elastic (``nn.elastic``) with CP convolutions: the first b stages (a coarser field, interpolated bilinearly
+to the grid as any stage count is) at the first r CP terms are the standalone ``n_up = b``, ``rank = r``
+decoder; ``active_blocks`` (None: all) selects the stages.
 """
 
 from __future__ import annotations
@@ -75,6 +79,16 @@ class FieldDecoder(nn.Module):
         self.norms = None if norm is None else nn.ModuleList(
             nn.ModuleList([make_normact(norm, width), make_normact(norm, width)]) for _ in range(n_up))
         self.head = nn.Conv2d(width, n_frames, 1) if nz is None else nn.Conv3d(width, n_frames, 1)
+        self.elastic_blocks, self.active_blocks = n_up, None
+        self._spec = spec
+
+    def elastic_kwargs(self, blocks: int, rank: int) -> dict[str, Any]:
+        """Constructor arguments of the standalone decoder of the first ``blocks`` stages at CP ``rank``."""
+        if self._spec["format"] != "cp" or isinstance(self._spec.get("rank"), bool) \
+                or not isinstance(self._spec.get("rank"), int):
+            raise ConfigError("field_decoder: elastic slicing needs conv format cp with an integer rank")
+        conv = {**self.init_kwargs["conv"], "rank": int(rank)}
+        return {**self.init_kwargs, "n_up": int(blocks), "conv": conv}
 
     def field(self, params: Tensor) -> Tensor:
         """The whole field ``[B, n_frames, (nz,) ny, nx]`` (normalised units) for params ``[B, n_params]``."""
@@ -84,7 +98,9 @@ class FieldDecoder(nn.Module):
             return self._field3(params)
         h = self.embed(params).reshape(params.shape[0], self.width, self.latent, self.latent)
         h = F.gelu(h)
-        for i, (conv1, conv2) in enumerate(self.stages):
+        n = len(self.stages) if self.active_blocks is None else self.active_blocks
+        for i in range(n):
+            conv1, conv2 = self.stages[i]
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
             h = torch.cat([h, _coord_maps(h.shape[0], *h.shape[-2:], h)], dim=1)
             if self.norms is None:

@@ -92,6 +92,10 @@ class TensorizedConvNd(nn.Module):
     activation memory than a dense conv, and is as fast as False otherwise (`benchmarks/layers.py`). The first
     1x1 runs in the input's own layout (no copy of the ``in``-channel input); its R-channel output is re-laid
     for the depthwise step.
+
+    ``active_rank`` (cp only; a plain attribute, not a weight; None = all ``rank`` terms): the layer applies
+    only its first ``active_rank`` rank-1 terms, read as views of the factors (nothing copied), which is
+    exactly the rank-``active_rank`` layer holding those columns (nested, "elastic" ranks: ``nn.elastic``).
     """
 
     dim: int = 2
@@ -152,6 +156,7 @@ class TensorizedConvNd(nn.Module):
             recompute = format in ("cp", "tucker") and 2 * self._inner_rank() > self.in_channels
         self.recompute = bool(recompute)
         self._kernel_cache: tuple[tuple, Tensor] | None = None
+        self.active_rank: int | None = None
 
         fk: dict[str, Any] = {"device": device, "dtype": dtype}
         o, i, k = self.out_channels, self.in_channels, self.kernel_size
@@ -207,7 +212,8 @@ class TensorizedConvNd(nn.Module):
         if self.format == "dense":
             return self.weight
         if self.format == "cp":
-            return (self.out_factor @ _khatri_rao([self.in_factor, *self.spatial_factors]).t()).reshape(shape)
+            in_f, *spatial, out_f = self._factor_tensors()[: 2 + self.dim]
+            return (out_f @ _khatri_rao([in_f, *spatial]).t()).reshape(shape)
         if self.format == "separable":
             fs = list(self.factors)  # (slicing a ParameterList would re-wrap its tensors as new Parameters)
             terms = fs[0]  # [o, i, R, k0] -> outer products with the next axes, summed over R last
@@ -299,9 +305,13 @@ class TensorizedConvNd(nn.Module):
 
     def _factor_tensors(self) -> list[Tensor]:
         """The tensors the cp/tucker pipeline reads, as currently bound (so ``functional_call`` works):
-        in_factor, (tucker: core,) the spatial factors, out_factor, then the bias if any."""
+        in_factor, (tucker: core,) the spatial factors, out_factor, then the bias if any; cp with an
+        ``active_rank`` below ``rank``: views of the factors' first ``active_rank`` columns."""
         ts = [self.in_factor] + ([self.core] if self.format == "tucker" else [])
         ts += [*self.spatial_factors, self.out_factor]
+        r = self.active_rank
+        if self.format == "cp" and r is not None and r < self.rank:
+            ts = [t[:, :r] for t in ts]
         return ts + ([self.bias] if self.bias is not None else [])
 
     def _split(self, ts: Sequence[Tensor]) -> tuple[Tensor, list[Tensor], Tensor, Tensor | None]:
@@ -312,8 +322,8 @@ class TensorizedConvNd(nn.Module):
     def _forward_cp(self, x: Tensor, *ts: Tensor) -> Tensor:
         """1x1 (in -> R), the one-way filters (fused: one depthwise conv; axes: one per axis), 1x1 (R -> out).
         """
-        r = self.rank
         in_factor, spatial, out_factor, bias = self._split(ts)
+        r = in_factor.shape[1]  # the active rank
         z = self._layout(self._pointwise(x, in_factor.t()))  # R channels: cheaper to re-lay than ``x``
         if self.cp_impl == "fused":
             z = self._conv_full(z, _depthwise_kernel(spatial), None, groups=r)
@@ -350,6 +360,8 @@ class TensorizedConvNd(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, format={self.format!r}, rank={self.rank}"
         )
+        if self.active_rank is not None:
+            s += f", active_rank={self.active_rank}"
         if self.dilation != (1,) * self.dim:
             s += f", dilation={self.dilation}"
         if self.padding_mode != "zeros":
