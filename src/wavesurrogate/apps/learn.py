@@ -57,12 +57,22 @@ def _build(cfg: LearnConfig, p: int, seed: int) -> torch.nn.Module:
         return registry.build(name, kw)
 
 
+def _residual_var(cfg: LearnConfig, s: LearnState, basis: Basis) -> np.ndarray:
+    """Per-node variance the basis cannot hold, from the training fields (any fidelity) solved after the
+    initial design fixed it (fields it was fitted on have a too small residual); all of them if none yet."""
+    later = [s.cases[n]["fields"][cfg.design.initial.get(n, 0):] for n in cfg.fidelities]
+    fields = [to_common(f, cfg.top) for f in later if len(f)]
+    if not fields:
+        fields = [to_common(s.cases[n]["fields"], cfg.top) for n in cfg.fidelities if len(s.cases[n]["fields"])]
+    return basis.residual_var(np.concatenate(fields))
+
+
 def _evaluate(cfg: LearnConfig, s: LearnState, model: torch.nn.Module, seed: int) -> dict[str, float]:
     basis = _basis(s)
     data = _data(cfg, s, basis)
     means, var = predict(model, data, _x(cfg, s.test["params"]), len(cfg.fidelities) - 1, cfg.model.samples,
                          seed)
-    resid = basis.residual_var(to_common(s.cases[cfg.top]["fields"], cfg.top))
+    resid = _residual_var(cfg, s, basis)
     return field_metrics(basis, means, var, resid, to_common(s.test["fields"], cfg.top))
 
 
@@ -91,8 +101,8 @@ def _start(cfg: LearnConfig, config_yaml: str, scheduler: str | None) -> tuple[L
                       cfg.model.modes)
     model = _build(cfg, basis.modes.shape[1], int(rng.integers(2**31)))
     test = {"params": test_params, "fields": test_fields}
-    s = LearnState(config_yaml, 0, costs, measured, rng, cases, test, basis.arrays(), registry.describe(model),
-                   {})
+    desc = registry.describe(model)
+    s = LearnState(config_yaml, 0, costs, measured, rng, cases, test, basis.arrays(), desc, {})
     loss = fit(model, _data(cfg, s, basis), cfg.model, cfg.model.steps_first, int(rng.integers(2**31)))
     _record(cfg, s, model, loss, int(rng.integers(2**31)))
     return s, model

@@ -48,15 +48,15 @@ class LearnModel(Strict):
     kind: Literal["dmfdal", "ensemble"] = "dmfdal"
     modes: PosInt = 48
     latent: PosInt = 16
-    hidden: PosInt = 128
+    hidden: PosInt = 64
     members: PosInt = 5
-    steps_first: PosInt = 1500
-    steps_round: PosInt = 500
-    lr: PosFloat = 1.0e-3
+    steps_first: PosInt = 600
+    steps_round: PosInt = 300
+    lr: PosFloat = 2.0e-3
     context_fraction: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.5
     kl_weight: Annotated[float, Field(strict=True, ge=0)] = 1.0
     js_weight: Annotated[float, Field(strict=True, ge=0)] = 1.0
-    delta_l2: Annotated[float, Field(strict=True, ge=0)] = 1.0e-2
+    delta_l2: Annotated[float, Field(strict=True, ge=0)] = 1.0
     samples: PosInt = 32
 
 

@@ -84,8 +84,13 @@ def fit_basis(fields: np.ndarray, p: int) -> Basis:
 
 
 # ------------------------------------------------------------------------------------------------ losses
-def _nll(y: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    return 0.5 * (torch.log(2 * torch.pi * var) + (y - mean) ** 2 / var).mean()
+BETA = 0.5  # β-NLL (Seitzer et al., ICLR 2022): the Gaussian NLL weighted by stop-grad(σ^2β) per value
+
+
+def _nll(y: Tensor, mean: Tensor, var: Tensor, dims: tuple[int, ...] | None = None) -> Tensor:
+    """β-NLL: without the weight, points given a large variance stop teaching the mean (it underfits)."""
+    nll = 0.5 * (torch.log(2 * torch.pi * var) + (y - mean) ** 2 / var) * var.detach() ** BETA
+    return nll.mean() if dims is None else nll.mean(dim=dims)
 
 
 def _sample(mu: Tensor, var: Tensor, gen: torch.Generator) -> Tensor:
@@ -96,8 +101,8 @@ def dmfdal_loss(model: nn.Module, data: Data, mcfg: Any, gen: torch.Generator) -
     """Σ_l NLL_l (z_l from the posterior of all data) + KL(full ‖ context) / N + Σ JS(g_l, g_l+1) + L2 of the
     fidelity corrections of the mean head."""
     masks = [torch.rand(len(x), generator=gen) < mcfg.context_fraction for x, _ in data]
-    full = model.posteriors(data)
-    ctx = model.posteriors([(x[m], y[m]) for (x, y), m in zip(data, masks, strict=True)])
+    full = model.posteriors(data, masks)
+    ctx = {"global": full["ctx_global"], "local": full["ctx_local"]}
     g = _sample(*full["global"][0], gen)
     nll = torch.zeros(())
     for level, (x, y) in enumerate(data):
@@ -110,6 +115,8 @@ def dmfdal_loss(model: nn.Module, data: Data, mcfg: Any, gen: torch.Generator) -
     js = sum((js_normal(*full["views"][a], *full["views"][b]) for a, b in zip(have, have[1:], strict=False)),
              torch.zeros(()))
     delta = sum(lin.weight.pow(2).sum() + lin.bias.pow(2).sum() for lin in model.mean_delta)
+    delta = delta + sum(lin.weight.pow(2).sum() for lin in model.latent_mean)
+    delta = delta + model.var_offset.pow(2).sum()
     n = sum(len(x) for x, _ in data)
     return nll + mcfg.kl_weight * kl / max(n, 1) + mcfg.js_weight * js + mcfg.delta_l2 * delta
 
@@ -121,7 +128,7 @@ def ensemble_loss(model: nn.Module, data: Data, mcfg: Any, gen: torch.Generator)
     for level, (x, y) in enumerate(data):
         if len(x):
             mean, var = model(x, torch.full((len(x),), level, dtype=torch.long))
-            loss = loss + 0.5 * (torch.log(2 * torch.pi * var) + (y - mean) ** 2 / var).mean(dim=(1, 2)).sum()
+            loss = loss + _nll(y, mean, var, dims=(1, 2)).sum()
     return loss
 
 

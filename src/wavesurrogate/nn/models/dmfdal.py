@@ -9,11 +9,13 @@ fidelity's field in one representation; the task fixes which) with a fidelity in
   (``aggregate``); the local latent ``u_l`` from fidelity l's points, the global latent ``g`` from every
   fidelity's global representations, and per fidelity a view ``g_l`` of it from its own points only (the
   Jensen–Shannon term pulls these views together);
-- per fidelity a decoder of ``[x, z_l]``, ``z_l = [u_l, g]``, → mean and softplus variance. Our choice:
-  the decoders share their hidden layers, each has its own variance head and a mean head that is the
-  shared one plus a fidelity correction (initialised at zero, penalised by the task). Low-fidelity data
-  train the shared layers; the top fidelity's latent and correction are its own (the latents stay
-  disentangled).
+- per fidelity a decoder of ``[x, z_l]``, ``z_l = [u_l, g]``, → mean and softplus variance. Our choice,
+  so that cheap data teach the top fidelity: the decoders share an MLP of x (features h); fidelity l's
+  mean is a shared linear head of h + its own correction (initialised at zero, penalised by the task) +
+  a linear map of z_l, its variance a softplus of a shared linear map of h + its own offset per
+  output (corrections and offsets start at zero and are penalised: a per-point variance head of the top
+  fidelity, fitted on its few cases, shrank to cover ~20 % of held-out values). Low-fidelity data train the shared features
+  and heads; the top fidelity's latent and corrections are its own (the latents stay disentangled).
 
 ``MFEnsemble`` (``mf_ensemble``): ``members`` independent MLPs of ``[x, one-hot(l)]`` → mean and softplus
 variance; the predictive distribution is their equal mixture.
@@ -75,13 +77,17 @@ class DMFDAL(nn.Module):
                                  for _ in range(n_fidelities))
 
         self.local_enc, self.global_enc = enc(), enc()
-        self.body = MLP(n_params + 2 * latent, hidden, depth, hidden, activation="silu")
+        self.body = MLP(n_params, hidden, depth, hidden, activation="silu")
         self.mean_shared = nn.Linear(hidden, n_out)
         self.mean_delta = nn.ModuleList(nn.Linear(hidden, n_out) for _ in range(n_fidelities))
-        self.var_head = nn.ModuleList(nn.Linear(hidden, n_out) for _ in range(n_fidelities))
+        self.latent_mean = nn.ModuleList(nn.Linear(2 * latent, n_out, bias=False) for _ in range(n_fidelities))
+        self.var_shared = nn.Linear(hidden, n_out)
+        self.var_offset = nn.Parameter(torch.zeros(n_fidelities, n_out))
         for lin in self.mean_delta:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
+        for lin in self.latent_mean:
+            nn.init.zeros_(lin.weight)
 
     def local_rep(self, level: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Local representations (r_μ, r_σ²) [N, latent] of fidelity ``level``'s points."""
@@ -91,24 +97,36 @@ class DMFDAL(nn.Module):
         """Global representations (r_μ, r_σ²) [N, latent] of fidelity ``level``'s points."""
         return _rep(self.global_enc[level], x, y)
 
-    def posteriors(self, data: list[tuple[Tensor, Tensor]]) -> dict[str, list[tuple[Tensor, Tensor]]]:
+    def posteriors(self, data: list[tuple[Tensor, Tensor]], masks: list[Tensor] | None = None
+                   ) -> dict[str, list[tuple[Tensor, Tensor]]]:
         """Latent posteriors from per-fidelity data [(x_l, y_l)]: ``local`` [(μ, σ²)] per fidelity, ``views``
-        (global latent from fidelity l alone) per fidelity, ``global`` [(μ, σ²)] (one entry, all data)."""
-        loc, views, g_mu, g_var = [], [], [], []
+        (global latent from fidelity l alone) per fidelity, ``global`` [(μ, σ²)] (one entry, all data).
+        With ``masks`` (bool [N_l] per fidelity), the same from the masked points (the context) as ``ctx_*``
+        entries too: the representations are computed once."""
+        out: dict[str, list] = {k: [] for k in ("local", "views", "ctx_local", "ctx_views")}
+        g_all, g_ctx = [], []
         for level, (x, y) in enumerate(data):
-            loc.append(aggregate(*self.local_rep(level, x, y)))
+            lm, lv = self.local_rep(level, x, y)
             gm, gv = self.global_rep(level, x, y)
-            views.append(aggregate(gm, gv))
-            g_mu.append(gm)
-            g_var.append(gv)
-        return {"local": loc, "views": views, "global": [aggregate(torch.cat(g_mu), torch.cat(g_var))]}
+            out["local"].append(aggregate(lm, lv))
+            out["views"].append(aggregate(gm, gv))
+            g_all.append((gm, gv))
+            if masks is not None:
+                m = masks[level]
+                out["ctx_local"].append(aggregate(lm[m], lv[m]))
+                out["ctx_views"].append(aggregate(gm[m], gv[m]))
+                g_ctx.append((gm[m], gv[m]))
+        out["global"] = [aggregate(torch.cat([a for a, _ in g_all]), torch.cat([b for _, b in g_all]))]
+        if masks is not None:
+            out["ctx_global"] = [aggregate(torch.cat([a for a, _ in g_ctx]), torch.cat([b for _, b in g_ctx]))]
+        return out
 
     def decode(self, level: int, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance [N, D] of fidelity ``level`` at x [N, P], z_l [2·latent] or [N, 2·latent]."""
         z = z.expand(x.shape[0], -1) if z.ndim == 1 else z
-        h = F.silu(self.body(torch.cat([x, z], dim=-1)))
-        mean = self.mean_shared(h) + self.mean_delta[level](h)
-        return mean, F.softplus(self.var_head[level](h)) + VAR_FLOOR
+        h = F.silu(self.body(x))
+        mean = self.mean_shared(h) + self.mean_delta[level](h) + self.latent_mean[level](z)
+        return mean, F.softplus(self.var_shared(h) + self.var_offset[level]) + VAR_FLOOR
 
     def forward(self, x: Tensor, level: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance [N, D] at x [N, P], fidelities ``level`` [N] (long), latents z [N, 2·latent]."""
