@@ -63,7 +63,8 @@ def _residual_var(cfg: LearnConfig, s: LearnState, basis: Basis) -> np.ndarray:
     later = [s.cases[n]["fields"][cfg.design.initial.get(n, 0):] for n in cfg.fidelities]
     fields = [to_common(f, cfg.top) for f in later if len(f)]
     if not fields:
-        fields = [to_common(s.cases[n]["fields"], cfg.top) for n in cfg.fidelities if len(s.cases[n]["fields"])]
+        fields = [to_common(s.cases[n]["fields"], cfg.top) for n in cfg.fidelities
+                  if len(s.cases[n]["fields"])]
     return basis.residual_var(np.concatenate(fields))
 
 

@@ -14,8 +14,8 @@ fidelity's field in one representation; the task fixes which) with a fidelity in
   mean is a shared linear head of h + its own correction (initialised at zero, penalised by the task) +
   a linear map of z_l, its variance a softplus of a shared linear map of h + its own offset per
   output (corrections and offsets start at zero and are penalised: a per-point variance head of the top
-  fidelity, fitted on its few cases, shrank to cover ~20 % of held-out values). Low-fidelity data train the shared features
-  and heads; the top fidelity's latent and corrections are its own (the latents stay disentangled).
+  fidelity, fitted on its few cases, shrank to cover ~20 % of held-out values). Low-fidelity data train
+  the shared features and heads; the top fidelity's latent and corrections are its own (the latents stay disentangled).
 
 ``MFEnsemble`` (``mf_ensemble``): ``members`` independent MLPs of ``[x, one-hot(l)]`` → mean and softplus
 variance; the predictive distribution is their equal mixture.
@@ -80,7 +80,8 @@ class DMFDAL(nn.Module):
         self.body = MLP(n_params, hidden, depth, hidden, activation="silu")
         self.mean_shared = nn.Linear(hidden, n_out)
         self.mean_delta = nn.ModuleList(nn.Linear(hidden, n_out) for _ in range(n_fidelities))
-        self.latent_mean = nn.ModuleList(nn.Linear(2 * latent, n_out, bias=False) for _ in range(n_fidelities))
+        self.latent_mean = nn.ModuleList(nn.Linear(2 * latent, n_out, bias=False)
+                                         for _ in range(n_fidelities))
         self.var_shared = nn.Linear(hidden, n_out)
         self.var_offset = nn.Parameter(torch.zeros(n_fidelities, n_out))
         for lin in self.mean_delta:
@@ -118,7 +119,8 @@ class DMFDAL(nn.Module):
                 g_ctx.append((gm[m], gv[m]))
         out["global"] = [aggregate(torch.cat([a for a, _ in g_all]), torch.cat([b for _, b in g_all]))]
         if masks is not None:
-            out["ctx_global"] = [aggregate(torch.cat([a for a, _ in g_ctx]), torch.cat([b for _, b in g_ctx]))]
+            out["ctx_global"] = [aggregate(torch.cat([a for a, _ in g_ctx]),
+                                           torch.cat([b for _, b in g_ctx]))]
         return out
 
     def decode(self, level: int, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
