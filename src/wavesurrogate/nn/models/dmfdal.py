@@ -15,7 +15,8 @@ fidelity's field in one representation; the task fixes which) with a fidelity in
   a linear map of z_l, its variance a softplus of a shared linear map of h + its own offset per
   output (corrections and offsets start at zero and are penalised: a per-point variance head of the top
   fidelity, fitted on its few cases, shrank to cover ~20 % of held-out values). Low-fidelity data train
-  the shared features and heads; the top fidelity's latent and corrections are its own (the latents stay disentangled).
+  the shared features and heads; the top fidelity's latent and corrections are its own (the latents
+  stay disentangled).
 
 ``MFEnsemble`` (``mf_ensemble``): ``members`` independent MLPs of ``[x, one-hot(l)]`` → mean and softplus
 variance; the predictive distribution is their equal mixture.
