@@ -15,7 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
-    "name": "tiny", "seed": 3, "fidelities": [10, 20], "costs_s": {10: 0.001, 20: 0.004}, "measure_repeats": 2,
+    "name": "tiny", "seed": 3, "fidelities": [10, 20], "costs_s": {10: 0.001, 20: 0.004},
+    "measure_repeats": 2,
     "problem": {"backend": "numpy", "frames": [5], "space_order": 2},
     "model": {"modes": 6, "latent": 4, "hidden": 16, "steps_first": 30, "steps_round": 15, "samples": 4},
     "design": {"initial": {10: 6, 20: 3}, "candidates": 24, "test_cases": 4},
@@ -70,7 +71,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -
     assert [h["round"] for h in hist] == [0, 1, 2] and st["costs_s"] == {"10": 0.001, "20": 0.004}
     assert all(v > 0 for v in st["costs_measured_s"].values())
     assert hist[0]["cost_s"] == 6 * 0.001 + 3 * 0.004
-    assert all(0 < b["cost_s"] - a["cost_s"] <= CONFIG["budget_s"] + 1e-12 for a, b in zip(hist, hist[1:]))
+    assert all(0 < b["cost_s"] - a["cost_s"] <= CONFIG["budget_s"] + 1e-12 for a, b in zip(hist, hist[1:], strict=False))
     assert all(np.isfinite(h["nrmse"]) and 0 <= h["coverage90"] <= 1 for h in hist)
     assert sorted(p.name for p in (tmp_path / "whole").iterdir()) == [
         "round-0002.npz", "round-0002.safetensors", "state.json"]
