@@ -1,7 +1,7 @@
-"""Issue 17: multi-fidelity active learning (after D-MFDAL) against random top-fidelity and random mixed queries.
+"""Issue 17: multi-fidelity active learning (after D-MFDAL) against random top-fidelity and random mixed.
 
-    .venv/bin/python -m benchmarks.mfal            # full: 3 seeds × 3 strategies + ensemble, 16²/32²/64² (devito)
-    .venv/bin/python -m benchmarks.mfal --smoke    # the harness only: 2 seeds, tiny grids and model (NumPy FD)
+    .venv/bin/python -m benchmarks.mfal          # full: 3 seeds × 3 strategies + ensemble, 16²/32²/64², devito
+    .venv/bin/python -m benchmarks.mfal --smoke  # the harness only: 2 seeds, tiny grids and model (NumPy FD)
 
 Each fidelity's seconds per solve are measured once at the start, in this process (warm solves, median), and
 replayed into every run (``costs_s``), so all strategies and seeds spend the same measured cost model; each
@@ -158,13 +158,15 @@ def main() -> None:
     probe = validate(LearnConfig, {**base, "budget_s": 1.0, "measure_repeats": 7})
     costs = measure_costs(probe, np.random.default_rng(0))
     budget = a.budget_top * costs[probe.top]
-    jobs: dict[str, list[tuple[dict[str, Any], str]]] = {k: [] for k in (*STRATEGIES, "ensemble_random_mixed")}
+    names = (*STRATEGIES, "ensemble_random_mixed")
+    jobs: dict[str, list[tuple[dict[str, Any], str]]] = {k: [] for k in names}
     for seed in range(seeds):
         for name in jobs:
             strategy = "random_mixed" if name.startswith("ensemble") else name
             cfg = {**base, "name": f"{tag}_{name}_{seed}", "seed": seed, "costs_s": costs, "budget_s": budget,
                    "strategy": strategy,
-                   "model": {**base["model"], "kind": "ensemble" if name.startswith("ensemble") else "dmfdal"}}
+                   "model": {**base["model"],
+                             "kind": "ensemble" if name.startswith("ensemble") else "dmfdal"}}
             jobs[name].append((cfg, str(work / f"{name}_seed{seed}")))
     flat = [(name, j) for name, js in jobs.items() for j in js]
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
