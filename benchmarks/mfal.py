@@ -1,6 +1,6 @@
 """Issue 17: multi-fidelity active learning (after D-MFDAL) against random top-fidelity and random mixed.
 
-    .venv/bin/python -m benchmarks.mfal          # full: 3 seeds × 3 strategies + ensemble, 16²/32²/64², devito
+    .venv/bin/python -m benchmarks.mfal          # full: 3 seeds, 3 strategies + ensemble, 16²/32²/64²
     .venv/bin/python -m benchmarks.mfal --smoke  # the harness only: 2 seeds, tiny grids and model (NumPy FD)
 
 Each fidelity's seconds per solve are measured once at the start, in this process (warm solves, median), and
