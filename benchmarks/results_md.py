@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks.md_compression import compression_section
 from benchmarks.md_format import COMMAND, pct, speed
 from benchmarks.md_format import get as _get
+from benchmarks.md_mfal import mfal_section
 from benchmarks.md_operators2d import operators2d_section
 from wavesurrogate.eval.table import markdown as table
 from wavesurrogate.eval.table import num
@@ -320,7 +321,8 @@ def render(json_dir: Path) -> str:
              "pessimistic, the load average is recorded.", ""]
     if not files:
         lines += ["No benchmark output yet.", ""]
-    dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section}
+    dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
+                 "mfal.json": mfal_section}
     for f in files:
         if f.name in dedicated:
             lines += dedicated[f.name](json.loads(f.read_text(encoding="utf-8")))
