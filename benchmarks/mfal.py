@@ -169,7 +169,10 @@ def main() -> None:
                              "kind": "ensemble" if name.startswith("ensemble") else "dmfdal"}}
             jobs[name].append((cfg, str(work / f"{name}_seed{seed}")))
     flat = [(name, j) for name, js in jobs.items() for j in js]
-    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a parent whose solver threads are running
+    with ProcessPoolExecutor(max_workers=max(1, a.jobs), mp_context=ctx) as pool:
         results = list(pool.map(_run, [j for _, j in flat]))
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in jobs}
     for (name, _), r in zip(flat, results, strict=True):
