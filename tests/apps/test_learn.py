@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
+
+from wavesurrogate.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
@@ -80,3 +83,9 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -
 
     run_learn(cfg, tmp_path / "whole")  # a finished run: nothing to do, nothing changed
     assert _state(tmp_path / "whole")[0] == a_st
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**CONFIG, "budget_s": 0.02}))
+    before = (tmp_path / "whole" / "state.json").read_bytes()
+    with pytest.raises(UserError, match="different config"):
+        run_learn(other, tmp_path / "whole")
+    assert (tmp_path / "whole" / "state.json").read_bytes() == before
