@@ -179,7 +179,7 @@ def main() -> None:
         runs[name].append(r)
     wall = time.perf_counter() - t0
     c = curves(runs)
-    figure = ROOT / "benchmarks" / "out" / f"{tag}.png"
+    figure = Path(out).with_suffix(".png")
     plot(c, figure, seeds)
     top = str(probe.top)
     res = {"benchmark": "mfal", "issue": 17, "smoke": a.smoke, "seeds": seeds, "machine": machine_info(),
@@ -187,7 +187,9 @@ def main() -> None:
            "costs_s": {str(k): v for k, v in costs.items()},
            "cost_ratio_to_coarsest": {str(k): v / costs[probe.fidelities[0]] for k, v in costs.items()},
            "budget_s_per_round": budget, "budget_top_solves_per_round": a.budget_top,
-           "config": {k: v for k, v in base.items()}, "figure": str(figure.relative_to(ROOT)),
+           "reduced": bool(a.rounds or a.steps), "config": {k: v for k, v in base.items()},
+           "figure": str(figure.resolve().relative_to(ROOT) if figure.resolve().is_relative_to(ROOT)
+                         else figure),
            "curves": c,
            "final_cases": {name: [r["history"][-1]["cases"] for r in rs] for name, rs in runs.items()},
            "final_top_cases_mean": {name: float(np.mean([r["history"][-1]["cases"][top] for r in rs]))
