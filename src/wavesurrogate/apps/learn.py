@@ -11,6 +11,7 @@ round (``apps/learn_state.py``); the same command resumes a killed run and ends 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def learn(cfg: LearnConfig, out: Path, *, scheduler: str | None = None, hook: Ho
         if progress:
             h = s.history[-1]
             print(f"round {s.round}: {h['cost_s']:.4g} s, nRMSE {h['nrmse']:.4f}, "
-                  f"cov90 {h['coverage90']:.3f}", flush=True)
+                  f"cov90 {h['coverage90']:.3f}", file=sys.stderr, flush=True)
         if hook is not None:
             hook("committed", s.round)
     return out
@@ -160,4 +161,4 @@ def learn(cfg: LearnConfig, out: Path, *, scheduler: str | None = None, hook: Ho
 
 def run_learn(config_path: str | Path, out: str | Path, scheduler: str | None = None) -> Path:
     """``wavesurrogate learn``: load and check the config (nothing written if bad), then run or resume."""
-    return learn(load_learn_config(config_path), Path(out), scheduler=scheduler)
+    return learn(load_learn_config(config_path), Path(out), scheduler=scheduler, progress=True)
