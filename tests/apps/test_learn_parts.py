@@ -126,3 +126,22 @@ def test_coverage_and_nrmse_of_a_calibrated_gaussian() -> None:
     m = field_metrics(basis, means, var, np.zeros(d), truth)
     assert m["coverage90"] == pytest.approx(0.90, abs=0.02)
     assert m["nrmse"] == pytest.approx(np.linalg.norm(mean @ modes.T - truth) / np.linalg.norm(truth))
+
+
+def test_cases_are_solved_by_the_campaign_code_in_process_and_on_dask() -> None:
+    """learn's solves (campaign.solve_specs) equal the campaign's own case solver, in process and via Dask."""
+    from wavesurrogate.apps.learn_problem import _spec, solve
+    from wavesurrogate.data.cases import solve_case
+
+    cfg = _cfg(fidelities=[10, 20], design={"initial": {10: 2, 20: 2}},
+               problem={"backend": "numpy", "frames": [3, 5], "space_order": 2})
+    params = np.array([[200.0, 300.0, 4.0, 0.1], [400.0, 250.0, 5.5, -0.2]])
+    fields, solve_s = solve(cfg, 20, params)
+    assert fields.shape == (2, 2, 20, 20) and np.all(solve_s > 0) and np.abs(fields).max() > 0
+    direct = solve_case(fidelity_campaign(cfg, 20), _spec(cfg, 1, params[1])).frames[[3, 5]]
+    assert np.array_equal(fields[1], direct)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  silence_logs=40) as cluster:
+        viadask, _ = solve(cfg, 20, params, scheduler=cluster.scheduler_address)
+    assert np.array_equal(viadask, fields)
