@@ -43,8 +43,8 @@ def mfal_section(res: dict[str, Any]) -> list[str]:
                     "90 % coverage", "top cases"], rows) + [""]
     lines += ["Goals:", ""] + table(["goal", "measured", "target", "unit", "met"],
                                     [_goal_row(k, g) for k, g in res.get("goals", {}).items()]) + [""]
-    if res.get("figure"):
-        lines += [f"![nRMSE against cumulative solver seconds](../{res['figure']})", ""]
+    figure = "mfal_smoke.png" if res.get("smoke") else "mfal.png"  # committed beside the JSON
+    lines += [f"![nRMSE against cumulative solver seconds](../benchmarks/out/{figure})", ""]
     return lines
 
 
