@@ -23,6 +23,7 @@ from benchmarks.md_deploy import deploy_section
 from benchmarks.md_elastic import elastic_section
 from benchmarks.md_format import COMMAND, pct, speed
 from benchmarks.md_format import get as _get
+from benchmarks.md_mfal import mfal_section
 from benchmarks.md_normsearch import normsearch_section
 from benchmarks.md_operators2d import operators2d_section
 from benchmarks.md_rooms3d import rooms3d_section
@@ -329,7 +330,8 @@ def render(json_dir: Path) -> str:
         lines += ["No benchmark output yet.", ""]
     dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
                  "rooms3d.json": rooms3d_section, "normsearch.json": normsearch_section,
-                 "deploy.json": deploy_section, "elastic.json": elastic_section}
+                 "deploy.json": deploy_section, "elastic.json": elastic_section,
+                 "mfal.json": mfal_section}
     for f in files:
         if f.name in dedicated:
             lines += dedicated[f.name](load_json(f))

@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=_port, default=8765)
 
+    s = sub.add_parser("learn", help="multi-fidelity active learning: which solves to run")
+    s.add_argument("config", type=_existing_file)
+    s.add_argument("--out", required=True, type=Path, help="run directory (resumed if it holds this config)")
+    s.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local processes)")
+
     s = sub.add_parser("demo", help="the main job on local files: campaign, training, evaluation, report")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
     s.add_argument("--quick", action="store_true", help="a smaller, faster demo (used by tests)")
@@ -201,6 +206,10 @@ def _dispatch(a: argparse.Namespace) -> None:
         from wavesurrogate.apps.serve import serve
 
         serve(a.run, data=a.data, host=a.host, port=a.port)
+    elif a.cmd == "learn":
+        from wavesurrogate.apps.learn import run_learn
+
+        print(run_learn(a.config, a.out, scheduler=a.scheduler))
     elif a.cmd == "demo":
         from wavesurrogate.apps.demo import run_demo
 

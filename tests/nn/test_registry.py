@@ -53,6 +53,10 @@ def _examples() -> dict[str, tuple[dict, tuple[torch.Tensor, ...]]]:
                                 "n_basis": 4, "n_fourier_t": 4}, (params, torch.rand(2, 5, 4, generator=g))),
         "pod_deeponet": ({"n_params": 3, "n_frames": 2, "ny": 4, "nx": 4, "n_basis": 3, "branch_width": 8},
                          (params, coords)),
+        "dmfdal": ({"n_params": 3, "n_out": 4, "n_fidelities": 2, "latent": 2, "hidden": 8},
+                   (params, torch.tensor([0, 1]), torch.randn(2, 4, generator=g))),
+        "mf_ensemble": ({"n_params": 3, "n_out": 4, "n_fidelities": 2, "members": 2, "hidden": 8},
+                        (params, torch.tensor([1, 0]))),
         "trace_cnn": ({"n_params": 3, "n_boundary": 12, "n_times": 16, "trace_dt_s": 0.01, "hidden": 8,
                        "latent_channels": 4, "latent_shape": (4, 4), "channels": [4]}, (params,)),
     }
@@ -85,7 +89,11 @@ def test_captured_kwargs_rebuild_the_same_model(name):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     a.eval(), b.eval()
     with torch.no_grad():
-        assert torch.equal(a(*inputs), b(*inputs))
+        out_a, out_b = a(*inputs), b(*inputs)
+        if isinstance(out_a, tuple):  # multi-fidelity models: (mean, variance)
+            assert all(torch.equal(u, v) for u, v in zip(out_a, out_b, strict=True))
+        else:
+            assert torch.equal(out_a, out_b)
 
 
 def test_captured_kwargs_hold_every_default_and_describe_rebuilds():
@@ -118,6 +126,7 @@ def test_every_model_declares_interface_version_and_capabilities():
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
         "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS,
         "elastic_cnn2d": registry.FRAMES,
+        "dmfdal": registry.MULTI_FIDELITY, "mf_ensemble": registry.MULTI_FIDELITY,
     }  # fmt: skip
     assert not registry.entry("fno").capabilities["onnx"] and not registry.entry("tfno").capabilities["onnx"]
     assert registry.entry("cnn2d").capabilities["onnx"]

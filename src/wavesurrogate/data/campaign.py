@@ -159,6 +159,23 @@ def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_
             client.cancel(list(futures))
 
 
+def solve_specs(cfg: CampaignConfig, specs: list[CaseSpec], *, scheduler: str | None = None, workers: int = 1,
+                scheduler_timeout_s: float = 20.0) -> list[tuple[np.ndarray, float]]:
+    """Solve chosen cases of a resolved config on the campaign's workers (this process, local processes or
+    Dask): (frames float32 [n_frames, ny, nx], solve wall time in s) in the order of ``specs``, each
+    checksum verified after the transfer. Nothing is written (callers that keep results persist them)."""
+    shape = (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx)
+    results: Iterable = (_run_dask(cfg, specs, scheduler, scheduler_timeout_s) if scheduler
+                         else _run_local(cfg, specs, workers))
+    out: dict[int, tuple[np.ndarray, float]] = {}
+    for spec, case in results:
+        frames = decode_chunk(case.chunk, shape)
+        if _digest(frames, case.velocity, case.traces) != case.checksum:
+            raise RuntimeError(f"case {spec.index}: checksum mismatch after the transfer")
+        out[spec.index] = (frames, case.solve_s)
+    return [out[s.index] for s in specs]
+
+
 def code_fingerprint() -> str:
     """sha256 of the sources that determine a case's numbers: physics/**/*.py, data/cases.py, this file."""
     root = Path(__file__).resolve().parents[1]

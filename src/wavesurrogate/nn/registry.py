@@ -8,7 +8,9 @@ its bound, defaults-applied, JSON-serialisable constructor arguments as ``model.
 - ``FRAMES``: ``forward(x)``, x ``[batch, channels_in, *spatial]`` -> ``[batch, n_out, *spatial]``;
 - ``POINTS``: ``forward(params [B, P], coords [B, Q, D] or [Q, D])`` -> ``[B, Q]`` (a class with
   ``needs_velocity = True`` also takes ``velocity [B, ny, nx]`` as third argument);
-- ``TRACE``: ``forward(params [B, P])`` -> ``[B, n_boundary, n_times]``.
+- ``TRACE``: ``forward(params [B, P])`` -> ``[B, n_boundary, n_times]``;
+- ``MULTI_FIDELITY``: normalised parameters and a fidelity index → mean and variance of a common output
+  (``nn/models/dmfdal.py``; trained by ``wavesurrogate learn``).
 
 Every module of ``wavesurrogate.nn.models`` is imported on first use (no list to keep up to date); a module
 that fails to import is an error naming it. Optional extras are imported inside the constructors.
@@ -36,10 +38,12 @@ from wavesurrogate.limits import memory_bytes
 FRAMES = "frames"
 POINTS = "points"
 TRACE = "trace"
-INTERFACES = (FRAMES, POINTS, TRACE)
+MULTI_FIDELITY = "multi_fidelity"
+INTERFACES = (FRAMES, POINTS, TRACE, MULTI_FIDELITY)
 DEFAULT_CAPABILITIES: dict[str, bool] = {"onnx": True}
 
-__all__ = ["FRAMES", "POINTS", "TRACE", "INTERFACES", "Entry", "register", "entry", "names", "build",
+__all__ = ["FRAMES", "POINTS", "TRACE", "MULTI_FIDELITY", "INTERFACES", "Entry", "register", "entry", "names",
+           "build",
            "describe", "count_trainable", "discover"]
 
 
