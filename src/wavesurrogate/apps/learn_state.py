@@ -9,7 +9,6 @@ and the weights being restored exactly, ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,28 @@ from torch import nn
 
 from wavesurrogate.errors import CheckpointError, UserError
 from wavesurrogate.io import atomic_path, write_json
+from wavesurrogate.safeload import load_json
 
 __all__ = ["LearnState", "save_state", "load_state", "STATE"]
 
 STATE = "state.json"
 VERSION = 1
+
+
+def _rng_out(state: Any) -> Any:
+    """The generator's state with its integers as decimal strings (PCG64 holds 128-bit ones, which the safe
+    JSON reader refuses as numbers)."""
+    if isinstance(state, dict):
+        return {k: _rng_out(v) for k, v in state.items()}
+    return str(state) if isinstance(state, int) and not isinstance(state, bool) else state
+
+
+def _rng_in(state: Any) -> Any:
+    """Inverse of ``_rng_out`` (the integer fields of a PCG64 state: ``state``, ``inc``, ``uinteger``)."""
+    if isinstance(state, dict):
+        return {k: (int(v) if k in ("state", "inc", "uinteger", "has_uint32") and isinstance(v, str)
+                    else _rng_in(v)) for k, v in state.items()}
+    return state
 
 
 @dataclass
@@ -64,7 +80,7 @@ def save_state(out: Path, s: LearnState) -> None:
         "version": VERSION, "config_yaml": s.config_yaml, "round": s.round,
         "costs_s": {str(k): v for k, v in s.costs_s.items()},
         "costs_measured_s": {str(k): v for k, v in s.costs_measured_s.items()},
-        "rng": s.rng.bit_generator.state, "model": s.model, "history": s.history,
+        "rng": _rng_out(s.rng.bit_generator.state), "model": s.model, "history": s.history,
         "fidelities": sorted(s.cases), "data": f"{stem}.npz", "weights": f"{stem}.safetensors"})
     for p in out.glob("round-*"):
         if p.name not in (f"{stem}.npz", f"{stem}.safetensors"):
@@ -94,7 +110,7 @@ def load_state(out: Path, config_yaml: str) -> LearnState | None:
         _clean(out, ())
         return None
     try:
-        st = json.loads(path.read_text(encoding="utf-8"))
+        st = load_json(path, CheckpointError)
         if st.get("version") != VERSION:
             raise CheckpointError(f"{path}: unknown state version {st.get('version')!r}")
         if st["config_yaml"] != config_yaml:
@@ -105,7 +121,7 @@ def load_state(out: Path, config_yaml: str) -> LearnState | None:
         with np.load(out / st["data"], allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         rng = np.random.default_rng()
-        rng.bit_generator.state = st["rng"]
+        rng.bit_generator.state = _rng_in(st["rng"])
         fids = [int(n) for n in st["fidelities"]]
         cases = {n: {k: arrays[f"{k}_{n}"] for k in ("params", "fields", "solve_s")} for n in fids}
         state = LearnState(
