@@ -259,13 +259,14 @@ class DataFile:
         except UserError as exc:
             raise DataFileError(str(exc)) from None
         t, g = cfg.time, cfg.grid
+        want = (g.dy_m, g.dx_m) if g.nz is None else (g.dz_m, g.dy_m, g.dx_m)  # axis order [(z,) y, x]
         dt_ok = t.dt_s is not None and math.isclose(t.dt_s, self.dt, rel_tol=1e-9)
         disagree = [what for what, ok in (
             ("time.dt_s and attribute dt", dt_ok),
             ("time.frame_stride and attribute frame_stride", t.frame_stride == self.frame_stride),
             ("time.n_frames and the frames of 'fields'", t.n_frames == self.n_frames),
-            ("grid spacing and attributes dx, dy", self.n_spatial_dims == 2 and math.isclose(g.dx_m, self.dx)
-             and math.isclose(g.dy_m, self.dy))) if not ok]
+            ("grid spacing and the file's spacing_m", len(want) == len(self.spacing)
+             and all(math.isclose(a, b) for a, b in zip(want, self.spacing, strict=False)))) if not ok]
         if disagree:
             raise DataFileError(f"{where}: {disagree[0]} disagree (time.dt_s {t.dt_s}, dt {self.dt})"
                                 if "dt_s" in disagree[0] else f"{where}: {disagree[0]} disagree")
