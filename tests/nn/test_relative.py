@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wavesurrogate.errors import ConfigError
+from wavesurrogate.errors import ConfigError, UserError
 from wavesurrogate.nn import registry
 
 # identity map from normalised params to the scaled frame: source x, y scaled = params[:, 1], params[:, 0]
@@ -114,9 +114,13 @@ def test_kwargs_round_trip_through_the_registry():
     ({"activation": "swish"}, "model.activation"),
 ])  # fmt: skip
 def test_bad_kwargs_are_one_line_config_errors(kw, field):
-    with pytest.raises(ConfigError) as err:
+    """Each is one line naming the field: the model's own check (``model.<field>``), or, for a value of the
+    wrong type, the registry's check against the constructor's annotations (``kwargs.<field>``)."""
+    with pytest.raises(UserError) as err:
         registry.build("relative_operator", {"n_params": 3, "geometry": PHYS, **kw})
-    assert str(err.value).startswith(field)
+    msg, key = str(err.value), field.split(".", 1)[1]
+    assert msg.startswith(field) or f"(kwargs.{key}: " in msg, msg
+    assert "\n" not in msg
 
 
 def test_radial_inputs_give_the_distance_in_metres_and_rotation_invariance():
