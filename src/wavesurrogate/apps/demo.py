@@ -103,7 +103,7 @@ def _stage_evaluate(run_dir: Path, data: Path) -> dict[str, Any]:
 
     out = run_dir / "evaluate.json"
     if not fresh(out, run_dir / "weights.safetensors", data):
-        evaluate_run(run_dir, data, out=out)
+        evaluate_run(run_dir, data, out=out, overwrite=True)  # the demo's own file, recomputed
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -245,7 +245,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
         inputs = [data, *(v / "weights.safetensors" for v in runs.values()),
                   *(v / "evaluate.json" for v in runs.values())]
         if not fresh(bench_json, *inputs):
-            bench_runs(list(runs.values()), bench_dir, data=data, repeats=p.repeats)
+            bench_runs(list(runs.values()), bench_dir, data=data, repeats=p.repeats, overwrite=True)
         return json.loads(bench_json.read_text(encoding="utf-8"))
 
     bench = stage("bench", do_bench)

@@ -30,6 +30,7 @@ from wavesurrogate.physics.problem import Boundary, Grid, TimeAxis
 Float = Annotated[float, Field(strict=True)]
 PosFloat = Annotated[float, Field(strict=True, gt=0)]
 NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
+MAX_CASES = 1_000_000  # cases (and test cases) of one campaign, listed up front: 0.1 s each is a day
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 
@@ -205,8 +206,8 @@ class CampaignConfig(Strict):
 
     name: str = "campaign"
     seed: NonNegInt = 0
-    cases: PosInt
-    test_cases: NonNegInt = 0
+    cases: Annotated[int, Field(strict=True, gt=0, le=MAX_CASES)]  # bounded: cases are listed up front
+    test_cases: Annotated[int, Field(strict=True, ge=0, le=MAX_CASES)] = 0
     test_seed: NonNegInt = 1
     solver: SolverConfig = Field(default_factory=SolverConfig)
     grid: GridConfig

@@ -1,0 +1,91 @@
+"""Processes: signals become exceptions in the command, worker processes die with their parent.
+
+- :func:`signals_raise`: inside it, SIGTERM (and SIGHUP) raise :class:`Terminated`, a KeyboardInterrupt, in
+  the main thread, as Ctrl-C (SIGINT) does: ``finally`` blocks run (temporary files removed, locks and
+  worker pools released) and the CLI prints one line.
+- :func:`worker_init`: the initialiser of every worker process of the package. The kernel sends the worker
+  SIGKILL when its parent dies, however it dies (``PR_SET_PDEATHSIG``, Linux), and the worker ignores
+  SIGINT: Ctrl-C reaches the whole process group, and the parent alone decides (it stops the pool).
+- :func:`stop_pool`: end a ``ProcessPoolExecutor`` now, its running tasks included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+__all__ = ["Terminated", "signals_raise", "worker_init", "stop_pool", "set_parent_death_signal"]
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM or SIGHUP (``signum``) inside :func:`signals_raise`."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated in the main thread while inside (no-op in other threads)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [signal.SIGTERM, signal.SIGHUP]
+    old = {s: signal.signal(s, _raise) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def worker_init(parent_pid: int) -> None:
+    """Initialiser of a worker process: die with the parent ``parent_pid``, leave SIGINT to it."""
+    set_parent_death_signal(signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
+    """Cancel what has not started, terminate the workers (SIGTERM, then SIGKILL after ``grace_s``), and
+    shut the pool down; returns when every worker has exited."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(grace_s)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    pool.shutdown(wait=True)
