@@ -45,7 +45,7 @@ def check_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path | N
             raise UserError(f"{option}: {out} is a directory, expected a file path")
         for src in ins:
             if same_file(out, src):
-                what = "" if out.resolve() == src.resolve() else f" ({src})"
+                what = "" if os.path.abspath(out) == os.path.abspath(src) else f" ({src})"
                 raise UserError(f"{option}: {out} is an input of this command{what}; write elsewhere")
         if os.path.lexists(out) and not overwrite:
             raise UserError(f"{option}: {out} already exists (pass --overwrite to replace it)")

@@ -163,8 +163,8 @@ class TrainConfig(Strict):
     @classmethod
     def _safe_name(cls, v: str) -> str:
         if not RUN_NAME.fullmatch(v):  # runs/<name> must stay inside runs/
-            raise ValueError(f"must match {RUN_NAME.pattern} (letters, digits, '.', '_', '-', starting with a "
-                             f"letter or digit, at most 100 characters), got {v[:40]!r}")
+            raise ValueError(f"must match {RUN_NAME.pattern} (letters, digits, '.', '_', '-', starting "
+                             f"with a letter or digit, at most 100 characters), got {v[:40]!r}")
         return v
 
     @model_validator(mode="after")

@@ -42,10 +42,11 @@ from wavesurrogate.nn.registry import count_trainable
 from wavesurrogate.progress import progress_wanted
 from wavesurrogate.runs import layout
 from wavesurrogate.runs.layout import holds_config, read_metrics, start_weights
-from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
+from wavesurrogate.runs.load import load_into, load_weights, read_run_config
 from wavesurrogate.runs.save import save_checkpoint, save_config, save_header
 from wavesurrogate.tasks.base import Task, TrainData
 from wavesurrogate.train.dist import DistEnv, all_sum, barrier, dist_env
+from wavesurrogate.train.guard import check_moments, check_outputs, resume_state
 from wavesurrogate.train.optim import optimizer, scheduler, steps_per_batch
 from wavesurrogate.train.progress import epoch_progress
 
@@ -164,7 +165,7 @@ def train(
         cfg = cfg.resolved()
         run_dir = Path(cfg.out)  # type: ignore[arg-type]
     task = tasks.get(cfg.data.task)
-    _check_outputs(cfg, run_dir, init_from)
+    check_outputs(cfg, run_dir, init_from)
     env = dist_env(cfg.device)
     threads = torch.get_num_threads()
     try:
@@ -180,31 +181,10 @@ def train(
             torch.distributed.destroy_process_group()
 
 
-def _check_outputs(cfg: TrainConfig, run_dir: Path, init_from: str | Path | None) -> None:
-    """The run's files may not be what it reads: its data file, or the files of the run it starts from."""
-    from wavesurrogate.outputs import check_outputs
-
-    inputs = [cfg.data.path, *(layout.run_files(init_from) if init_from is not None else ())]
-    check_outputs(layout.run_files(run_dir), inputs, overwrite=True, option="run directory")
-
-
-def _resume_state(run_dir: Path) -> dict[str, Any] | None:
-    """The resume state of ``run_dir``; None for a run stopped before its first checkpoint (nothing to
-    lose: it restarts). A run with finished epochs but no optimizer.pt is refused, never retrained."""
-    if (run_dir / layout.OPTIM).is_file():
-        return load_state(run_dir / layout.OPTIM)
-    done = [f for f in (layout.WEIGHTS, layout.METRICS) if (run_dir / f).exists()]
-    if done:
-        raise CheckpointError(f"--resume: {run_dir} has {done[0]} but no {layout.OPTIM}, so it cannot be "
-                              f"resumed (retraining would replace its weights); use --init-from {run_dir} "
-                              f"with another --out, or train anew with --overwrite")
-    return None
-
-
 def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrite: bool, env: DistEnv,
            init_from: str | Path | None) -> tuple[nn.Module, TrainData, dict[str, Any] | None]:
     """Data, model (resumed or initialised, moved to the device) and resume state; writes the header."""
-    state = _resume_state(run_dir) if resuming else None
+    state = resume_state(run_dir) if resuming else None
     if not resuming:
         layout.prepare_dir(run_dir, overwrite)
     barrier(env)
@@ -282,6 +262,7 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
     if state is not None:
         try:
             opt.load_state_dict(state["optimizer"])
+            check_moments(opt)
             if sched is not None:
                 sched.load_state_dict(state["scheduler"])
             start, step, history = int(state["epoch"]), int(state["global_step"]), list(state["metrics"])

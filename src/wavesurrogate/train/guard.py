@@ -1,0 +1,56 @@
+"""What a training checks before it writes anything: its outputs against its inputs, the resume state of
+the run directory, the optimiser moments of that state (docs/reliability.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from wavesurrogate.config.train import TrainConfig
+from wavesurrogate.errors import CheckpointError, ConfigError
+from wavesurrogate.outputs import check_outputs as guard_outputs
+from wavesurrogate.outputs import same_file
+from wavesurrogate.runs import layout
+from wavesurrogate.runs.load import load_state
+
+__all__ = ["check_outputs", "resume_state", "check_moments"]
+
+
+def check_outputs(cfg: TrainConfig, run_dir: Path, init_from: str | Path | None) -> None:
+    """The run's files may not be what it reads: its data file, or the files of the run it starts from."""
+    if init_from is not None and same_file(init_from, run_dir):
+        raise ConfigError(f"--init-from {init_from}: is the run directory being written; "
+                          "choose another --out")
+    inputs = [cfg.data.path, *(layout.run_files(init_from) if init_from is not None else ())]
+    guard_outputs(layout.run_files(run_dir), inputs, overwrite=True, option="run directory")
+
+
+def resume_state(run_dir: Path) -> dict[str, Any] | None:
+    """The resume state of ``run_dir``; None for a run stopped before its first checkpoint (nothing to
+    lose: it restarts). A run with finished epochs but no optimizer.pt is refused, never retrained."""
+    if (run_dir / layout.OPTIM).is_file():
+        return load_state(run_dir / layout.OPTIM)
+    done = [f for f in (layout.WEIGHTS, layout.METRICS) if (run_dir / f).exists()]
+    if done:
+        raise CheckpointError(f"--resume: {run_dir} has {done[0]} but no {layout.OPTIM}, so it cannot be "
+                              f"resumed (retraining would replace its weights); use --init-from {run_dir} "
+                              f"with another --out, or train anew with --overwrite")
+    return None
+
+
+def check_moments(opt: torch.optim.Optimizer) -> None:
+    """ValueError unless every per-parameter tensor of a loaded optimiser state has its parameter's shape
+    (a tampered moment would fail at the first step, after the resumed run had started)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if not isinstance(v, Tensor) or v.dim() == 0:  # e.g. Adam's step count
+                    continue
+                if v.shape != p.shape:
+                    raise ValueError(f"optimizer state {k!r} of shape {tuple(v.shape)} for a parameter of "
+                                     f"shape {tuple(p.shape)}")
+                if not bool(torch.isfinite(v).all()):
+                    raise ValueError(f"optimizer state {k!r} is not finite")
