@@ -29,15 +29,20 @@ def check_outputs(cfg: TrainConfig, run_dir: Path, init_from: str | Path | None)
 
 
 def resume_state(run_dir: Path) -> dict[str, Any] | None:
-    """The resume state of ``run_dir``; None for a run stopped before its first checkpoint (nothing to
-    lose: it restarts). A run with finished epochs but no optimizer.pt is refused, never retrained."""
+    """The resume state of ``run_dir``, or None: the run restarts, which loses at most one epoch (what a kill
+    during the first checkpoint leaves: weights and metrics of epoch 1, no optimizer.pt yet).
+
+    A run without optimizer.pt that finished all its epochs, or more than one, is refused (CheckpointError):
+    retraining it would replace the weights of that work, and nothing says what happened to its state.
+    """
     if (run_dir / layout.OPTIM).is_file():
         return load_state(run_dir / layout.OPTIM)
-    done = [f for f in (layout.WEIGHTS, layout.METRICS) if (run_dir / f).exists()]
-    if done:
-        raise CheckpointError(f"--resume: {run_dir} has {done[0]} but no {layout.OPTIM}, so it cannot be "
-                              f"resumed (retraining would replace its weights); use --init-from {run_dir} "
-                              f"with another --out, or train anew with --overwrite")
+    done, planned = len(layout.read_metrics(run_dir)), layout.read_run_config(run_dir).epochs
+    if done >= planned or done > 1:
+        how = "finished" if done >= planned else "ran"
+        raise CheckpointError(f"--resume: {run_dir} {how} {done} of {planned} epochs (metrics.jsonl) but has "
+                              f"no {layout.OPTIM}, so it cannot be resumed (restarting would replace its "
+                              f"weights); to train on, use --init-from {run_dir} with another --out")
     return None
 
 
