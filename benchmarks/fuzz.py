@@ -449,8 +449,10 @@ def fuzz_hdf5(n: int, rng: np.random.Generator, ws: Path) -> dict[str, Any]:
         t.rejected += ok is False
         cli(t, label, ["info", str(bad)], ws, [])
         case = int(rng.integers(0, 5))
-        cli(t, label, ["show", str(bad), "--case", str(case), "--out", str(ws / "show")], ws, [ws / "show"])
-        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(bad), "--out", str(ws / "eval.json")], ws,
+        cli(t, label, ["show", str(bad), "--case", str(case), "--out", str(ws / "show"), "--overwrite"], ws,
+            [ws / "show"])
+        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(bad), "--out", str(ws / "eval.json"),
+                       "--overwrite"], ws,
             [ws / "eval.json"])
     return {**t.as_dict(), "mutations": descriptions}
 
@@ -504,7 +506,7 @@ def fuzz_checkpoints(n: int, rng: np.random.Generator, ws: Path) -> dict[str, An
         ok2 = library(t, label + " state", lambda: load_state(ws / "run" / "optimizer.pt"))
         t.accepted += ok is True and ok2 is True
         t.rejected += ok is False or ok2 is False
-        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(ws / "good.h5"), "--out",
+        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(ws / "good.h5"), "--overwrite", "--out",
                        str(ws / "eval.json")], ws, [ws / "eval.json"])
         cli(t, label, ["train", "--resume", str(ws / "run")], ws, [])
         if (ws / "pwned").exists():
@@ -522,6 +524,8 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=1000)
     ap.add_argument("--hdf5", type=int, default=200)
     ap.add_argument("--checkpoints", type=int, default=100)
+    ap.add_argument("--procs", type=int, default=0,
+                    help="cases of benchmarks/fuzz_procs.py (concurrent writers, signals; seconds each)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--max-memory-gb", type=float, default=6.0,
@@ -544,7 +548,17 @@ def main() -> None:
                 t1 = time.perf_counter()
                 result[kind] = fn(n, np.random.default_rng([a.seed, len(kind)]), ws)
                 result[kind]["seconds"] = round(time.perf_counter() - t1, 1)
-    result["uncaught_total"] = sum(result[k]["uncaught"] for k in ("configs", "hdf5", "checkpoints"))
+            if a.procs:  # processes: concurrent writers of a run directory, signals (fuzz_procs.py)
+                from benchmarks.fuzz_procs import become_subreaper, fuzz_procs
+
+                become_subreaper()
+                (ws / "procs").mkdir()
+                t1 = time.perf_counter()
+                result["procs"] = fuzz_procs(a.procs, np.random.default_rng([a.seed, 7]), ws / "procs")
+                result["procs"]["seconds"] = round(time.perf_counter() - t1, 1)
+    kinds = [k for k in ("configs", "hdf5", "checkpoints", "procs") if k in result]
+    result["uncaught_total"] = sum(result[k]["uncaught"] for k in kinds)
+    result["hangs_total"] = result.get("procs", {}).get("hangs", 0)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if a.out is not None:
         write_json(a.out, result)

@@ -97,6 +97,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "config": cfg, "fresh": fresh}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_to_simulate_leaves_no_process_and_the_rerun_is_identical(campaign: dict[str, Path],
                                                                         sig: int) -> None:
@@ -120,6 +121,7 @@ def test_signal_to_simulate_leaves_no_process_and_the_rerun_is_identical(campaig
     assert out.read_bytes() == campaign["fresh"].read_bytes() and not work.exists()
 
 
+@pytest.mark.slow
 def test_sigkill_to_simulate_kills_its_workers(campaign: dict[str, Path]) -> None:
     out = campaign["root"] / "killed.h5"
     proc = _cli("simulate", str(campaign["config"]), "--out", str(out), "--workers", "2")
@@ -161,6 +163,7 @@ def _config(training: dict[str, Any], name: str, epochs: int) -> tuple[Path, Pat
     return path, run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_to_train_then_resume_gives_the_uninterrupted_weights(training: dict[str, Any],
                                                                      sig: int) -> None:
@@ -183,6 +186,7 @@ def test_signal_to_train_then_resume_gives_the_uninterrupted_weights(training: d
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.slow
 def test_two_trains_of_one_run_directory_exactly_one_proceeds(training: dict[str, Any]) -> None:
     cfg, run = _config(training, "twice", 3)
     a, b = _cli("train", str(cfg)), _cli("train", str(cfg))

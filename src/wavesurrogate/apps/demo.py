@@ -26,6 +26,7 @@ from rich.console import Console
 
 from wavesurrogate.apps.demo_operator import operator_lines, run_operator
 from wavesurrogate.apps.stages import find_config, fresh, read_config, stage_campaign
+from wavesurrogate.progress import progress_wanted
 from wavesurrogate.runs.layout import read_metrics
 from wavesurrogate.tasks.forecast import TASK as FORECAST
 from wavesurrogate.tasks.forecast import load_forcing
@@ -217,7 +218,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
     from wavesurrogate.eval.report import write_report
     from wavesurrogate.io import atomic_write_text
 
-    console = Console(stderr=True)
+    console = Console(stderr=progress_wanted(None))  # status on stderr only on a terminal: one-line errors
     p = plan(quick)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
