@@ -190,17 +190,18 @@ def _weights_digest(run: Path) -> str | None:
 
 
 def _one_line(cmd: Cmd, code: int | None, ok_codes: set[int]) -> str | None:
-    """What is wrong with how ``cmd`` ended (None: nothing)."""
+    """What is wrong with how ``cmd`` ended (None: nothing). Its log holds stdout and stderr: exactly one
+    line either way (the result it printed, or the error), none after SIGKILL, never a traceback."""
     if code is None:
         return "hang"
     lines = cmd.lines
     if code not in ok_codes:
         return f"exit code {code}: {lines[-3:]}"
-    if code == 0 and any("error" in ln for ln in lines):
-        return f"exit 0 with an error line: {lines[-3:]}"
-    if code > 0 and (len([ln for ln in lines if "wavesurrogate" in ln]) != 1 or any("Traceback" in ln
-                                                                                    for ln in lines)):
-        return f"exit {code} without exactly one line: {lines[-5:]}"
+    want = (0, 1) if code < 0 else (1,)
+    if len(lines) not in want or any("Traceback" in ln for ln in lines):
+        return f"exit {code} with {len(lines)} lines: {lines[-5:]}"
+    if code == 0 and "error" in lines[0]:
+        return f"exit 0 with an error line: {lines[0]}"
     return None
 
 

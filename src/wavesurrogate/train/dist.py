@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -58,6 +61,20 @@ def read_launch_env() -> tuple[int, int, int]:
     return world, rank, local
 
 
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null inside (what native libraries print there, too)."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def dist_env(device: str) -> DistEnv:
     """Read torchrun's environment and initialise the process group (gloo on CPU, nccl on GPU) if needed."""
     world, rank, local = read_launch_env()
@@ -71,7 +88,9 @@ def dist_env(device: str) -> DistEnv:
             torch.cuda.set_device(dev)
         wait = _env_int("WAVESURROGATE_DIST_TIMEOUT_S", 300, 1, 86400)  # peers that never come: an error
         try:
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(seconds=wait))
+            backend = "nccl" if use_cuda else "gloo"
+            with _native_stderr_quiet():  # c10d logs each failed try with a C++ stack: the error says it
+                dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait))
         except (RuntimeError, ValueError) as exc:  # DistStoreError, DistNetworkError are RuntimeErrors
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise ConfigError(f"environment: cannot form the process group of WORLD_SIZE={world} at "
