@@ -41,11 +41,13 @@ def _raise(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise Terminated in the main thread while inside (no-op in other threads)."""
+    """SIGTERM and SIGHUP raise Terminated in the main thread while inside (no-op in other threads, and for
+    a signal this process inherited as ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    sigs = [signal.SIGTERM, signal.SIGHUP]
+    # a signal ignored by whoever started us (nohup: SIGHUP) stays ignored
+    sigs = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
     old = {s: signal.signal(s, _raise) for s in sigs}
     try:
         yield
