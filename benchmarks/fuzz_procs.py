@@ -258,7 +258,7 @@ def signals(t: Tally, rng: np.random.Generator, ws: Path, ref: dict[str, Any]) -
     cfg.write_text(yaml.safe_dump(ref["cfg"](run)), encoding="utf-8")
     argv = (["simulate", str(ws / "campaign_s.yaml"), "--out", str(out), "--workers", str(workers)]
             if what == "simulate" else ["train", str(cfg), "--no-progress"])
-    delay = float(rng.uniform(0, ref[f"{what}_s"]))
+    delay = float(rng.uniform(0, 1) ** 2 * ref[f"{what}_s"])  # early moments more often
     cmd = Cmd(argv, ws, ws / "s.log")
     time.sleep(delay)
     with contextlib.suppress(ProcessLookupError):
