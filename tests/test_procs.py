@@ -111,7 +111,8 @@ def test_signal_to_simulate_leaves_no_process_and_the_rerun_is_identical(campaig
     assert len(kids) >= 2, kids  # two workers (and the resource tracker)
     proc.send_signal(sig)
     code, lines = _ended(proc)
-    assert code == 128 + sig and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
+    # 128 + signal; or dead of SIGINT itself after its line (CPython re-sends SIGINT at exit in some cases)
+    assert code in (128 + sig, -sig) and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
     t0 = time.monotonic()
     while alive(kids) and time.monotonic() - t0 < 10:
         time.sleep(0.05)
@@ -178,7 +179,8 @@ def test_signal_to_train_then_resume_gives_the_uninterrupted_weights(training: d
     _wait_for(lambda: (run / layout.METRICS).is_file(), "first checkpoint", proc)
     proc.send_signal(sig)
     code, lines = _ended(proc)
-    assert code == 128 + sig and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
+    # 128 + signal; or dead of SIGINT itself after its line (CPython re-sends SIGINT at exit in some cases)
+    assert code in (128 + sig, -sig) and len(lines) == 1 and "Traceback" not in lines[0], (code, lines)
     assert not list(run.glob(".*.tmp")) and not descendants(proc.pid)
     assert len((run / layout.METRICS).read_text().splitlines()) < EPOCHS  # it was interrupted
     train_from_config(None, resume=run)

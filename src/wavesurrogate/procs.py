@@ -18,11 +18,12 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-__all__ = ["Terminated", "signals_raise", "worker_init", "stop_pool", "set_parent_death_signal"]
+__all__ = ["Terminated", "signals_raise", "deferred_signals", "worker_init", "stop_pool",
+           "set_parent_death_signal"]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -54,6 +55,45 @@ def signals_raise() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[Callable[[], None]]:
+    """Inside, SIGINT, SIGTERM and SIGHUP are recorded instead of acted on; the yielded ``check()``, called
+    at safe points, re-sends the first one under the previous handlers (which raise, or end the process).
+
+    An exception raised at an arbitrary instruction inside ``concurrent.futures`` can leave a future's lock
+    held by the main thread, and the pool's manager thread then waits on it forever (a hang at shutdown,
+    seen with SIGTERM during ``simulate --workers 2``). A signal left pending at exit is re-sent then.
+    No-op outside the main thread; a signal inherited as ignored stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    got: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old = {s: h for s, h in old.items() if h not in (signal.SIG_IGN, None)}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+        old.clear()
+
+    def check() -> None:
+        if got:
+            sig = got[0]
+            got.clear()
+            restore()
+            signal.raise_signal(sig)  # the previous handler runs now, at this safe point
+
+    for s in old:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield check
+    finally:
+        restore()
+        if got:
+            signal.raise_signal(got[0])
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from wavesurrogate.errors import UserError
-from wavesurrogate.procs import stop_pool, worker_init
+from wavesurrogate.procs import deferred_signals, stop_pool, worker_init
 
 __all__ = ["run_local", "probe_scheduler", "run_dask"]
 
@@ -29,19 +29,25 @@ def run_local(fn: Callable[..., Any], cfg: Any, specs: list[Any], workers: int) 
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx, initializer=worker_init,
-                               initargs=(os.getpid(),))
-    finished = False
-    try:
-        futures = {pool.submit(fn, cfg, spec): spec for spec in specs}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
-        finished = True
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:  # an error, an interrupt, or the consumer stopped: no worker may outlive this
-            stop_pool(pool)
+    with deferred_signals() as check:  # signals act only at the check() calls, never inside the pool's code
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx,
+                                   initializer=worker_init, initargs=(os.getpid(),))
+        finished = False
+        try:
+            futures = {pool.submit(fn, cfg, spec): spec for spec in specs}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                check()
+                for fut in done:
+                    yield futures[fut], fut.result()
+                    check()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # an error, a signal, or the consumer stopped: no worker may outlive this
+                stop_pool(pool)
 
 
 async def _identity(address: str, timeout_s: float) -> dict:
