@@ -50,11 +50,27 @@ def signals_raise() -> Iterator[None]:
     # a signal ignored by whoever started us (nohup: SIGHUP) stays ignored
     sigs = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
     old = {s: signal.signal(s, _raise) for s in sigs}
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = _resend_from_finalizer
     try:
         yield
     finally:
+        sys.unraisablehook = old_hook
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _resend_from_finalizer(unraisable: Any) -> None:
+    """An interrupt that landed in a finalizer (``__del__``, a weakref callback) cannot propagate: instead of
+    the "Exception ignored" traceback, the signal is sent again, to act at the next instruction."""
+    exc = unraisable.exc_value
+    if not isinstance(exc, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+        return
+    sig = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+    timer = threading.Timer(0.01, os.kill, (os.getpid(), sig))
+    timer.daemon = True
+    timer.start()
 
 
 @contextlib.contextmanager
