@@ -212,3 +212,31 @@ def test_lock_refuses_a_second_holder_and_is_released(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), lock_run(tmp_path / "b" / "run"):
         raise RuntimeError("a failure before anything was written")
     assert not (tmp_path / "b").exists() and (run / "x").is_file()  # what it created and left empty: gone
+
+
+def test_signals_wait_for_safe_points_and_finalizers_do_not_swallow_them() -> None:
+    import threading
+
+    from wavesurrogate.procs import Terminated, deferred_signals, signals_raise
+
+    reached = []
+    with signals_raise():
+        with pytest.raises(Terminated), deferred_signals() as check:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # recorded, not acted on: a worker pool's code is never interrupted
+            reached.append("after the signal")
+            check()  # the safe point: raises here
+            reached.append("never")
+        assert reached == ["after the signal"]
+
+        class Slow:
+            def __del__(self) -> None:  # a signal landing here cannot propagate: it is sent again
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 0.3:
+                    pass
+
+        with pytest.raises(Terminated):
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            x = Slow()
+            del x
+            time.sleep(5)
