@@ -350,7 +350,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wavesurrogate-fuzz-procs-") as tmp:
         res = fuzz_procs(a.cases, np.random.default_rng([a.seed, 7]), Path(tmp))
-    result = {"seed": a.seed, "python": platform.python_version(), "procs": res,
+    goals = {k: {"measured": res[key], "target": 0, "op": "<=", "met": res[key] == 0, "unit": "cases"}
+             for k, key in (("violations (uncaught)", "uncaught"), ("hangs", "hangs"))}
+    result = {"seed": a.seed, "python": platform.python_version(), "procs": res, "goals": goals,
               "seconds": round(time.perf_counter() - t0, 1)}
     if a.out is not None:
         write_json(a.out, result)
