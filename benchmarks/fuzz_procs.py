@@ -15,6 +15,10 @@ its stdout and stderr in files. Strategies, drawn at random per case:
   SIGKILL; leave no process behind (workers, resource tracker: /proc); and the rerun (`simulate` again,
   `train --resume` or `train` again) must give the bytes / weights of an uninterrupted run.
 
+After SIGKILL nothing can clean up: the multiprocessing resource tracker of a killed `simulate --workers 2`
+unlinks the pool's semaphores and says so on the stderr it inherited, when the workers are gone (a late
+line in that command's log, which the next command does not reuse).
+
 A violation of any rule is counted with its description; a command still running after ``HANG_S`` is a
 hang (killed, counted). JSON on stdout: counts per strategy and the first failures.
 """
@@ -103,6 +107,7 @@ class Cmd:
 
     def __init__(self, argv: list[str], cwd: Path, log: Path):
         self.log = log
+        log.unlink(missing_ok=True)  # a new file: a late writer of an earlier command writes elsewhere
         ctx = multiprocessing.get_context("fork")
         self.proc = ctx.Process(target=_child, args=(argv, str(cwd), str(log)))
         self.proc.start()
@@ -281,7 +286,8 @@ def signals(t: Tally, rng: np.random.Generator, ws: Path, ref: dict[str, Any]) -
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         return
-    if code == 0:  # it finished before the signal: its result is the check
+    done = out.is_file() if what == "simulate" else len(mc_metrics(run)) == EPOCHS
+    if code == 0 or done:  # it finished before the signal (or its work was done when it came)
         rerun = None
     elif what == "simulate":
         rerun = Cmd(argv, ws, ws / "s2.log")
@@ -300,6 +306,14 @@ def signals(t: Tally, rng: np.random.Generator, ws: Path, ref: dict[str, Any]) -
         t.fail(f"{label}: the rerun differs from an uninterrupted run")
         return
     t.seen(f"{what} {name}: exit {code}")
+
+
+def mc_metrics(run: Path) -> list[str]:
+    """The lines of a run's metrics.jsonl ([] if none)."""
+    try:
+        return (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
 
 
 def _reference(ws: Path) -> dict[str, Any]:
