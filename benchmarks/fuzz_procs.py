@@ -108,6 +108,7 @@ class Cmd:
     def __init__(self, argv: list[str], cwd: Path, log: Path):
         self.log = log
         log.unlink(missing_ok=True)  # a new file: a late writer of an earlier command writes elsewhere
+        log.touch()  # here, not in the child: a command killed at once still has its (empty) log
         ctx = multiprocessing.get_context("fork")
         self.proc = ctx.Process(target=_child, args=(argv, str(cwd), str(log)))
         self.proc.start()
