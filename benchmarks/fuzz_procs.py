@@ -48,6 +48,7 @@ from wavesurrogate.io import to_json, write_json
 HANG_S = 120.0
 MAX_FAILURES = 8
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL]
+CAUGHT = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 EPOCHS = 4
 CAMPAIGN = yaml.safe_load(mc.GOOD_CAMPAIGN) | {"cases": 3, "test_cases": 1,
                                                "time": {"n_frames": 24, "frame_stride": 2}}
@@ -70,6 +71,7 @@ def _child(argv: list[str], cwd: str, log: str) -> None:
 
     try:
         with signals_raise():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, CAUGHT)  # blocked by the parent around the fork
             os.chdir(cwd)
             from wavesurrogate.cli import main
 
@@ -111,7 +113,11 @@ class Cmd:
         log.touch()  # here, not in the child: a command killed at once still has its (empty) log
         ctx = multiprocessing.get_context("fork")
         self.proc = ctx.Process(target=_child, args=(argv, str(cwd), str(log)))
-        self.proc.start()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)  # the child unblocks them once it handles them
+        try:
+            self.proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def wait(self) -> int | None:
         """Exit code (negative: killed by that signal), or None after HANG_S (then killed)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -18,6 +19,10 @@ from wavesurrogate.errors import UserError
 from wavesurrogate.procs import deferred_signals, stop_pool, worker_init
 
 __all__ = ["run_local", "probe_scheduler", "run_dask"]
+
+# After a SIGKILL nothing can clean up; the resource tracker then unlinks the pool's semaphores itself and
+# would say so on the terminal, in two lines, after the command has ended.
+QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 def run_local(fn: Callable[..., Any], cfg: Any, specs: list[Any], workers: int) -> Iterator[tuple[Any, Any]]:
@@ -29,6 +34,8 @@ def run_local(fn: Callable[..., Any], cfg: Any, specs: list[Any], workers: int) 
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
+    if QUIET_TRACKER not in sys.warnoptions:  # passed to the resource tracker and workers when spawned
+        sys.warnoptions.append(QUIET_TRACKER)
     with deferred_signals() as check:  # signals act only at the check() calls, never inside the pool's code
         pool = ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx,
                                    initializer=worker_init, initargs=(os.getpid(),))
