@@ -42,6 +42,15 @@ KILL_TESTS = [
      "`simulate` with 2 worker processes SIGKILLed at a timed moment, rerun: same bytes"),
     ("tests/data/test_campaign.py::test_resume_after_crash_gives_identical_file",
      "campaign crash + a damaged shard + a partial temp file: rerun redoes exactly what is missing"),
+    ("tests/test_procs.py::test_signal_to_simulate_leaves_no_process_and_the_rerun_is_identical",
+     "SIGTERM / SIGINT to `simulate --workers 2`: one line, no worker or resource tracker left; rerun: same "
+     "bytes"),
+    ("tests/test_procs.py::test_sigkill_to_simulate_kills_its_workers",
+     "SIGKILL to `simulate --workers 2`: its workers die with it (PR_SET_PDEATHSIG)"),
+    ("tests/test_procs.py::test_signal_to_train_then_resume_gives_the_uninterrupted_weights",
+     "SIGTERM / SIGINT to `train`: one line, no temporary file; --resume: weights of an uninterrupted run"),
+    ("tests/test_procs.py::test_two_trains_of_one_run_directory_exactly_one_proceeds",
+     "two `train` into one run directory at once: exactly one proceeds, the other gets one line, exit 2"),
     ("tests/test_kills.py::test_every_write_in_the_package_is_atomic",
      "every file write in src/ goes through a temporary file + fsync + rename"),
     ("tests/train/test_loop.py::test_nan_loss_stops_and_keeps_last_good_checkpoint",
@@ -171,7 +180,21 @@ def fuzz_section(fuzz: dict[str, Any] | None) -> list[str]:
         if muts:
             applied = ", ".join(f"{k.strip()} ×{v}" for k, v in sorted(muts.items()))
             out += ["", f"{what} applied: {applied}."]
+    procs = fuzz.get("procs")
+    if procs:  # benchmarks/fuzz_procs.py: concurrent writers and signals, real processes
+        out += ["", "Processes (`--procs`, benchmarks/fuzz_procs.py): each case runs real commands in their "
+                "own processes; a violation is a command that broke a rule (exit code, one line, a process "
+                "left behind, a rerun that differs from an uninterrupted run, two fresh writers both "
+                "proceeding).",
+                "", "| strategy | cases | processes | violations | hangs | outcomes |",
+                "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for kind in ("writers", "signals"):
+            r = procs.get(kind) or {}
+            seen = "; ".join(f"{k} ×{v}" for k, v in sorted((r.get("outcomes") or {}).items()))
+            out.append(f"| {kind} | {r.get('cases', 0)} | {r.get('processes', 0)} | {r.get('violations', 0)} "
+                       f"| {r.get('hangs', 0)} | {_md(seen)} |")
     tbs = [t for k in ("configs", "hdf5", "checkpoints") for t in fuzz.get(k, {}).get("first_tracebacks", [])]
+    tbs += [t for k in ("writers", "signals") for t in (procs or {}).get(k, {}).get("first_failures", [])]
     if tbs:
         out += ["", "First uncaught failures:", "", "```", *[t[:1200] for t in tbs[:5]], "```"]
     return out + [""]
@@ -218,6 +241,10 @@ def summary(rows: list[dict[str, Any]], tests: dict[str, list[dict[str, Any]]],
         if "hangs_total" in fuzz:
             bound = fuzz.get("hang_bound_s", 0)
             out.append(f"| fuzz hangs (§3: calls past {bound:g} s) | {fuzz['hangs_total']} |")
+        if fuzz.get("procs"):
+            p = fuzz["procs"]
+            out.append(f"| process fuzz cases (§3: concurrent writers, signals) / violations / hangs | "
+                       f"{p['cases']} / {p['uncaught']} / {p['hangs']} |")
     files = sum(r["files_checked"] for r in rows)
     out.append(f"| nothing lost | {files} workspace files unchanged after the {len(rows)} rejections; "
                f"resumed runs bit-identical, rerun campaigns byte-identical (§2); {n_atomic} of {len(sites)} "

@@ -129,7 +129,7 @@ def main() -> None:
             "energy_growth": ev_long["rollout"]["energy_growth"], "flagged": ev_long["rollout"]["flagged"],
             "spectral_radius": ev["stability"]["spectral_radius"]}
     bench_runs([work / n for n in MODELS], work / "bench", data=data, repeats=3 if a.smoke else 15,
-               memory=False, coarse_cases=2 if a.smoke else 8)
+               memory=False, coarse_cases=2 if a.smoke else 8, overwrite=True)
     bench = load_json(work / "bench" / "bench.json")
     comp = bench["coarse"][0] if bench["coarse"] else {"rows": [], "verdict": None}
     keep = ("label", "factor", "error", "seconds")

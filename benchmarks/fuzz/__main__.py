@@ -38,11 +38,23 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _add_counts(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """Top-level counts of two process-fuzz results added (nested tallies: the first seed's, and
+    ``procs_per_seed`` keeps each)."""
+    if total is None:
+        return dict(more)
+    num = (int, float)
+    return {k: total.get(k, 0) + v if isinstance(v, num) and not isinstance(v, bool) else total.get(k, v)
+            for k, v in more.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__package_doc__ or "").splitlines()[0])
     ap.add_argument("--configs", type=int, default=1000)
     ap.add_argument("--hdf5", type=int, default=200)
     ap.add_argument("--checkpoints", type=int, default=100)
+    ap.add_argument("--procs", type=int, default=0,
+                    help="cases of benchmarks/fuzz_procs.py per seed (writers, signals; seconds each)")
     ap.add_argument("--seed", type=int, nargs="+", default=[0], help="one run of every kind per seed")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--max-memory-gb", type=float, default=6.0,
@@ -70,10 +82,21 @@ def main() -> None:
                     per[kind] = fn(n, np.random.default_rng([seed, len(kind)]), ws)
                     per[kind]["seconds"] = round(time.perf_counter() - t1, 1)
                     result[kind] = merge(result[kind], per[kind]) if kind in result else per[kind]
+                if a.procs:  # processes: concurrent writers of a run directory, signals (fuzz_procs.py)
+                    from benchmarks.fuzz_procs import become_subreaper, fuzz_procs
+
+                    become_subreaper()
+                    (ws / "procs").mkdir()
+                    t1 = time.perf_counter()
+                    p = fuzz_procs(a.procs, np.random.default_rng([seed, 7]), ws / "procs")
+                    p["seconds"] = round(time.perf_counter() - t1, 1)
+                    result.setdefault("procs_per_seed", {})[str(seed)] = p
+                    result["procs"] = _add_counts(result.get("procs"), p)
             result["per_seed"][str(seed)] = {k: {"cases": per[k]["cases"], "uncaught": per[k]["uncaught"],
                                                  "hangs": per[k]["hangs"]} for k in KINDS}
-    result["uncaught_total"] = sum(result[k]["uncaught"] for k in KINDS)
-    result["hangs_total"] = sum(result[k]["hangs"] for k in KINDS)
+    kinds = [*KINDS, *(["procs"] if "procs" in result else [])]
+    result["uncaught_total"] = sum(result[k].get("uncaught", 0) for k in kinds)
+    result["hangs_total"] = sum(result[k].get("hangs", 0) for k in kinds)
     result["hang_bound_s"] = a.hang_s
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if a.out is not None:

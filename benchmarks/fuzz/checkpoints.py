@@ -109,7 +109,7 @@ def fuzz_checkpoints(n: int, rng: np.random.Generator, ws: Path) -> dict[str, An
         ok2 = library(t, label + " state", lambda: load_state(ws / "run" / "optimizer.pt"))
         t.accepted += ok is True and ok2 is True
         t.rejected += ok is False or ok2 is False
-        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(ws / "good.h5"), "--out",
+        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(ws / "good.h5"), "--overwrite", "--out",
                        str(ws / "eval.json")], ws, [ws / "eval.json"])
         cli(t, label, ["train", "--resume", str(ws / "run")], ws, [])
         if (ws / "pwned").exists():

@@ -169,8 +169,10 @@ def fuzz_hdf5(n: int, rng: np.random.Generator, ws: Path) -> dict[str, Any]:
         t.rejected += ok is False
         cli(t, label, ["info", str(bad)], ws, [])
         case = int(rng.integers(0, 5))
-        cli(t, label, ["show", str(bad), "--case", str(case), "--out", str(ws / "show")], ws, [ws / "show"])
-        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(bad), "--out", str(ws / "eval.json")], ws,
+        cli(t, label, ["show", str(bad), "--case", str(case), "--out", str(ws / "show"), "--overwrite"], ws,
+            [ws / "show"])
+        cli(t, label, ["evaluate", str(ws / "run"), "--data", str(bad), "--out", str(ws / "eval.json"),
+                       "--overwrite"], ws,
             [ws / "eval.json"])
         if any(k in desc for k in HOSTILE):  # training reads the file its own way (load_all, streaming)
             (ws / "on_bad.yaml").write_text(yaml.safe_dump(mc.train_config(data="bad.h5")), encoding="utf-8")

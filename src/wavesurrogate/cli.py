@@ -60,6 +60,23 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _pos_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not 0 < v < 1e6:
+        raise argparse.ArgumentTypeError(f"must be > 0 and < 1e6: {s}")
+    return v
+
+
+def _progress_flags(s: argparse.ArgumentParser) -> None:
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--progress", action="store_true", default=None,
+                   help="draw progress bars on stderr (default: only when stderr is a terminal)")
+    g.add_argument("--no-progress", action="store_false", dest="progress", help="never draw progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wavesurrogate`` command."""
     from wavesurrogate import __version__
@@ -74,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local processes)")
     s.add_argument("--workers", type=_nonneg_int, default=None, help="local processes (default: cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing complete output file")
+    s.add_argument("--scheduler-timeout", type=_pos_float, default=20.0, metavar="SECONDS",
+                   help="give up on a Dask scheduler that does not answer within this time (default 20)")
+    _progress_flags(s)
 
     s = sub.add_parser("info", help="summarise a data file")
     s.add_argument("file", type=_existing_file)
@@ -82,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", type=_existing_file)
     s.add_argument("--case", type=_nonneg_int, default=0)
     s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--overwrite", action="store_true", help="replace existing figures of this case")
 
     s = sub.add_parser("train", help="train a surrogate from a config")
     s.add_argument("config", type=_existing_file, nargs="?")
@@ -90,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--init-from", type=_existing_dir, default=None,
                    help="start from this run's best weights (fine-tuning; same model)")
+    _progress_flags(s)
 
     s = sub.add_parser("evaluate", help="errors of a trained run on a data file (JSON)")
     s.add_argument("run", type=_existing_dir)
@@ -97,11 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None)
     s.add_argument("--rollout-start", type=_nonneg_int, default=0,
                    help="first input frame of the rollout (forecast runs; default 0)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     s = sub.add_parser("bench", help="one table comparing runs, with the speed-up against the solver")
     s.add_argument("runs", type=_existing_dir, nargs="+")
     s.add_argument("--data", type=_existing_file, default=None, help="test data (default: each run's)")
     s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--overwrite", action="store_true", help="replace an existing bench.json / bench.md")
 
     s = sub.add_parser("slice", help="a standalone run of one trained sub-network of an elastic run")
     s.add_argument("run", type=_existing_dir)
@@ -115,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--case", type=_nonneg_int, default=0)
     s.add_argument("--data", type=_existing_file, default=None)
     s.add_argument("--out", type=Path, default=None)
+    s.add_argument("--overwrite", action="store_true", help="replace this case's existing outputs")
 
     s = sub.add_parser("auralize", help="a dry WAV heard at a receiver of a 3-D room through a trained run")
     s.add_argument("run", type=_existing_dir)
@@ -158,7 +183,8 @@ def _dispatch(a: argparse.Namespace) -> None:
     if a.cmd == "simulate":
         from wavesurrogate.data.campaign import run_campaign
 
-        print(run_campaign(a.config, a.out, scheduler=a.scheduler, workers=a.workers, overwrite=a.overwrite))
+        print(run_campaign(a.config, a.out, scheduler=a.scheduler, workers=a.workers, overwrite=a.overwrite,
+                           progress=a.progress, scheduler_timeout_s=a.scheduler_timeout))
     elif a.cmd == "info":
         from wavesurrogate.data.store import describe
 
@@ -166,22 +192,22 @@ def _dispatch(a: argparse.Namespace) -> None:
     elif a.cmd == "show":
         from wavesurrogate.eval.show import show_case
 
-        for path in show_case(a.file, a.case, a.out):
+        for path in show_case(a.file, a.case, a.out, overwrite=a.overwrite):
             print(path)
     elif a.cmd == "train":
         from wavesurrogate.train.loop import train_from_config
 
         run = train_from_config(a.config, resume=a.resume, out=a.out, overwrite=a.overwrite,
-                                init_from=a.init_from)
+                                init_from=a.init_from, progress=a.progress)
         print(run)
     elif a.cmd == "evaluate":
         from wavesurrogate.eval.evaluate import evaluate_run
 
-        print(evaluate_run(a.run, a.data, out=a.out, rollout_start=a.rollout_start))
+        print(evaluate_run(a.run, a.data, out=a.out, rollout_start=a.rollout_start, overwrite=a.overwrite))
     elif a.cmd == "bench":
         from wavesurrogate.eval.bench import bench_runs
 
-        print(bench_runs(a.runs, a.out, data=a.data))
+        print(bench_runs(a.runs, a.out, data=a.data, overwrite=a.overwrite))
     elif a.cmd == "slice":
         from wavesurrogate.runs.slice import slice_run
 
@@ -189,7 +215,7 @@ def _dispatch(a: argparse.Namespace) -> None:
     elif a.cmd == "submodel":
         from wavesurrogate.apps.submodel import run_submodel
 
-        print(run_submodel(a.run, a.case, data=a.data, out=a.out))
+        print(run_submodel(a.run, a.case, data=a.data, out=a.out, overwrite=a.overwrite))
     elif a.cmd == "auralize":
         from wavesurrogate.apps.auralize import auralize
 
@@ -219,8 +245,14 @@ def _dispatch(a: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wavesurrogate`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from wavesurrogate.procs import Terminated, signals_raise
+
     try:
-        _dispatch(args)
+        with signals_raise():  # SIGTERM/SIGHUP unwind like Ctrl-C: cleanups run, workers stop
+            _dispatch(args)
+    except Terminated as exc:
+        print(f"wavesurrogate {args.cmd}: terminated by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
     except UserError as exc:
         print(f"wavesurrogate {args.cmd}: error: {exc}", file=sys.stderr)
         return exc.exit_code

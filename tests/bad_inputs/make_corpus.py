@@ -23,6 +23,7 @@ import pickle
 import shutil
 import stat
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -398,6 +399,11 @@ MUTATIONS: dict[str, Callable[[Path], None]] = {
     "npy_wrong_shape": npy_wrong_shape, "npy_negative": npy_negative, "npy_pickled": npy_pickled,
     "existing_out": existing_out, "long_name_config": long_name_config,
 }
+# outputs, locks, run names, resume, hangs, progress, launch environment (issue 16): their own module
+from tests.bad_inputs.mutations_safety import MUTATIONS as _SAFETY  # noqa: E402
+from tests.bad_inputs.mutations_safety import release_held  # noqa: E402
+
+MUTATIONS.update(_SAFETY)
 
 
 # ------------------------------------------------------------------------------------------- manifest
@@ -430,9 +436,13 @@ def prepare_case(case: dict[str, Any], base: Path, dest: Path) -> tuple[Path, li
     ws = make_workspace(base, dest)
     if case.get("input"):
         shutil.copy(HERE / case["input"], ws / Path(case["input"]).name)
+    subs = {"{ws}": str(ws), "{long}": LONG_NAME}
     if case.get("make"):
-        all_mutations()[case["make"]](ws)
-    return ws, [str(a).replace("{ws}", str(ws)).replace("{long}", LONG_NAME) for a in case["argv"]]
+        subs.update(all_mutations()[case["make"]](ws) or {})  # a mutation may name more placeholders
+    argv = [str(a) for a in case["argv"]]
+    for k, v in subs.items():
+        argv = [a.replace(k, v) for a in argv]
+    return ws, argv
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -512,16 +522,26 @@ def check_case(case: dict[str, Any], base: Path, dest: Path) -> dict[str, Any]:
 
     ws, argv = prepare_case(case, base, dest)
     before = snapshot(ws)
+    env = {k: str(v) for k, v in (case.get("env") or {}).items()}
+    saved = {k: os.environ.get(k) for k in env}
     hung = False
+    t0 = time.perf_counter()
     try:
+        os.environ.update(env)
         with contextlib.chdir(ws), time_bound(HANG_S):  # relative paths in configs land in the workspace
             code, out, err = run_cli(argv)
     except CaseHung:
         hung, code, out, err = True, -1, "", f"no answer within {HANG_S:g} s"
     finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
         release()
+        release_held()
+    seconds = time.perf_counter() - t0
     lines = err.strip().splitlines()
     problems = [f"hung: {err}"] if hung else []
+    if case.get("within_s") is not None and seconds > float(case["within_s"]):
+        problems.append(f"took {seconds:.1f} s, more than its bound of {case['within_s']} s")
     if code != 2:
         problems.append(f"exit code {code}")
     if len(lines) != 1 or "Traceback" in err:
@@ -542,7 +562,7 @@ def check_case(case: dict[str, Any], base: Path, dest: Path) -> dict[str, Any]:
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         problems.append(f"workspace changed: {changed[:5]}")
     return {"argv": argv, "code": code, "line": first, "stderr": err, "problems": problems,
-            "files_checked": len(before)}
+            "files_checked": len(before), "seconds": seconds}
 
 
 def main(argv: list[str]) -> int:

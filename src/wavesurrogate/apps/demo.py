@@ -26,6 +26,7 @@ from rich.console import Console
 
 from wavesurrogate.apps.demo_operator import operator_lines, run_operator
 from wavesurrogate.apps.stages import find_config, fresh, read_config, stage_campaign
+from wavesurrogate.progress import progress_wanted
 from wavesurrogate.runs.layout import read_metrics
 from wavesurrogate.safeload import load_json
 from wavesurrogate.tasks.forecast import TASK as FORECAST
@@ -104,7 +105,7 @@ def _stage_evaluate(run_dir: Path, data: Path) -> dict[str, Any]:
 
     out = run_dir / "evaluate.json"
     if not fresh(out, run_dir / "weights.safetensors", data):
-        evaluate_run(run_dir, data, out=out)
+        evaluate_run(run_dir, data, out=out, overwrite=True)  # the demo's own file, recomputed
     return load_json(out)
 
 
@@ -218,7 +219,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
     from wavesurrogate.eval.report import write_report
     from wavesurrogate.io import atomic_write_text
 
-    console = Console(stderr=True)
+    console = Console(stderr=progress_wanted(None))  # status on stderr only on a terminal: one-line errors
     p = plan(quick)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -246,7 +247,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> str:
         inputs = [data, *(v / "weights.safetensors" for v in runs.values()),
                   *(v / "evaluate.json" for v in runs.values())]
         if not fresh(bench_json, *inputs):
-            bench_runs(list(runs.values()), bench_dir, data=data, repeats=p.repeats)
+            bench_runs(list(runs.values()), bench_dir, data=data, repeats=p.repeats, overwrite=True)
         return load_json(bench_json)
 
     bench = stage("bench", do_bench)

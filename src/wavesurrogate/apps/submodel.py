@@ -24,8 +24,10 @@ from wavesurrogate.data.store import DataFile, open_data
 from wavesurrogate.errors import CheckpointError, DataFileError, UserError
 from wavesurrogate.io import atomic_path, write_json
 from wavesurrogate.nn.registry import TRACE
+from wavesurrogate.outputs import check_output_dir
 from wavesurrogate.physics.zoi import Zoi, solve_zoi
 from wavesurrogate.runs import RunInfo, load_run
+from wavesurrogate.runs.layout import run_files
 from wavesurrogate.tasks.boundary_trace import GROUP
 
 
@@ -99,12 +101,16 @@ def evaluate_case(model: nn.Module, stats: dict[str, Any], f: DataFile, case: in
     return out
 
 
-def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out: str | Path | None = None
-                 ) -> str:
-    """Run the ZOI submodel of one case end to end; writes zoi_field.npz, submodel.json, submodel.png."""
+def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out: str | Path | None = None,
+                 overwrite: bool = False) -> str:
+    """Run the ZOI submodel of one case end to end; writes zoi_field.npz, submodel.json, submodel.png
+    (existing ones replaced only with ``overwrite``)."""
     model, info = load_trace_run(run)
     stats = info.stats
     path = Path(data) if data is not None else Path(info.config.data.path)
+    out_dir = Path(out) if out is not None else Path(run) / "submodel" / f"case_{int(case):04d}"
+    check_output_dir(out_dir, ["zoi_field.npz", "submodel.json", "submodel.png"], [path, *run_files(run)],
+                     overwrite=overwrite)
     with open_data(path) as f:
         tasks.get(info.task).check_fits(f, info)
         if not 0 <= int(case) < f.n_cases:
@@ -112,7 +118,6 @@ def run_submodel(run: str | Path, case: int, data: str | Path | None = None, out
         res = evaluate_case(model, stats, f, int(case))
         frame_t, trace_t, zoi = f.t, f.trace_t(GROUP), zoi_of(f)
         x, y = (f.x, f.y) if "window_ij0" in f.attrs else (f.x[zoi.slices[1]], f.y[zoi.slices[0]])
-    out_dir = Path(out) if out is not None else Path(run) / "submodel" / f"case_{int(case):04d}"
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = res.pop("arrays")
     with atomic_path(out_dir / "zoi_field.npz") as tmp, open(tmp, "wb") as fh:

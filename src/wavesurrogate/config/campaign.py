@@ -48,6 +48,7 @@ def _not_tiny(v: float) -> float:
 
 PosFloat = Annotated[float, Field(strict=True, gt=0, le=MAX_MAGNITUDE), AfterValidator(_not_tiny)]
 NonNegFloat = Annotated[float, Field(strict=True, ge=0, le=MAX_MAGNITUDE)]
+MAX_CASES = 1_000_000  # cases (and test cases) of one campaign, listed up front: 0.1 s each is a day
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
@@ -245,8 +246,8 @@ class CampaignConfig(Strict):
 
     name: str = "campaign"
     seed: Seed = 0
-    cases: PosInt
-    test_cases: NonNegInt = 0
+    cases: Annotated[int, Field(strict=True, gt=0, le=MAX_CASES)]  # bounded: cases are listed up front
+    test_cases: Annotated[int, Field(strict=True, ge=0, le=MAX_CASES)] = 0
     test_seed: Seed = 1
     solver: SolverConfig = Field(default_factory=SolverConfig)
     grid: GridConfig

@@ -14,10 +14,11 @@ directory keeps the resolved config (absolute paths) in ``config.yaml``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from wavesurrogate.config.base import Strict, load_config
 from wavesurrogate.limits import MAX_SEED, MAX_THREADS
@@ -35,7 +36,11 @@ __all__ = [
     "TrainConfig",
     "load_train_config",
     "RESUMABLE_CHANGES",
+    "RUN_NAME",
 ]
+
+# A run name becomes a directory name (runs/<name>): no separator, no '..', nothing hidden, not too long.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 # Keys of a TrainConfig that may differ between a run's config.yaml and the config given with --resume.
 RESUMABLE_CHANGES = ("epochs", "num_threads", "progress", "out")
@@ -184,10 +189,16 @@ class TrainConfig(Strict):
     elastic: ElasticConfig | None = Field(
         None, description="train the model's nested (blocks, rank) sub-networks together (default: off)")
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not RUN_NAME.fullmatch(v):  # runs/<name> must stay inside runs/
+            raise ValueError(f"must match {RUN_NAME.pattern} (letters, digits, '.', '_', '-', starting "
+                             f"with a letter or digit, at most 100 characters), got {v[:40]!r}")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if not self.name or "/" in self.name:
-            raise ValueError("name must be non-empty and contain no '/'")
         for what, p in (("name", self.name), ("data.path", self.data.path), ("out", self.out or "")):
             if "\x00" in p:  # the OS refuses such paths (ValueError deep in pathlib otherwise)
                 raise ValueError(f"{what} must not contain a NUL character")

@@ -9,13 +9,13 @@ order, interruptions or the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,13 @@ import numpy as np
 from wavesurrogate.config.base import dump_yaml
 from wavesurrogate.config.campaign import CampaignConfig
 from wavesurrogate.data.cases import CaseSpec, load_campaign, resolve, sample_cases, solve_case, trace_layout
+from wavesurrogate.data.runners import probe_scheduler, run_dask, run_local
 from wavesurrogate.data.schema import SCHEMA, case_checksum, decode_chunk, encode_chunk
 from wavesurrogate.data.store import DataWriter, open_data
 from wavesurrogate.errors import DataFileError, UserError
 from wavesurrogate.io import atomic_path
+from wavesurrogate.outputs import check_outputs
+from wavesurrogate.progress import progress_bar, progress_wanted
 from wavesurrogate.safeload import check_regular, load_json, parse_json
 
 
@@ -103,60 +106,17 @@ def _shard_ok(work: Path, spec: CaseSpec, shape: tuple[int, ...]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- running
-def _progress(enabled: bool, console_stderr: bool = True):
-    from rich.console import Console
+def _progress(enabled: bool):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=console_stderr), disable=not enabled)
-
-
-def _run_local(cfg: CampaignConfig, specs: list[CaseSpec], workers: int
-               ) -> Iterator[tuple[CaseSpec, EncodedCase]]:
-    if workers <= 1 or len(specs) <= 1:
-        for spec in specs:
-            yield spec, run_case_encoded(cfg, spec)
-        return
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent; workers import afresh
-    with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx) as pool:
-        futures = {pool.submit(run_case_encoded, cfg, spec): spec for spec in specs}
-        try:
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
-
-
-def _run_dask(cfg: CampaignConfig, specs: list[CaseSpec], address: str, timeout_s: float
-              ) -> Iterator[tuple[CaseSpec, EncodedCase]]:
-    try:
-        from distributed import Client
-        from distributed import as_completed as dask_as_completed
-    except ImportError:
-        raise UserError("--scheduler needs dask[distributed]: pip install 'wavesurrogate[dask]'") from None
-    try:
-        client = Client(address, timeout=f"{timeout_s}s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UserError(f"--scheduler: cannot connect to Dask scheduler {address!r} ({type(exc).__name__})") \
-            from None
-    with client:
-        futures = {client.submit(run_case_encoded, cfg, spec, pure=False): spec for spec in specs}
-        try:
-            for fut in dask_as_completed(list(futures)):
-                yield futures[fut], fut.result()
-        finally:
-            client.cancel(list(futures))
+    return progress_bar(enabled, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
 
 
 def solve_specs(cfg: CampaignConfig, specs: list[CaseSpec], *, scheduler: str | None = None, workers: int = 1,
@@ -165,8 +125,10 @@ def solve_specs(cfg: CampaignConfig, specs: list[CaseSpec], *, scheduler: str | 
     Dask): (frames float32 [n_frames, ny, nx], solve wall time in s) in the order of ``specs``, each
     checksum verified after the transfer. Nothing is written (callers that keep results persist them)."""
     shape = (cfg.time.n_frames, cfg.grid.ny, cfg.grid.nx)
-    results: Iterable = (_run_dask(cfg, specs, scheduler, scheduler_timeout_s) if scheduler
-                         else _run_local(cfg, specs, workers))
+    if scheduler:
+        probe_scheduler(scheduler, scheduler_timeout_s)
+    results: Generator = (run_dask(run_case_encoded, cfg, specs, scheduler, scheduler_timeout_s) if scheduler
+                          else run_local(run_case_encoded, cfg, specs, workers))
     out: dict[int, tuple[np.ndarray, float]] = {}
     for spec, case in results:
         frames = decode_chunk(case.chunk, shape)
@@ -258,25 +220,26 @@ def _rate(done: int, t0: float) -> str:
 
 
 def simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None = None, workers: int | None = None,
-             overwrite: bool = False, progress: bool = True,
+             overwrite: bool = False, progress: bool | None = None,
              on_shard: Callable[[int], None] | None = None, scheduler_timeout_s: float = 20.0) -> Path:
     """Run a campaign into ``out`` (resuming from ``out.work/``); returns the output path.
 
     The config is resolved first (cases.resolve: time step from the CFL bound). workers: local processes
     (None or 0: usable cores; 1: in this process). Workers are spawned, so a script calling this with
-    workers > 1 needs an ``if __name__ == "__main__":`` guard.
+    workers > 1 needs an ``if __name__ == "__main__":`` guard. progress: None: when stderr is a terminal.
     """
     return _simulate(resolve(cfg), Path(out), scheduler=scheduler, workers=workers, overwrite=overwrite,
                      progress=progress, on_shard=on_shard, scheduler_timeout_s=scheduler_timeout_s)
 
 
 def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers: int | None, overwrite: bool,
-              progress: bool, on_shard: Callable[[int], None] | None = None,
-              scheduler_timeout_s: float = 20.0) -> Path:
-    """simulate() of a resolved config."""
-    if out.is_dir():
-        raise UserError(f"--out: {out} is a directory, expected a file path")
+              progress: bool | None, on_shard: Callable[[int], None] | None = None,
+              scheduler_timeout_s: float = 20.0, inputs: tuple[Path, ...] = ()) -> Path:
+    """simulate() of a resolved config; ``inputs``: files it was read from (never overwritten)."""
+    medium = getattr(cfg.medium, "path", None)
+    check_outputs([out], [*inputs, medium], overwrite=True)  # an input or a directory: refused
     work = out.with_name(out.name + ".work")
+    check_outputs([work / "manifest.json"], [*inputs, medium], overwrite=True)
     manifest = _manifest(cfg)
     if out.exists() and not overwrite:
         finished = work.is_dir() and _read_json(work / "manifest.json") == manifest
@@ -284,7 +247,26 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
             _remove_work(work)  # a previous run finished the file but was stopped while cleaning up
             return out
         raise UserError(f"--out: {out} already exists (pass --overwrite to replace it)")
+    if scheduler:  # before anything is created: an address that never answers leaves nothing behind
+        probe_scheduler(scheduler, scheduler_timeout_s)
+    specs = sample_cases(cfg)
+    created = not work.exists()
     _prepare_work(work, manifest, overwrite)
+    try:
+        _run(cfg, out, work, manifest, specs, scheduler, workers, progress_wanted(progress), on_shard,
+             scheduler_timeout_s)
+    except BaseException:
+        if created and not any(work.glob("case-*.npz")):  # nothing worth resuming: leave no trace
+            _remove_work(work)
+        raise
+    _remove_work(work)
+    return out
+
+
+def _run(cfg: CampaignConfig, out: Path, work: Path, manifest: dict[str, str], specs: list[CaseSpec],
+         scheduler: str | None, workers: int | None, progress: bool, on_shard: Callable[[int], None] | None,
+         scheduler_timeout_s: float) -> None:
+    """Simulate the cases without a valid shard in ``work``, then assemble ``out`` from the shards."""
     for tmp in out.parent.glob(f".{out.name}.*.tmp"):  # a killed assembly
         tmp.unlink(missing_ok=True)
 
@@ -307,13 +289,14 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
         done0 = len(specs) - len(todo)
         task = bar.add_task("simulating", total=len(specs), completed=done0, rate="")
         t0 = time.perf_counter()
-        results: Iterable = (_run_dask(cfg, todo, scheduler, scheduler_timeout_s) if scheduler
-                             else _run_local(cfg, todo, n_workers))
-        for k, (spec, case) in enumerate(results, start=1):
-            write_shard(work, spec, case)
-            bar.update(task, advance=1, rate=_rate(k, t0))
-            if on_shard is not None:
-                on_shard(spec.index)
+        results: Generator = (run_dask(run_case_encoded, cfg, todo, scheduler, scheduler_timeout_s)
+                              if scheduler else run_local(run_case_encoded, cfg, todo, n_workers))
+        with contextlib.closing(results):  # stops the workers at once if anything below fails
+            for k, (spec, case) in enumerate(results, start=1):
+                write_shard(work, spec, case)
+                bar.update(task, advance=1, rate=_rate(k, t0))
+                if on_shard is not None:
+                    on_shard(spec.index)
         t_asm = bar.add_task("writing file", total=len(specs), rate="")
         writer = DataWriter(out, n_cases=len(specs), n_frames=cfg.time.n_frames, x=x, y=y, z=z,
                             t=cfg.time_obj().times_s, attrs=_file_attrs(cfg, manifest),
@@ -326,13 +309,12 @@ def _simulate(cfg: CampaignConfig, out: Path, *, scheduler: str | None, workers:
                                   checksum=case.checksum, chunk=case.chunk, traces=case.traces,
                                   solve_s=case.solve_s)
                 bar.advance(t_asm)
-    _remove_work(work)
-    return out
 
 
 def run_campaign(config_path: str | Path, out: str | Path, scheduler: str | None = None,
-                 workers: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+                 workers: int | None = None, overwrite: bool = False, progress: bool | None = None,
+                 scheduler_timeout_s: float = 20.0) -> Path:
     """``wavesurrogate simulate``: load and resolve the config (nothing written if bad), then simulate."""
     cfg = load_campaign(config_path)
     return _simulate(cfg, Path(out), scheduler=scheduler, workers=workers, overwrite=overwrite,
-                     progress=progress)
+                     progress=progress, scheduler_timeout_s=scheduler_timeout_s, inputs=(Path(config_path),))

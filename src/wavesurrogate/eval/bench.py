@@ -373,8 +373,10 @@ def coarse_comparison(records: list[dict[str, Any]], factors: Any = None, *, rep
 
 
 def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, memory: bool = True,
-               threads: int = 1, coarse: Any = None, coarse_cases: int | None = 8) -> str:
-    """Bench every run directory of ``runs`` into ``out_dir``/bench.json and bench.md; returns the table.
+               threads: int = 1, coarse: Any = None, coarse_cases: int | None = 8, overwrite: bool = False
+               ) -> str:
+    """Bench every run directory of ``runs`` into ``out_dir``/bench.json and bench.md; returns the table
+    (existing ones replaced only with ``overwrite``).
 
     ``coarse``: factors of the coarse-solver baselines (default ``baselines.DEFAULT_FACTORS``; ``()``: none),
     solved on the first ``coarse_cases`` test cases (None: all) in this process after the runs are timed.
@@ -382,7 +384,11 @@ def bench_runs(runs: Any, out_dir: Any, data: Any = None, *, repeats: int = 15, 
     from pathlib import Path
 
     from wavesurrogate.io import atomic_write_text, write_json
+    from wavesurrogate.outputs import check_output_dir
+    from wavesurrogate.runs.layout import run_files
 
+    check_output_dir(out_dir, ["bench.json", "bench.md"], [data, *(f for r in runs for f in run_files(r))],
+                     overwrite=overwrite)
     cache: dict = {}
     machine = machine_info()
     records = [bench_run(r, data, repeats=repeats, memory=False, threads=threads, solver_cache=cache)

@@ -17,6 +17,8 @@ from wavesurrogate import tasks
 from wavesurrogate.io import atomic_write_text, to_json
 from wavesurrogate.metrics.spectral import BAND_EDGES
 from wavesurrogate.metrics.temporal import DIVERGENCE_THRESHOLD
+from wavesurrogate.outputs import check_outputs
+from wavesurrogate.runs.layout import run_files
 from wavesurrogate.runs.load import RunInfo, load_run
 from wavesurrogate.tasks.base import test_cases
 
@@ -54,13 +56,14 @@ def evaluate_model(model: nn.Module, info: RunInfo, data: str | Path, batch_size
 
 
 def evaluate_run(run: str | Path, data: str | Path, out: str | Path | None = None,
-                 rollout_start: int = 0) -> str:
-    """Evaluate the best weights of run directory ``run`` on ``data``; JSON text (also written to ``out``)."""
+                 rollout_start: int = 0, overwrite: bool = False) -> str:
+    """Evaluate the best weights of run directory ``run`` on ``data``; JSON text (also written to ``out``,
+    or ``out``/evaluate.json for a directory; an existing file only with ``overwrite``)."""
+    if out is not None:
+        out = Path(out) / "evaluate.json" if Path(out).is_dir() else Path(out)
+        check_outputs([out], [data, *run_files(run)], overwrite=overwrite)
     model, info = load_run(run, "best")
     text = to_json(evaluate_model(model, info, data, rollout_start=rollout_start))
     if out is not None:
-        out = Path(out)
-        if out.is_dir():
-            out = out / "evaluate.json"
         atomic_write_text(out, text + "\n")
     return text

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from wavesurrogate.data.store import SPLITS, open_data
 from wavesurrogate.io import atomic_path
+from wavesurrogate.outputs import check_output_dir
 
 FIELD_CMAP = "RdBu_r"
 VELOCITY_CMAP = "viridis"
@@ -118,9 +119,11 @@ def frames_gif(fields: np.ndarray, t_s: np.ndarray, out: Path, title: str = "", 
     return out
 
 
-def show_case(path: str | Path, case: int, out_dir: str | Path) -> list[Path]:
-    """Write ``case{N}.png`` (frames grid) and ``case{N}.gif`` (animation) for one case; returns both."""
+def show_case(path: str | Path, case: int, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write ``case{N}.png`` (frames grid) and ``case{N}.gif`` (animation) for one case; returns both
+    (existing ones replaced only with ``overwrite``)."""
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, [f"case{case:04d}.png", f"case{case:04d}.gif"], [path], overwrite=overwrite)
     with open_data(path) as d:
         fields, velocity = d.case(case)
         t = d.t

@@ -14,7 +14,10 @@ Run directories written before ``model_version`` existed read as version 1.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from wavesurrogate.safeload import check_regular, load_json, parse_json, read_te
 
 __all__ = ["CONFIG", "MODEL_JSON", "STATS", "WEIGHTS", "OPTIM", "METRICS", "RUN_FILES", "MODEL_FORMAT",
            "WEIGHTS_FORMAT", "STATE_FORMAT", "WHICH", "read_json", "read_metrics", "read_run_config",
-           "holds_config", "prepare_dir", "remove_partial_writes"]
+           "holds_config", "prepare_dir", "remove_partial_writes", "run_files", "lock_run"]
 
 CONFIG, MODEL_JSON, STATS = "config.yaml", "model.json", "stats.json"
 WEIGHTS, OPTIM, METRICS = "weights.safetensors", "optimizer.pt", "metrics.jsonl"
@@ -125,3 +128,42 @@ def remove_partial_writes(run_dir: Path) -> None:
     for tmp in run_dir.glob(".*.tmp"):
         if any(tmp.name.startswith(f".{f}.") for f in RUN_FILES):
             tmp.unlink(missing_ok=True)
+
+
+def run_files(run_dir: str | Path) -> list[Path]:
+    """The files of a run directory (what a command reading the run must never overwrite)."""
+    return [Path(run_dir) / f for f in RUN_FILES]
+
+
+@contextlib.contextmanager
+def lock_run(run_dir: str | Path) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking lock on run directory ``run_dir`` while writing it.
+
+    The lock is ``flock`` on the directory itself (no lock file: a refused command leaves the directory
+    byte-for-byte as it was); the kernel releases it when the process dies, however it dies. A directory
+    created here and still empty when the block fails is removed again, with the parents created for it.
+    CheckpointError (one line) if another process holds the lock.
+    """
+    run_dir = Path(run_dir)
+    if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
+        raise CheckpointError(f"{run_dir}: exists and is not a directory")
+    created = [p for p in (run_dir, *run_dir.parents) if not os.path.lexists(p)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"{run_dir}: in use by another process writing this run; wait for it to "
+                                  "finish or choose another --out") from None
+        try:
+            yield run_dir
+        except BaseException:
+            for p in created:  # innermost first; stops at the first directory that is not empty
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+            raise
+    finally:
+        os.close(fd)  # releases the lock

@@ -21,9 +21,8 @@ that run's best weights (fine-tuning).
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,13 +39,15 @@ from wavesurrogate.config.train import RESUMABLE_CHANGES, TrainConfig, load_trai
 from wavesurrogate.data.windows import sample_seed
 from wavesurrogate.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from wavesurrogate.nn.registry import count_trainable
+from wavesurrogate.progress import progress_wanted
 from wavesurrogate.runs import layout
 from wavesurrogate.runs.layout import holds_config, read_metrics, start_weights
-from wavesurrogate.runs.load import load_into, load_state, load_weights, read_run_config
-from wavesurrogate.runs.save import save_checkpoint, save_config, save_header, write_metrics
+from wavesurrogate.runs.load import load_into, load_weights, read_run_config
+from wavesurrogate.runs.save import save_checkpoint, save_config, save_header
 from wavesurrogate.runs.state import check_against
 from wavesurrogate.tasks.base import Task, TrainData
 from wavesurrogate.train.dist import DistEnv, all_sum, barrier, dist_env
+from wavesurrogate.train.guard import check_moments, check_outputs, resume_state
 from wavesurrogate.train.optim import optimizer, scheduler, steps_per_batch
 from wavesurrogate.train.progress import epoch_progress
 
@@ -165,12 +166,14 @@ def train(
         cfg = cfg.resolved()
         run_dir = Path(cfg.out)  # type: ignore[arg-type]
     task = tasks.get(cfg.data.task)
+    check_outputs(cfg, run_dir, init_from)
     env = dist_env(cfg.device)
     threads = torch.get_num_threads()
     try:
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
-        with torch.random.fork_rng(devices=[]):
+        with layout.lock_run(run_dir) if env.main else contextlib.nullcontext(), \
+                torch.random.fork_rng(devices=[]):
             return _train(cfg, task, run_dir, resume is not None, overwrite, env, stop_after_epoch,
                           init_from)
     finally:
@@ -182,9 +185,7 @@ def train(
 def _start(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrite: bool, env: DistEnv,
            init_from: str | Path | None) -> tuple[nn.Module, TrainData, dict[str, Any] | None]:
     """Data, model (resumed or initialised, moved to the device) and resume state; writes the header."""
-    state = None
-    if resuming and os.path.lexists(run_dir / layout.OPTIM):  # a FIFO or device is refused by load_state
-        state = load_state(run_dir / layout.OPTIM)
+    state = resume_state(run_dir) if resuming else None
     if not resuming:
         layout.prepare_dir(run_dir, overwrite)
     barrier(env)
@@ -263,6 +264,7 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
     if state is not None:
         try:
             opt.load_state_dict(state["optimizer"])
+            check_moments(opt)
             if sched is not None:
                 sched.load_state_dict(state["scheduler"])
             start, step, history = int(state["epoch"]), int(state["global_step"]), list(state["metrics"])
@@ -270,14 +272,14 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
             best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{run_dir / layout.OPTIM}: does not fit this config ({exc})") from None
-        if env.main:
-            write_metrics(run_dir / layout.METRICS, history)  # drop lines of an epoch not committed
-            save_config(run_dir, cfg)  # e.g. more epochs given on resume
+    # A resumed run rewrites nothing until its first new checkpoint: config.yaml (e.g. more epochs) with
+    # it, and metrics.jsonl then drops the lines of an epoch that was not committed.
+    config_pending = state is not None
     net: nn.Module = model
     if env.world > 1:
         ids = [env.device] if env.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    show = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and env.main
+    show = progress_wanted(cfg.progress) and env.main
     with epoch_progress(show) as bar:
         for epoch in range(start, cfg.epochs):
             if stop_after is not None and epoch >= stop_after:
@@ -315,6 +317,9 @@ def _train(cfg: TrainConfig, task: Task, run_dir: Path, resuming: bool, overwrit
                 bar.console.print(f"epoch {epoch + 1}/{cfg.epochs}  train {train_loss:.4g}  val {val}  "
                                   f"lr {lr:.3g}  {line['samples_per_s']:.0f} samples/s", soft_wrap=True)
             if env.main:
+                if config_pending:
+                    save_config(run_dir, cfg)
+                    config_pending = False
                 save_checkpoint(run_dir, model, best_sd, opt, sched, history, step, best_val, best_epoch)
             barrier(env)
     return run_dir
@@ -372,13 +377,17 @@ def train_from_config(
     out: str | Path | None = None,
     overwrite: bool = False,
     init_from: str | Path | None = None,
+    progress: bool | None = None,
 ) -> Path:
-    """CLI entry: load the YAML config (or the run's own, given ``resume`` alone), train; the run dir."""
+    """CLI entry: load the YAML config (or the run's own, given ``resume`` alone), train; the run dir.
+    ``progress``: overrides the config's (None: keep it)."""
     if config_path is None and resume is None:
         raise UserError("train: give a CONFIG or --resume RUN")
     cfg = load_train_config(config_path) if config_path is not None else None
     if cfg is None:
         cfg = read_run_config(Path(resume))  # type: ignore[arg-type]
+    if progress is not None:
+        cfg = cfg.model_copy(update={"progress": progress})
     return train(cfg, out=out, resume=resume, overwrite=overwrite, init_from=init_from)
 
 
