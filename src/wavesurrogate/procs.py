@@ -136,6 +136,10 @@ def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
     """Cancel what has not started, terminate the workers (SIGTERM, then SIGKILL after ``grace_s``), and
     shut the pool down; returns when every worker has exited."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    queue = getattr(pool, "_call_queue", None)
+    if queue is not None:  # its feeder thread must not block this process's exit on a pipe no worker reads
+        with contextlib.suppress(Exception):
+            queue.cancel_join_thread()
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         with contextlib.suppress(Exception):

@@ -157,7 +157,7 @@ def test_dask_path_equals_local_path(tmp_path: Path) -> None:
 def test_unreachable_scheduler_is_a_user_error(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     cfg = load_campaign(write_cfg(tmp_path / "c.yaml"))
-    with pytest.raises(UserError, match="cannot connect"):
+    with pytest.raises(UserError, match="cannot connect|no answer"):
         simulate(cfg, tmp_path / "o.h5", scheduler="tcp://127.0.0.1:9", progress=False, scheduler_timeout_s=1)
     assert not (tmp_path / "o.h5").exists()
 
