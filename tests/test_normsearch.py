@@ -56,7 +56,11 @@ def test_pareto_ranks_by_hand() -> None:
 
 def test_search_is_deterministic_and_survives_sigkill(tmp_path: Path) -> None:
     data = write_data(tmp_path / "d.h5", n=12, n_frames=10, n_cases=5, n_test=1)
-    ref = run_search(validate(NormSearchConfig, _cfg(tmp_path / "a", data)))
+    # the quality gate trains 4 epochs here, so the kill (once its first epoch is on disk) lands inside it
+    def cfg(work: Path) -> dict[str, Any]:
+        return {**_cfg(work, data), "quality": {"epochs": 4, "max_ratio": 3.0}}
+
+    ref = run_search(validate(NormSearchConfig, cfg(tmp_path / "a")))
     assert ref["evaluated"] == N and ref["seeds"]["gn_gelu"]["log_ratios"] == [0.0, 0.0]
     assert [r["parent"] for r in json.loads((tmp_path / "a" / "state.json").read_text())["records"]][:2] == [
         None, None]
@@ -64,7 +68,7 @@ def test_search_is_deterministic_and_survives_sigkill(tmp_path: Path) -> None:
     assert all(r is not None and 0.0 <= r <= 1.0 for r in rates)
     # a second process runs the same search and is killed in the middle of candidate 2's trainings
     work = tmp_path / "b"
-    (tmp_path / "b.json").write_text(json.dumps(_cfg(work, data)))
+    (tmp_path / "b.json").write_text(json.dumps(cfg(work)))
     code = ("import json, sys; from wavesurrogate.config.base import validate; "
             "from wavesurrogate.config.normsearch import NormSearchConfig; "
             "from wavesurrogate.apps.normsearch import run_search; "
@@ -74,7 +78,7 @@ def test_search_is_deterministic_and_survives_sigkill(tmp_path: Path) -> None:
     target = work / "runs" / "c0002" / "quality" / "metrics.jsonl"  # its first training has one epoch done
     t0 = time.time()
     while not target.is_file() and proc.poll() is None and time.time() - t0 < 120:
-        time.sleep(0.02)
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert target.is_file(), "the search ended before it could be killed"
@@ -82,7 +86,7 @@ def test_search_is_deterministic_and_survives_sigkill(tmp_path: Path) -> None:
     # killed after candidate 2 began and before the end (under load candidate 2, one epoch per gate, may
     # have been committed before the signal landed)
     assert 2 <= len(state["records"]) < N
-    again = run_search(validate(NormSearchConfig, _cfg(work, data)))
+    again = run_search(validate(NormSearchConfig, cfg(work)))
     assert again == ref
     a, b = (json.loads((tmp_path / w / "state.json").read_text())["records"] for w in "ab")
     assert a == b
