@@ -265,5 +265,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The console script: ``main()``, then exit. After a worker pool was stopped (a signal, an error) its
+    manager thread may be blocked for good on half a result a killed worker left in the pipe, and the
+    interpreter's exit would join it forever; every cleanup of ours has run by then, so such a process ends
+    with ``os._exit`` once its one line is flushed."""
+    code = main()
+    from wavesurrogate import procs
+
+    if procs.pool_stopped():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

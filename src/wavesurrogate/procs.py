@@ -132,9 +132,18 @@ def worker_init(parent_pid: int) -> None:
         os._exit(1)
 
 
+_POOLS_STOPPED = [0]
+
+
+def pool_stopped() -> bool:
+    """Whether ``stop_pool`` ran in this process (the CLI then skips the interpreter's exit-time joins)."""
+    return _POOLS_STOPPED[0] > 0
+
+
 def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
     """Cancel what has not started, terminate the workers (SIGTERM, then SIGKILL after ``grace_s``), and
     shut the pool down; returns when every worker has exited."""
+    _POOLS_STOPPED[0] += 1
     procs = list((getattr(pool, "_processes", None) or {}).values())
     queue = getattr(pool, "_call_queue", None)
     if queue is not None:  # its feeder thread must not block this process's exit on a pipe no worker reads
