@@ -35,9 +35,12 @@ from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT, LONG = 40, 200
-RECIPE = {"inputs": ["frames", "velocity", "forcing"], "update": "direct", "unroll": [1, 2, 4, 8]}
-MODELS = {"dense": ({"width": 16, "depth": 2}, 1e-3),
-          "cp": ({"width": 16, "depth": 2, "conv": {"format": "cp", "layer_params": 1119}}, 1e-2)}
+RECIPE = {"inputs": ["frames", "velocity", "forcing"], "forcing_kind": "leapfrog", "update": "leapfrog",
+          "n_in": 4, "unroll": [1, 2], "window_stride": 3, "max_cases": 120}
+ARCH = {"width": 12, "depth": 5, "kernel_size": 5, "hidden": 8, "gain_layers": 1, "padding_mode": "replicate",
+        "physics": "from_data"}
+MODELS = {"dense": ({**ARCH}, 1e-3),
+          "cp": ({**ARCH, "conv": {"format": "cp", "rank": 7}}, 2e-3)}
 
 
 def campaigns(work: Path, smoke: bool) -> tuple[Path, Path]:
@@ -66,14 +69,17 @@ def run_config(name: str, data: Path, work: Path, epochs: int, smoke: bool) -> A
     kwargs, lr = MODELS[name]
     if smoke:
         cp = {"conv": {"format": "cp", "rank": 2}} if "conv" in kwargs else {}
-        kwargs = {**kwargs, "width": 4, "depth": 1, **cp}
+        kwargs = {**kwargs, "width": 2, "hidden": 2, **cp}
     unroll = [1, 2] if smoke else RECIPE["unroll"]
     return config_from_dict({
         "name": name, "seed": 0, "out": str(work / name), "num_threads": 1, "progress": False,
-        "data": {"path": str(data), "n_in": 4, "n_out": 1, "window_stride": 2, "val_fraction": 0.1,
-                 "inputs": RECIPE["inputs"], "update": RECIPE["update"]},
-        "model": {"name": "cnn2d", "kwargs": kwargs}, "optim": {"name": "adam", "lr": lr},
-        "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": epochs, "batch_size": 16,
+        "data": {"path": str(data), "n_in": RECIPE["n_in"], "n_out": 1,
+                 "window_stride": RECIPE["window_stride"],
+                 "val_fraction": 0.1, "max_cases": None if smoke else RECIPE["max_cases"],
+                 "inputs": RECIPE["inputs"], "forcing_kind": RECIPE["forcing_kind"],
+                 "update": RECIPE["update"]},
+        "model": {"name": "wavestep2d", "kwargs": kwargs}, "optim": {"name": "adam", "lr": lr},
+        "schedule": {"name": "cosine", "min_lr": lr / 100}, "epochs": epochs, "batch_size": 16,
         "rollout": {"unroll": unroll, "stage_epochs": max(1, epochs // len(unroll))}})
 
 
@@ -103,7 +109,7 @@ def goals(runs: dict[str, dict[str, Any]], coarse_rows: int) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--work", default=None)
     p.add_argument("--out", default=None)

@@ -40,6 +40,8 @@ def _examples() -> dict[str, tuple[dict, tuple[torch.Tensor, ...]]]:
         "cnn2d": (_CNN, (frames,)),
         "unet2d": (_CNN, (frames,)),
         "cnn3d": (_CNN, (frames,)),
+        "wavestep2d": ({"n_in": 2, "n_out": 1, "width": 3, "depth": 2, "kernel_size": 3, "hidden": 4},
+                       (frames,)),
         "elastic_cnn2d": ({"n_in": 2, "n_out": 1, "width": 4, "blocks": 2, "rank": 3}, (frames,)),
         "fno": (_FNO, (frames[:, :2],)),
         "tfno": (_FNO, (frames[:, :2],)),
@@ -122,6 +124,7 @@ def test_every_model_declares_interface_version_and_capabilities():
     interfaces = {n: registry.entry(n).interface for n in _builtin()}
     assert interfaces == {
         "cnn2d": registry.FRAMES, "unet2d": registry.FRAMES, "cnn3d": registry.FRAMES, "fno": registry.FRAMES,
+        "wavestep2d": registry.FRAMES,
         "tfno": registry.FRAMES, "deeponet": registry.POINTS, "deeponet_cnn": registry.POINTS,
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
         "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS,

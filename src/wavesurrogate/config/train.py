@@ -73,6 +73,10 @@ class DataConfig(Strict):
     inputs: list[Literal["frames", "velocity", "forcing"]] = Field(
         ["frames", "velocity"], description="forecast input channels: frames, velocity, then forcing "
         "(the source term of the frames being predicted)")
+    forcing_kind: Literal["interval", "leapfrog"] = Field(
+        "interval", description="forcing input per predicted frame: the source's integral over the frame "
+        "interval (interval) or over the two intervals around the last input frame, hat-weighted as the "
+        "leapfrog residual sees it (leapfrog; physics.sources.frame_forcing)")
     update: Literal["direct", "leapfrog"] = Field(
         "direct", description="forecast: the network gives the next frames (direct) or the correction in "
         "u^{n+1} = 2u^n - u^{n-1} + network (leapfrog, needs n_in >= 2)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from wavesurrogate.errors import ConfigError
 from wavesurrogate.physics.problem import Grid, Initial, Problem, Source
 
 
@@ -130,16 +131,30 @@ def initial_field(init: Initial, grid: Grid, boundary_kind: str) -> np.ndarray:
     return init.amplitude * mode_shape(grid, init.m, init.n, kind, l=init.l)
 
 
-def frame_forcing(problem: Problem, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The source term per frame interval as the FD scheme injects it: ``(amplitude [n_frames], g [ny, nx])``.
+FORCING_KINDS = ("interval", "leapfrog")
 
-    Frame k's forcing is ``amplitude[k] · g(x)`` with ``amplitude[k] = Σ_m a·w(t_m)·dt`` over the solver steps
-    m = (k−1)·stride … k·stride − 1 that lead to frame k (the time integral of the source over the frame
-    interval, by the scheme's own rule), ``amplitude[0] = 0``; g is ``grid_footprint`` (1/m²). ``n_frames``
-    may exceed the stored frames (the source is known at any time).
+
+def frame_forcing(problem: Problem, n_frames: int | None = None,
+                  kind: str = "interval") -> tuple[np.ndarray, np.ndarray]:
+    """The source term per frame as the FD scheme injects it: ``(amplitude [n_frames], g [ny, nx])``.
+
+    Frame k's forcing is ``amplitude[k] · g(x)``; g is ``grid_footprint`` (1/m²), ``amplitude[0] = 0``.
+    ``kind="interval"``: ``amplitude[k] = Σ_m a·w(t_m)·dt`` over the solver steps m = (k−1)·s … k·s − 1 that
+    lead to frame k (s = frame stride; the time integral over the frame interval, by the scheme's own rule).
+    ``kind="leapfrog"``: the same integral weighted by the hat that the frame-level leapfrog residual
+    u^k − 2u^{k−1} + u^{k−2} gives each injection to first order: (s − j)/s for step (k−1)·s + j and j/s for
+    step (k−2)·s + j (centred on frame k − 1, the two intervals around it; weights sum to s, so both kinds
+    agree for a constant source). ``n_frames`` may exceed the stored frames (the source is known at any time).
     """
+    if kind not in FORCING_KINDS:
+        raise ConfigError(f"forcing kind must be one of {', '.join(FORCING_KINDS)}, got {kind!r}")
     t = problem.time
-    n = t.n_frames if n_frames is None else int(n_frames)
-    w = wavelet(problem.source, np.arange(max(n - 1, 0) * t.frame_stride) * t.dt_s) * t.dt_s
-    amp = np.concatenate([[0.0], w.reshape(max(n - 1, 0), t.frame_stride).sum(axis=1)])[:n]
+    n, s = (t.n_frames if n_frames is None else int(n_frames)), t.frame_stride
+    w = (wavelet(problem.source, np.arange(max(n - 1, 0) * s) * t.dt_s) * t.dt_s).reshape(max(n - 1, 0), s)
+    if kind == "interval":
+        amp = np.concatenate([[0.0], w.sum(axis=1)])[:n]
+    else:
+        j = np.arange(s)
+        fwd, bwd = w @ ((s - j) / s), w @ (j / s)
+        amp = np.concatenate([[0.0], fwd + np.concatenate([[0.0], bwd[:-1]])])[:n]
     return amp, grid_footprint(problem.source, problem.grid)

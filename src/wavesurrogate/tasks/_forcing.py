@@ -13,15 +13,21 @@ from torch import Tensor
 
 from wavesurrogate.errors import DataFileError
 
-__all__ = ["load_forcing", "forcing_scale", "forcing_channels", "source_info", "SOURCE_OFF"]
+__all__ = ["forcing_kind", "load_forcing", "forcing_scale", "forcing_channels", "source_info", "SOURCE_OFF"]
 
 SOURCE_OFF = 1e-3  # the source has stopped once its per-frame amplitude stays below this share of its peak
 
 
-def load_forcing(f: Any, cases: Any, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(amplitude [case, frame], footprint [case, y, x]) float64 of the source term per frame interval of
-    ``cases`` of data file ``f`` (``physics.sources.frame_forcing`` of ``f.problem(case)``, cropped to a
-    stored window); DataFileError (one line) if the file cannot rebuild its problems."""
+def forcing_kind(stats: Mapping[str, Any]) -> str:
+    """The run's forcing kind (``physics.sources.frame_forcing``): ``interval`` unless stats say otherwise."""
+    return str(stats.get("forcing_kind", "interval"))
+
+
+def load_forcing(f: Any, cases: Any, n_frames: int | None = None,
+                 kind: str = "interval") -> tuple[np.ndarray, np.ndarray]:
+    """(amplitude [case, frame], footprint [case, y, x]) float64 of the source term per frame of ``cases``
+    of data file ``f`` (``physics.sources.frame_forcing`` of ``f.problem(case)`` of that ``kind``, cropped to
+    a stored window); DataFileError (one line) if the file cannot rebuild its problems."""
     from wavesurrogate.physics.sources import frame_forcing
 
     if f.n_spatial_dims != 2:
@@ -30,7 +36,7 @@ def load_forcing(f: Any, cases: Any, n_frames: int | None = None) -> tuple[np.nd
     amps, feet = [], []
     for case in np.asarray(cases, dtype=np.int64).reshape(-1):
         try:
-            amp, foot = frame_forcing(f.problem(int(case)), n)
+            amp, foot = frame_forcing(f.problem(int(case)), n, kind)
         except DataFileError as exc:
             raise DataFileError(f"forcing inputs need the campaign config of the data file ({exc})") from None
         ij0 = f.attrs.get("window_ij0")
@@ -59,11 +65,12 @@ def forcing_channels(forcing: tuple[np.ndarray, np.ndarray], stats: Mapping[str,
     return amp[:, :, None, None] * torch.from_numpy(forcing[1]).float()[:, None]
 
 
-def source_info(f: Any, cases: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+def source_info(f: Any, cases: np.ndarray, n_frames: int,
+                kind: str = "interval") -> tuple[np.ndarray, np.ndarray, list[int]] | None:
     """(amplitude, footprint, frame from which each case's source is off) of ``cases``; None when the
     file cannot rebuild its problems (no campaign config, 3-D)."""
     try:
-        amp, foot = load_forcing(f, cases, n_frames)
+        amp, foot = load_forcing(f, cases, n_frames, kind)
     except DataFileError:
         return None
     stops = []

@@ -26,7 +26,13 @@ from wavesurrogate.errors import CheckpointError, ConfigError, DataFileError
 from wavesurrogate.metrics import temporal
 from wavesurrogate.metrics.suite import summarise
 from wavesurrogate.nn.registry import FRAMES
-from wavesurrogate.tasks._forcing import forcing_channels, forcing_scale, load_forcing, source_info
+from wavesurrogate.tasks._forcing import (
+    forcing_channels,
+    forcing_kind,
+    forcing_scale,
+    load_forcing,
+    source_info,
+)
 from wavesurrogate.tasks.base import (
     Affine,
     Task,
@@ -164,6 +170,20 @@ def run_options(stats: Mapping[str, Any]) -> tuple[bool, str]:
     return "forcing" in stats.get("inputs", ["frames", "velocity"]), str(stats.get("update", "direct"))
 
 
+def physics_from_stats(stats: Mapping[str, Any]) -> dict[str, float]:
+    """``physics`` of a model that starts from the solver's frame map (``model.kwargs.physics: from_data``):
+    velocity mean and std, dt, frame stride, dx, dy, field std and forcing scale of the run's statistics."""
+    try:
+        d = stats["data"]
+        return {"c_mean": float(stats["velocity_mean"]), "c_std": float(stats["velocity_std"]),
+                "dt_s": float(d["dt"]), "stride": float(d["frame_stride"]), "dx_m": float(d["dx"]),
+                "dy_m": float(d["dy"]), "field_std": float(stats["field_std"]),
+                "forcing_scale": float(stats.get("forcing_scale", 1.0))}
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError("model.kwargs.physics: from_data needs the run's statistics (velocity, field, "
+                          "dt, frame stride, spacing)") from None
+
+
 class Forecast(Task):
     """Frames → next frames, rolled out autoregressively."""
 
@@ -193,7 +213,10 @@ class Forecast(Task):
         params = inspect.signature(registry.entry(cfg.model.name).cls.__init__).parameters
         if cfg.data.update == "leapfrog" and "residual" in params:
             kw["residual"] = False
-        return {**kw, **cfg.model.kwargs}
+        kw = {**kw, **cfg.model.kwargs}
+        if "physics" in params and kw.get("physics") == "from_data":
+            kw["physics"] = physics_from_stats(stats)
+        return kw
 
     def prepare(self, cfg: Any, stats: dict[str, Any] | None = None) -> TrainData:
         from wavesurrogate.data.store import open_data
@@ -201,16 +224,22 @@ class Forecast(Task):
         d = cfg.data
         run = {"task": self.name, "n_in": d.n_in, "n_out": d.n_out, "inputs": list(d.inputs),
                "update": d.update}
+        if "forcing" in d.inputs and d.forcing_kind != "interval":
+            run["forcing_kind"] = d.forcing_kind
+        kind = d.forcing_kind
         if d.stream is not None:  # windows read from the file through a bounded cache
+            from functools import partial
+
             from wavesurrogate.tasks._forecast_stream import prepare_streamed
 
-            return prepare_streamed(cfg, stats, run, load_forcing)
+            return prepare_streamed(cfg, stats, run, partial(load_forcing, kind=kind))
         r, got = cfg.rollout, load_cases(cfg, stats)
         forcing = val_forcing = None
         if "forcing" in d.inputs:
             with open_data(d.path) as f:
-                forcing = load_forcing(f, got.record["splits"]["train"])
-                val_forcing = load_forcing(f, got.record["splits"]["val"]) if got.val is not None else None
+                forcing = load_forcing(f, got.record["splits"]["train"], kind=kind)
+                val_forcing = load_forcing(f, got.record["splits"]["val"], kind=kind) if got.val is not None \
+                    else None
         if stats is None:
             stats = compute_stats(*got.train)
             if forcing is not None:
@@ -255,7 +284,8 @@ class Forecast(Task):
         """Rollout of a run, float64 field units ``[case, n_steps, y, x]``: frames ``start .. start + n_steps
         − 1`` from the true frames ``[start − n_in, start)`` of ``fields`` ``[case, frame, y, x]`` (field
         units), ``velocity`` ``[case, y, x]`` (m/s), through the run's inputs and update (``nn.rollout``);
-        ``forcing`` (``load_forcing`` of these cases, frames from 0) is required when the run reads it."""
+        ``forcing`` (``load_forcing`` of these cases, frames from 0, of the run's ``forcing_kind``) is
+        required when the run reads it."""
         from wavesurrogate.nn.rollout import rollout
 
         n_in, n_out = int(stats["n_in"]), int(stats["n_out"])
@@ -283,7 +313,7 @@ class Forecast(Task):
         """``n`` windows of consecutive frames (with velocity and forcing) spread over ``cases``."""
         from wavesurrogate.tasks._export import frames_samples
 
-        forcing = load_forcing(f, cases, f.n_frames) if run_options(stats)[0] else None
+        forcing = load_forcing(f, cases, f.n_frames, forcing_kind(stats)) if run_options(stats)[0] else None
         return frames_samples(f, cases, stats, n, forcing)
 
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
@@ -296,6 +326,8 @@ class Forecast(Task):
             raise CheckpointError(f"{source}: unknown inputs {stats.get('inputs')!r} or update {update!r}")
         if forcing:
             check_numbers(stats, source, {"forcing_scale": True})
+        if forcing_kind(stats) not in ("interval", "leapfrog"):
+            raise CheckpointError(f"{source}: unknown forcing_kind {stats.get('forcing_kind')!r}")
 
     def check_fits(self, f: Any, info: Any) -> None:
         where = f"{f.path}: run {info.run_dir.name}"
@@ -318,7 +350,7 @@ class Forecast(Task):
         s = info.stats
         n_in, n_out = int(s["n_in"]), int(s["n_out"])
         (use_forcing, update), fa = run_options(s), field_affine(s)
-        src = source_info(f, cases, fields.shape[1] + n_out)
+        src = source_info(f, cases, fields.shape[1] + n_out, forcing_kind(s))
         if use_forcing and src is None:
             raise DataFileError(f"{f.path}: run {info.run_dir.name} reads the forcing, which needs the "
                                 "campaign config of the data file")
