@@ -27,6 +27,7 @@ from benchmarks.md_layers import layers_section
 from benchmarks.md_mfal import mfal_section
 from benchmarks.md_normsearch import normsearch_section
 from benchmarks.md_operators2d import operators2d_section
+from benchmarks.md_rollouts import rollouts_section
 from benchmarks.md_rooms3d import rooms3d_section
 from wavesurrogate.eval.table import markdown as table
 from wavesurrogate.eval.table import num
@@ -332,7 +333,7 @@ def render(json_dir: Path) -> str:
     dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
                  "rooms3d.json": rooms3d_section, "normsearch.json": normsearch_section,
                  "deploy.json": deploy_section, "elastic.json": elastic_section,
-                 "mfal.json": mfal_section, "layers.json": layers_section}
+                 "mfal.json": mfal_section, "layers.json": layers_section, "rollouts.json": rollouts_section}
     for f in files:
         if f.name in dedicated:
             lines += dedicated[f.name](load_json(f))

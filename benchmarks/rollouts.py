@@ -36,7 +36,7 @@ from wavesurrogate.train.loop import config_from_dict, train_or_reuse
 ROOT = Path(__file__).resolve().parents[1]
 SHORT, LONG = 40, 200
 RECIPE = {"inputs": ["frames", "velocity", "forcing"], "forcing_kind": "leapfrog", "update": "leapfrog",
-          "n_in": 4, "unroll": [1, 2], "window_stride": 3, "max_cases": 120}
+          "n_in": 4, "unroll": [1, 2], "noise_std": 0.1, "window_stride": 3, "max_cases": 60}
 ARCH = {"width": 12, "depth": 5, "kernel_size": 5, "hidden": 8, "gain_layers": 1, "padding_mode": "replicate",
         "physics": "from_data"}
 MODELS = {"dense": ({**ARCH}, 1e-3),
@@ -80,7 +80,8 @@ def run_config(name: str, data: Path, work: Path, epochs: int, smoke: bool) -> A
                  "update": RECIPE["update"]},
         "model": {"name": "wavestep2d", "kwargs": kwargs}, "optim": {"name": "adam", "lr": lr},
         "schedule": {"name": "cosine", "min_lr": lr / 100}, "epochs": epochs, "batch_size": 16,
-        "rollout": {"unroll": unroll, "stage_epochs": max(1, epochs // len(unroll))}})
+        "rollout": {"unroll": unroll, "stage_epochs": max(1, epochs // len(unroll)),
+                    "noise_std": RECIPE["noise_std"]}})
 
 
 def at(ev: dict[str, Any], h: int) -> float | None:
@@ -109,7 +110,7 @@ def goals(runs: dict[str, dict[str, Any]], coarse_rows: int) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--work", default=None)
     p.add_argument("--out", default=None)

@@ -60,12 +60,14 @@ def frames_export(model: nn.Module, stats: Mapping[str, Any], forcing: bool, upd
     if forcing:
         ex["forcing"] = torch.zeros(2, n_out, ny, nx)
         inputs.append({"name": "forcing", "shape": ["batch", n_out, ny, nx],
-                       "unit": "source term (amplitude x footprint of physics.sources.frame_forcing)",
+                       "unit": "source term (amplitude x footprint of physics.sources.frame_forcing, kind "
+                               f"{stats.get('forcing_kind', 'interval')})",
                        "what": f"the source term of the {n_out} frame(s) being predicted"})
     return mod, ex, {"inputs": inputs,
                      "outputs": [{"name": "next_frames", "shape": ["batch", n_out, ny, nx],
                                   "unit": FIELD_UNIT, "what": "the next frames, the run's update applied"}],
-                     "rollout": {"n_in": n_in, "n_out": n_out, "update": update, "forcing": forcing}}
+                     "rollout": {"n_in": n_in, "n_out": n_out, "update": update, "forcing": forcing,
+                                 **({"forcing_kind": stats["forcing_kind"]} if "forcing_kind" in stats else {})}}
 
 
 def _pick(n_items: int, n: int) -> np.ndarray:
