@@ -3,7 +3,8 @@
 Layers: forward+backward time (ms, median) of TensorizedConv2d(cp, R) vs tensorly-torch's FactorizedConv (cp,
 same rank, 'factorized' implementation) vs dense nn.Conv2d, input in both memory layouts, 64² and 128² (and
 3-D rows at 24³); ours in its default configuration (``recompute="auto"``) and with ``recompute=True``; the
-training-step tensor peak of ours and of the dense layer (same input layout). ``goals``: issue 14's layer
+training-step tensor peak of ours and of the dense layer (same input layout): ``layer(x).sum().backward()``
+(the goal's measure) and, for information, with a stored upstream gradient. ``goals``: issue 14's layer
 targets over the 2-D cases. Networks: inference
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
 per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
@@ -59,6 +60,20 @@ def _train_peak(layer: nn.Module, x: torch.Tensor) -> int:
     return peak
 
 
+def _train_peak_stored_grad(layer: nn.Module, x: torch.Tensor) -> int:
+    """As ``_train_peak``, with a stored upstream gradient (made before the profiled region, as the next
+    layer's backward would hand it over) instead of the expanded one of ``.sum()``, which the dense conv
+    materialises and the lean cp path reads chunk by chunk; the output stays alive during backward."""
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    with torch.no_grad():
+        g = torch.ones_like(layer(x))
+    peak = tensor_peak_bytes(lambda: layer(x).backward(g))
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    return peak
+
+
 def _tltorch() -> tuple[Any, str | None]:
     try:
         import tltorch
@@ -97,7 +112,8 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                     fns["tltorch_cp_channels_last_input"] = _fwd_bwd(theirs, x_cl)
                 ms = _round_robin(fns, reps)
                 row: dict[str, Any] = {"dim": dim, "size": size, "kernel": k, "rank": r, "ms_fwd_bwd": ms,
-                                       "default_recompute": ours.recompute}
+                                       "default_recompute": {"nchw": ours._recomputes(x),
+                                                             "channels_last": ours._recomputes(x_cl)}}
                 if tltorch is not None:
                     row["tltorch_over_ours"] = {
                         "nchw": round(ms["tltorch_cp"] / ms["ours_cp"], 2),
@@ -107,6 +123,14 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                         (("dense", dense, x), ("dense_channels_last_input", dense, x_cl),
                          ("ours_cp", ours, x), ("ours_cp_channels_last_input", ours, x_cl))}
                 row["tensor_peak_train_bytes"] = peak
+                stored = {name: _train_peak_stored_grad(layer, inp) for name, layer, inp in
+                          (("dense", dense, x), ("dense_channels_last_input", dense, x_cl),
+                           ("ours_cp", ours, x), ("ours_cp_channels_last_input", ours, x_cl))}
+                row["tensor_peak_train_stored_grad_bytes"] = stored
+                row["peak_ours_over_dense_stored_grad"] = {
+                    "nchw": round(stored["ours_cp"] / stored["dense"], 3),
+                    "channels_last": round(stored["ours_cp_channels_last_input"]
+                                           / stored["dense_channels_last_input"], 3)}
                 row["peak_ours_over_dense"] = {
                     "nchw": round(peak["ours_cp"] / peak["dense"], 3),
                     "channels_last": round(peak["ours_cp_channels_last_input"]
@@ -114,8 +138,9 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                 row["params"] = {"dense": sum(p.numel() for p in dense.parameters()),
                                  "cp": ours.count_parameters()}
                 rows.append(row)
-                print(to_json({k2: row[k2] for k2 in ("dim", "size", "kernel", "rank", "tltorch_over_ours",
-                                                        "peak_ours_over_dense") if k2 in row}),
+                shown = ("dim", "size", "kernel", "rank", "tltorch_over_ours", "peak_ours_over_dense",
+                         "peak_ours_over_dense_stored_grad")
+                print(to_json({k2: row[k2] for k2 in shown if k2 in row}),
                       file=sys.stderr, flush=True)
     return rows if tl_error is None else [*rows, {"tltorch_import_error": tl_error}]
 
