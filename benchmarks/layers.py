@@ -7,7 +7,9 @@ training-step tensor peak of ours and of the dense layer (same input layout): ``
 (the goal's measure) and, for information, with a stored upstream gradient. ``goals``: issue 14's layer
 targets over the 2-D cases. Networks: inference
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
-per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
+per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run:
+tltorch/ours is the median over rounds of the round's CPU-time ratio (one thread; wall-time medians and their
+ratio are kept beside it).
 
     .venv/bin/python -m benchmarks.layers [--threads 1] [--reps 7] [--quick]
 """
@@ -36,6 +38,19 @@ def _round_robin(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 
     """Median wall time (ms) of each callable, timed one call of each per repetition."""
     walls = round_robin(fns, reps, warmup)
     return {k: round(statistics.median(w) * 1e3, 3) for k, (w, _) in walls.items()}
+
+
+def _paired(fns: dict[str, Callable[[], object]], reps: int, pairs: dict[str, tuple[str, str]],
+            warmup: int = 2) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(wall ms medians, CPU ms medians, ratio per pair name): each ratio is the median over rounds of
+    that round's CPU-time ratio ``pairs[name][0] / pairs[name][1]``. One thread: the process's CPU time is
+    the work done, without the slices other jobs on a shared machine take from its wall time."""
+    walls = round_robin(fns, reps, warmup)
+    wall = {k: round(statistics.median(w) * 1e3, 3) for k, (w, _) in walls.items()}
+    cpu = {k: round(statistics.median(c) * 1e3, 3) for k, (_, c) in walls.items()}
+    ratio = {name: round(statistics.median(a / b for a, b in zip(walls[num][1], walls[den][1], strict=True)),
+                         2) for name, (num, den) in pairs.items()}
+    return wall, cpu, ratio
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -110,12 +125,16 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                                                     padding=k // 2, bias=True)
                     fns["tltorch_cp"] = _fwd_bwd(theirs, x)
                     fns["tltorch_cp_channels_last_input"] = _fwd_bwd(theirs, x_cl)
-                ms = _round_robin(fns, reps)
+                pairs = {"nchw": ("tltorch_cp", "ours_cp"),
+                         "channels_last": ("tltorch_cp_channels_last_input", "ours_cp_channels_last_input")}
+                ms, cpu_ms, ratio = _paired(fns, reps, pairs if tltorch is not None else {})
                 row: dict[str, Any] = {"dim": dim, "size": size, "kernel": k, "rank": r, "ms_fwd_bwd": ms,
+                                       "cpu_ms_fwd_bwd": cpu_ms,
                                        "default_recompute": {"nchw": ours._recomputes(x),
                                                              "channels_last": ours._recomputes(x_cl)}}
                 if tltorch is not None:
-                    row["tltorch_over_ours"] = {
+                    row["tltorch_over_ours"] = ratio
+                    row["tltorch_over_ours_wall_medians"] = {
                         "nchw": round(ms["tltorch_cp"] / ms["ours_cp"], 2),
                         "channels_last": round(ms["tltorch_cp_channels_last_input"]
                                                / ms["ours_cp_channels_last_input"], 2)}

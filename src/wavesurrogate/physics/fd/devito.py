@@ -210,7 +210,8 @@ class DevitoStepper:
             self._loaded[name] = key
 
     def _set_state(self, u0: np.ndarray, um1: np.ndarray) -> None:
-        """Step 0 into slot 0, step −1 into slot (−1 mod 3) = 2, zeros into slot 1. A run from rest has
+        """Step 0 into slot 0, step −1 into slot (−1 mod 3) = 2; slot 1 is left as it is (the first step
+        writes every node of it: the update, the edge conditions and the ghost planes). A run from rest has
         u⁰ = 0 and u⁻¹ nonzero only around the source: such states are kept as their nonzero entries (found
         once per pair of arrays) and written as a zero fill plus a scatter, not copied whole."""
         u, key = self._v["u"], self._state_key
@@ -220,11 +221,11 @@ class DevitoStepper:
                 idx = np.flatnonzero(arr)
                 sparse.append((idx, arr.ravel()[idx].astype(self.dtype)) if 8 * idx.size < arr.size else None)
             self._state_key = key = (u0, um1, sparse)
-        u.fill(0.0)
         for slot, arr, sp in zip((0, 2), (u0, um1), key[2], strict=True):
             if sp is None:
                 u[slot] = arr
             else:
+                u[slot].fill(0.0)
                 u[slot].reshape(-1)[sp[0]] = sp[1]
 
     def _apply(self, start: int, stop: int, stride: int, frames: np.ndarray | None = None) -> None:
