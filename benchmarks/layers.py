@@ -3,10 +3,13 @@
 Layers: forward+backward time (ms, median) of TensorizedConv2d(cp, R) vs tensorly-torch's FactorizedConv (cp,
 same rank, 'factorized' implementation) vs dense nn.Conv2d, input in both memory layouts, 64² and 128² (and
 3-D rows at 24³); ours in its default configuration (``recompute="auto"``) and with ``recompute=True``; the
-training-step tensor peak of ours and of the dense layer (same input layout). ``goals``: issue 14's layer
+training-step tensor peak of ours and of the dense layer (same input layout): ``layer(x).sum().backward()``
+(the goal's measure) and, for information, with a stored upstream gradient. ``goals``: issue 14's layer
 targets over the 2-D cases. Networks: inference
 time of dense vs compressed CNN surrogates at batch 1 and 32. Variants are timed round-robin (one call of each
-per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run.
+per repetition) so load changes on a shared machine hit all of them alike; ratios come from the same run:
+tltorch/ours is the median over rounds of the round's CPU-time ratio (one thread; wall-time medians and their
+ratio are kept beside it).
 
     .venv/bin/python -m benchmarks.layers [--threads 1] [--reps 7] [--quick]
 """
@@ -37,6 +40,19 @@ def _round_robin(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 
     return {k: round(statistics.median(w) * 1e3, 3) for k, (w, _) in walls.items()}
 
 
+def _paired(fns: dict[str, Callable[[], object]], reps: int, pairs: dict[str, tuple[str, str]],
+            warmup: int = 2) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(wall ms medians, CPU ms medians, ratio per pair name): each ratio is the median over rounds of
+    that round's CPU-time ratio ``pairs[name][0] / pairs[name][1]``. One thread: the process's CPU time is
+    the work done, without the slices other jobs on a shared machine take from its wall time."""
+    walls = round_robin(fns, reps, warmup)
+    wall = {k: round(statistics.median(w) * 1e3, 3) for k, (w, _) in walls.items()}
+    cpu = {k: round(statistics.median(c) * 1e3, 3) for k, (_, c) in walls.items()}
+    ratio = {name: round(statistics.median(a / b for a, b in zip(walls[num][1], walls[den][1], strict=True)),
+                         2) for name, (num, den) in pairs.items()}
+    return wall, cpu, ratio
+
+
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     """One forward + backward of ``layer`` on ``x`` (input and parameter gradients)."""
 
@@ -54,6 +70,20 @@ def _train_peak(layer: nn.Module, x: torch.Tensor) -> int:
     layer.zero_grad(set_to_none=True)
     x.grad = None
     peak = tensor_peak_bytes(lambda: layer(x).sum().backward())
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    return peak
+
+
+def _train_peak_stored_grad(layer: nn.Module, x: torch.Tensor) -> int:
+    """As ``_train_peak``, with a stored upstream gradient (made before the profiled region, as the next
+    layer's backward would hand it over) instead of the expanded one of ``.sum()``, which the dense conv
+    materialises and the lean cp path reads chunk by chunk; the output stays alive during backward."""
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    with torch.no_grad():
+        g = torch.ones_like(layer(x))
+    peak = tensor_peak_bytes(lambda: layer(x).backward(g))
     layer.zero_grad(set_to_none=True)
     x.grad = None
     return peak
@@ -95,11 +125,16 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                                                     padding=k // 2, bias=True)
                     fns["tltorch_cp"] = _fwd_bwd(theirs, x)
                     fns["tltorch_cp_channels_last_input"] = _fwd_bwd(theirs, x_cl)
-                ms = _round_robin(fns, reps)
+                pairs = {"nchw": ("tltorch_cp", "ours_cp"),
+                         "channels_last": ("tltorch_cp_channels_last_input", "ours_cp_channels_last_input")}
+                ms, cpu_ms, ratio = _paired(fns, reps, pairs if tltorch is not None else {})
                 row: dict[str, Any] = {"dim": dim, "size": size, "kernel": k, "rank": r, "ms_fwd_bwd": ms,
-                                       "default_recompute": ours.recompute}
+                                       "cpu_ms_fwd_bwd": cpu_ms,
+                                       "default_recompute": {"nchw": ours._recomputes(x),
+                                                             "channels_last": ours._recomputes(x_cl)}}
                 if tltorch is not None:
-                    row["tltorch_over_ours"] = {
+                    row["tltorch_over_ours"] = ratio
+                    row["tltorch_over_ours_wall_medians"] = {
                         "nchw": round(ms["tltorch_cp"] / ms["ours_cp"], 2),
                         "channels_last": round(ms["tltorch_cp_channels_last_input"]
                                                / ms["ours_cp_channels_last_input"], 2)}
@@ -107,6 +142,14 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                         (("dense", dense, x), ("dense_channels_last_input", dense, x_cl),
                          ("ours_cp", ours, x), ("ours_cp_channels_last_input", ours, x_cl))}
                 row["tensor_peak_train_bytes"] = peak
+                stored = {name: _train_peak_stored_grad(layer, inp) for name, layer, inp in
+                          (("dense", dense, x), ("dense_channels_last_input", dense, x_cl),
+                           ("ours_cp", ours, x), ("ours_cp_channels_last_input", ours, x_cl))}
+                row["tensor_peak_train_stored_grad_bytes"] = stored
+                row["peak_ours_over_dense_stored_grad"] = {
+                    "nchw": round(stored["ours_cp"] / stored["dense"], 3),
+                    "channels_last": round(stored["ours_cp_channels_last_input"]
+                                           / stored["dense_channels_last_input"], 3)}
                 row["peak_ours_over_dense"] = {
                     "nchw": round(peak["ours_cp"] / peak["dense"], 3),
                     "channels_last": round(peak["ours_cp_channels_last_input"]
@@ -114,8 +157,9 @@ def bench_layers(batch: int, channels: int, sizes: list[int], kernels: list[int]
                 row["params"] = {"dense": sum(p.numel() for p in dense.parameters()),
                                  "cp": ours.count_parameters()}
                 rows.append(row)
-                print(to_json({k2: row[k2] for k2 in ("dim", "size", "kernel", "rank", "tltorch_over_ours",
-                                                        "peak_ours_over_dense") if k2 in row}),
+                shown = ("dim", "size", "kernel", "rank", "tltorch_over_ours", "peak_ours_over_dense",
+                         "peak_ours_over_dense_stored_grad")
+                print(to_json({k2: row[k2] for k2 in shown if k2 in row}),
                       file=sys.stderr, flush=True)
     return rows if tl_error is None else [*rows, {"tltorch_import_error": tl_error}]
 

@@ -8,7 +8,8 @@ one call of each per round, medians and quartiles over rounds, ratios paired wit
 
 - ours: `FDSolver.run` end to end (what a campaign case and a coarse baseline call), the same inputs each
   call (velocity and source set-up reused), and with a new velocity and source every call (recomputed);
-- our bare operator: the compiled C function of our Operator alone, arguments prepared (`kernel`), and
+- our bare operator: the compiled C function of our Operator alone, arguments prepared, after zeroing its
+  state as the textbook's bare function below does (`kernel`), and
   devito's `Operator.apply` of it (`apply`: devito rebuilds its arguments on each call);
 - textbook, same equation: u_tt + η u_t = ∇·(c²∇u) + s written as in devito's self-adjoint examples,
   (b·u.dx(x0=x+h/2)).dx(x0=x−h/2) per axis, same space order, our sponge profile η, frames saved by a
@@ -19,10 +20,12 @@ one call of each per round, medians and quartiles over rounds, ratios paired wit
   also its compiled C function alone with prepared arguments (`textbook_same_eq_kernel`: the bare operator);
 - textbook c²Δu (extra row, a different and cheaper equation): m u_tt − Δu + damp u_t = 0, no frames.
 
-Each comparison is its own alternating pair (same load, same cache state). Fixed per-call cost = ours end
-to end − our kernel (paired), and the intercept at zero steps of ours end to end timed at two step counts.
-Goals: ours end to end ≥ 0.95 × the textbook same-equation operator (its `apply`, and its bare C function)
-and ≥ 0.95 × our own kernel, per grid and order.
+Each comparison is its own alternating pair (same load, same cache state); each call's wall time and the
+process's CPU time are recorded. Fixed per-call cost = ours end to end − our kernel (paired, wall and CPU),
+and the intercept at zero steps of ours end to end timed at two step counts. Goals: ours end to end ≥ 0.95 ×
+the textbook same-equation operator (its `apply`, and its bare C function) and ≥ 0.95 × our own kernel, per
+grid and order, as medians of paired CPU-time ratios (one thread; on a shared machine the wall time also
+holds the slices other jobs take, ~2x at load 5 on 2 cores; the wall ratios are reported beside them).
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def ours(p: Problem) -> tuple[dict[str, Any], float, np.ndarray]:
 
     return {"ours": lambda: solver.run(p.velocity, p.source, p.initial),
             "ours_new_inputs": new_inputs,
-            "kernel": lambda: st._apply(0, n, stride),
+            "kernel": lambda: (st._v["u"].fill(0.0), st._apply(0, n, stride)),
             "apply": lambda: st._thread().submit(st._op.apply, time_m=0, time_M=n,
                                                  **{st._factor_name: stride}).result()}, first, frames
 
@@ -179,9 +182,10 @@ def paired(fns: dict[str, Any], repeat: int) -> dict[str, np.ndarray]:
     ms: dict[str, np.ndarray] = {}
     for other, base in PAIRS.items():
         rr = round_robin({base: fns[base], other: fns[other]}, repeat, warmup=1)
-        ms[other] = np.array(rr[other][0]) * 1e3
-        ms.setdefault(base, np.array(rr[base][0]) * 1e3)
-        ms[f"{base}_vs_{other}"] = np.array(rr[base][0]) * 1e3
+        for prefix, i in (("", 0), ("cpu_", 1)):  # wall, then the process's CPU time
+            ms[prefix + other] = np.array(rr[other][i]) * 1e3
+            ms.setdefault(prefix + base, np.array(rr[base][i]) * 1e3)
+            ms[f"{prefix}{base}_vs_{other}"] = np.array(rr[base][i]) * 1e3
     return ms
 
 
@@ -209,7 +213,14 @@ def bench(n: int, so: int, repeat: int) -> dict[str, Any]:
     return {
         "n": n, "space_order": so, "steps": n_steps, "frames": p.time.n_frames,
         "points_per_step": (n + 2 * WIDTH) ** 2, "rounds": repeat,
-        "ms": {k: _q(v) for k, v in ms.items() if "_vs_" not in k},
+        "ms": {k: _q(v) for k, v in ms.items() if "_vs_" not in k and not k.startswith("cpu_")},
+        "cpu_ms": {k[4:]: _q(v) for k, v in ms.items() if "_vs_" not in k and k.startswith("cpu_")},
+        "cpu_ratio_ours_over_textbook_same_eq": _q(ms["cpu_textbook_same_eq"]
+                                                   / ms["cpu_ours_vs_textbook_same_eq"]),
+        "cpu_ratio_ours_over_textbook_same_eq_kernel": _q(ms["cpu_textbook_same_eq_kernel"]
+                                                          / ms["cpu_ours_vs_textbook_same_eq_kernel"]),
+        "cpu_ratio_ours_over_kernel": _q(ms["cpu_kernel"] / ms["cpu_ours"]),
+        "cpu_per_call_ms": _q(ms["cpu_ours"] - ms["cpu_kernel"]),
         "mpts_per_s": {k: (n + 2 * WIDTH) ** 2 * (n_steps + 1) / float(np.median(ms[k])) / 1e3
                        for k in ("ours", "kernel", "textbook_same_eq", "textbook_same_eq_kernel",
                                 "textbook_c2_laplacian")},
@@ -237,17 +248,21 @@ def bench(n: int, so: int, repeat: int) -> dict[str, Any]:
 
 
 def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Issue 14 item 2: end to end ≥ 0.95 × the bare same-equation operator (textbook, and our kernel)."""
+    """Issue 14 item 2: end to end ≥ 0.95 × the bare same-equation operator (textbook, and our kernel), as
+    ratios of the process's CPU time (one thread: the work done, without the time slices other jobs on a
+    shared machine take; the wall-time ratios are in the rows); the per-call cost stated in both."""
     out: dict[str, Any] = {}
     for r in rows:
-        for name, key in (("vs_textbook_same_eq", "ratio_ours_over_textbook_same_eq"),
-                          ("vs_textbook_same_eq_kernel", "ratio_ours_over_textbook_same_eq_kernel"),
-                          ("vs_own_kernel", "ratio_ours_over_kernel")):
+        for name, key in (("vs_textbook_same_eq", "cpu_ratio_ours_over_textbook_same_eq"),
+                          ("vs_textbook_same_eq_kernel", "cpu_ratio_ours_over_textbook_same_eq_kernel"),
+                          ("vs_own_kernel", "cpu_ratio_ours_over_kernel")):
             m = r[key]["median"]
             out[f"end_to_end_{name}_{r['n']}_o{r['space_order']}"] = {
-                "measured": m, "target": 0.95, "op": ">=", "met": m >= 0.95, "unit": "ratio (median, paired)"}
+                "measured": m, "target": 0.95, "op": ">=", "met": m >= 0.95,
+                "unit": "ratio of CPU times (median, paired)"}
         out[f"per_call_cost_{r['n']}_o{r['space_order']}"] = {
-            "measured": r["per_call_ms"]["median"], "target": None, "op": "stated", "met": True, "unit": "ms"}
+            "measured": r["per_call_ms"]["median"], "cpu_ms": r["cpu_per_call_ms"]["median"], "target": None,
+            "op": "stated", "met": True, "unit": "ms (wall; cpu_ms: CPU time)"}
     return out
 
 

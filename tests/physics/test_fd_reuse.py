@@ -99,3 +99,19 @@ def test_bad_velocity_is_refused_after_a_good_one():
         solver.run(bad, SRC_A)
     with pytest.raises(ConfigError, match="does not match grid"):
         solver.run(VEL_A[:-1], SRC_A)
+
+
+def test_frames_written_in_place_of_the_operator_buffer_and_the_full_grid(fresh):
+    """The Operator writes each run's frames straight into the array run() returns (its own buffer stands
+    in between runs): a bare kernel call after a run leaves the returned frames alone, and the full
+    computational grid (another saved box, another Operator) holds the physical frames at the layout's
+    physical slices."""
+    so, ref, solver = fresh
+    frames = solver.run(*CASES["b"])
+    st = solver._devito
+    st._apply(0, _time(so).n_steps, _time(so).frame_stride)  # into the Operator's own buffer
+    np.testing.assert_array_equal(frames, ref["b"])
+    full = solver.run(*CASES["b"], full=True)
+    assert full.shape == (7, *solver.layout.shape)
+    np.testing.assert_array_equal(full[(slice(None), *solver.layout.physical)], ref["b"])
+    np.testing.assert_array_equal(solver.run(*CASES["a"]), ref["a"])

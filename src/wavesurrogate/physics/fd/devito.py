@@ -8,6 +8,8 @@ edge factors are runtime constants, so one Operator serves Dirichlet and Neumann
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,6 +18,20 @@ import numpy as np
 
 from wavesurrogate.physics.fd.core import Arrays, Layout
 from wavesurrogate.physics.problem import AXES
+
+
+def _libm() -> Any:
+    """The C maths library (its fegetenv/fesetenv), or None where it cannot be loaded."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        lib.fegetenv.argtypes = lib.fesetenv.argtypes = [ctypes.c_void_p]
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBM = _libm()
+_FENV_BYTES = 256  # >= sizeof(fenv_t) (32 bytes on x86-64 glibc, 8 on aarch64)
 
 
 def _configure_devito() -> None:
@@ -44,6 +60,7 @@ class DevitoStepper:
         self._n_points = 0
         self._nt = 0
         self._n_rec = 0
+        self._box: tuple[tuple[int, int], ...] = ()
 
     def _thread(self) -> ThreadPoolExecutor:
         """The one worker thread that runs the Operator (created on first use)."""
@@ -51,10 +68,11 @@ class DevitoStepper:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devito")
         return self._pool
 
-    def _build(self, nt: int, n_points: int, n_rec: int) -> None:
+    def _build(self, nt: int, n_points: int, n_rec: int, box: tuple[tuple[int, int], ...]) -> None:
         from devito import (
             ConditionalDimension,
             Constant,
+            Dimension,
             Eq,
             Function,
             Grid,
@@ -146,20 +164,25 @@ class DevitoStepper:
                 interpolation_coeffs=np.zeros((n_rec, nd, 2), dtype=self.dtype))
             eqs += rec.interpolate(expr=u)
         tsub = ConditionalDimension("tsub", parent=grid.time_dim, factor=1)
-        usave = TimeFunction(name="usave", time_order=0, save=self.n_frames, time_dim=tsub, **kw)
-        eqs.append(Eq(usave, u))
+        # frames of the box (start, size per axis) only, written compactly: the array a run returns
+        fdims = [Dimension(name=f"save_{a}") for a in names]
+        usave = Function(name="usave", dimensions=(tsub, *fdims), shape=(self.n_frames, *(n for _, n in box)),
+                         dtype=self.dtype.type)
+        at_box = tuple(fd + s0 for fd, (s0, _) in zip(fdims, box, strict=True))
+        eqs.append(Eq(usave[(tsub, *fdims)], u[(t, *at_box)]))
         self._op = Operator(eqs, name="wavesurrogate_fd")
         _ = self._op.cfunction  # compile now (cached on disk by devito across processes)
         self._f = {"u": u, "damp": damp, "src": src, "rec": rec, "usave": usave, **consts,
                    **{f"b{i}": f for i, f in enumerate(b)}, **{f"kappa{i}": f for i, f in enumerate(kappa)}}
         self._factor_name = tsub.symbolic_factor.name
-        self._n_points, self._nt, self._n_rec = n_points, nt, n_rec
+        self._frames_index = [q.name for q in self._op.parameters].index("usave")
+        self._n_points, self._nt, self._n_rec, self._box = n_points, nt, n_rec, box
 
     def _views(self) -> None:
         """Plain ndarray views of the Operator's data (devito's Data indexing costs ~10 µs a call) and the
         runtime constants, which depend on the layout alone and are set once."""
         f, nd = self._f, self.layout.ndim
-        keys = ["u", "usave", *(f"b{i}" for i in range(nd)), *(f"kappa{i}" for i in range(nd))]
+        keys = ["u", *(f"b{i}" for i in range(nd)), *(f"kappa{i}" for i in range(nd))]
         self._v = {k: np.asarray(f[k].data) for k in keys}
         if f["damp"] is not None:
             self._v["damp"] = np.asarray(f["damp"].data)
@@ -175,6 +198,7 @@ class DevitoStepper:
                 for c, v in (("s", s), ("e", e * (1.0 - m)), ("m", m)):  # an absorbing edge: the condition
                     f[f"{c}{a}{side}"].data = v
         self._loaded: dict[str, Any] = {}  # what each input buffer holds now (by identity)
+        self._state_key: tuple[Any, ...] | None = None  # (u0, um1, their nonzero entries or None)
         self._args: dict[tuple[int, int, int], list[Any]] = {}
 
     def _load(self, name: str, key: tuple[Any, ...], fill: Callable[[], None]) -> None:
@@ -185,7 +209,26 @@ class DevitoStepper:
             fill()
             self._loaded[name] = key
 
-    def _apply(self, start: int, stop: int, stride: int) -> None:
+    def _set_state(self, u0: np.ndarray, um1: np.ndarray) -> None:
+        """Step 0 into slot 0, step −1 into slot (−1 mod 3) = 2; slot 1 is left as it is (the first step
+        writes every node of it: the update, the edge conditions and the ghost planes). A run from rest has
+        u⁰ = 0 and u⁻¹ nonzero only around the source: such states are kept as their nonzero entries (found
+        once per pair of arrays) and written as a zero fill plus a scatter, not copied whole."""
+        u, key = self._v["u"], self._state_key
+        if key is None or key[0] is not u0 or key[1] is not um1:
+            sparse = []
+            for arr in (u0, um1):
+                idx = np.flatnonzero(arr)
+                sparse.append((idx, arr.ravel()[idx].astype(self.dtype)) if 8 * idx.size < arr.size else None)
+            self._state_key = key = (u0, um1, sparse)
+        for slot, arr, sp in zip((0, 2), (u0, um1), key[2], strict=True):
+            if sp is None:
+                u[slot] = arr
+            else:
+                u[slot].fill(0.0)
+                u[slot].reshape(-1)[sp[0]] = sp[1]
+
+    def _apply(self, start: int, stop: int, stride: int, frames: np.ndarray | None = None) -> None:
         """Run the compiled C function over time indices start..stop.
 
         devito's ``Operator.apply`` rebuilds the argument list on every call (~5–8 ms at 64², more than the
@@ -197,9 +240,25 @@ class DevitoStepper:
         if values is None:
             args = self._op.arguments(time_m=start, time_M=stop, **{self._factor_name: stride})
             values = self._args[key] = [args[p.name] for p in self._op.parameters]
+        frames_arg = values[self._frames_index]._obj
+        own = getattr(frames_arg.data, "value", frames_arg.data)  # the address (the field reads as a view)
+        if frames is not None:  # the run's output array stands in for the Operator's own frame buffer
+            frames_arg.data = frames.ctypes.data
         # devito's generated code switches on flush-to-zero/denormals-are-zero in the thread that calls it
-        # and never switches it off; a thread of our own keeps the caller's IEEE arithmetic intact
-        status = self._thread().submit(self._op.cfunction, *values).result()
+        # and never switches it off: the caller's floating-point environment is saved and restored around
+        # the call (libm's fegetenv/fesetenv, MXCSR included); without libm, a thread of our own runs it
+        try:
+            if _LIBM is not None:
+                env = ctypes.create_string_buffer(_FENV_BYTES)
+                _LIBM.fegetenv(env)
+                try:
+                    status = self._op.cfunction(*values)
+                finally:
+                    _LIBM.fesetenv(env)
+            else:
+                status = self._thread().submit(self._op.cfunction, *values).result()
+        finally:
+            frames_arg.data = own
         if status != 0:
             raise RuntimeError(f"devito Operator {self._op.name} returned status {status}")
 
@@ -214,14 +273,15 @@ class DevitoStepper:
         pts, amp_phys = a.source_points
         n_rec = 0 if a.receivers is None else len(a.receivers)
         nt = a.n_steps + 1
-        if self._op is None or len(pts) > self._n_points or nt != self._nt or n_rec > self._n_rec:
-            self._build(nt, max(1, len(pts), self._n_points), max(n_rec, self._n_rec))
+        region = region or (slice(None),) * self.layout.ndim
+        box = tuple((sl.indices(n)[0], len(range(*sl.indices(n))))
+                    for sl, n in zip(region, self.layout.shape, strict=True))
+        if (self._op is None or len(pts) > self._n_points or nt != self._nt or n_rec > self._n_rec
+                or box != self._box):
+            self._build(nt, max(1, len(pts), self._n_points), max(n_rec, self._n_rec), box)
             self._views()
         v, lay = self._v, self.layout
-        u = v["u"]
-        u[0] = a.u0  # step 0 in slot 0, step -1 in slot (−1 mod 3) = 2
-        u[2] = a.um1
-        u[1] = 0.0
+        self._set_state(a.u0, a.um1)
         for i, bi in enumerate(a.b):
             self._load(f"b{i}", (bi,), lambda i=i, bi=bi: np.copyto(v[f"b{i}"], bi))
         if a.damp is not None:
@@ -256,15 +316,15 @@ class DevitoStepper:
                 v["rec_coeffs"][:n_rec, :, 0] = 1.0
 
             self._load("rec", (a.receivers,), fill_rec)
+        frames = np.empty((self.n_frames, *(n for _, n in box)), dtype=self.dtype)  # every frame is written
         start = 0
         for stop in _chunks(a.n_steps, a.stride, a.n_frames, report is not None):
-            self._apply(start, stop, a.stride)
+            self._apply(start, stop, a.stride, frames)
             start = stop + 1
             if report is not None:
                 report(min(stop + 1, a.n_steps))
-        region = region or (slice(None),) * lay.ndim  # every frame is overwritten by the run
         traces = v["rec"][:, :n_rec].copy() if n_rec else None
-        return v["usave"][(slice(None), *region)].copy(), traces  # frames out of the reused buffer
+        return frames, traces
 
 
 def _chunks(n_steps: int, stride: int, n_frames: int, chunked: bool) -> list[int]:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wavesurrogate.errors import ConfigError
+from wavesurrogate.nn.layers.tensorized.cp_lean import lean_forward, lean_supported
 from wavesurrogate.nn.layers.tensorized.ranks import (
     FORMATS,
     _tuple,
@@ -85,13 +86,12 @@ class TensorizedConvNd(nn.Module):
     many numbers (``cp_rank_for_params``). ``rank`` may also be a float in (0, 1]: the largest rank holding at
     most that share of the dense kernel's weights (``cp_rank_for_fraction``; an int is always a rank).
     ``recompute`` (cp and tucker; True, False or ``"auto"``, the default): True keeps only the layer's input
-    for backward and recomputes the R-channel intermediates there (activation checkpointing), in chunks of the
-    batch small enough that the recomputation holds no more than the input's size; it costs a second forward
-    in backward. ``"auto"`` recomputes only when the two R-channel intermediates kept without it would be
-    larger than the input (2R > in channels, as equal-budget ranks can be), so the layer never keeps more
-    activation memory than a dense conv, and is as fast as False otherwise (`benchmarks/layers.py`). The first
-    1x1 runs in the input's own layout (no copy of the ``in``-channel input); its R-channel output is re-laid
-    for the depthwise step.
+    for backward and recomputes the R-channel intermediates there (cp with zero padding: ``cp_lean``, chunk
+    by chunk of the batch with hand-written gradients; otherwise chunked activation checkpointing).
+    ``"auto"`` recomputes where keeping them would lift the training-step tensor peak above a dense conv's:
+    when 2R > in, and for a channels-last input also when (stages + 2) R >= in (the R-channel tensors the
+    plain backward holds at its peak; on a contiguous input oneDNN's reordered copies double the dense
+    conv's peak, measured in ``benchmarks/layers.py``). The first 1x1 runs in the input's own layout.
 
     ``active_rank`` (cp only; a plain attribute, not a weight; None = all ``rank`` terms): the layer applies
     only its first ``active_rank`` rank-1 terms, read as views of the factors (nothing copied), which is
@@ -152,7 +152,10 @@ class TensorizedConvNd(nn.Module):
         self.cp_impl = cp_impl
         if recompute not in (True, False, "auto"):
             raise ConfigError(f"conv.recompute: must be true, false or 'auto', got {recompute!r}")
+        self._auto_lean = False  # "auto": recompute channels-last inputs too (see the class docstring)
         if recompute == "auto":  # the two R-channel intermediates kept for backward vs the input
+            self._auto_lean = format == "cp" and lean_supported(self) and (
+                (len(self.kernel_size) if self.cp_impl == "axes" else 1) + 2) * self.rank >= self.in_channels
             recompute = format in ("cp", "tucker") and 2 * self._inner_rank() > self.in_channels
         self.recompute = bool(recompute)
         self._kernel_cache: tuple[tuple, Tensor] | None = None
@@ -229,12 +232,21 @@ class TensorizedConvNd(nn.Module):
         if self.format in ("cp", "tucker"):
             fn = self._forward_cp if self.format == "cp" else self._forward_tucker
             ts = self._factor_tensors()
-            if self.recompute and self.training and torch.is_grad_enabled():
+            if self._recomputes(x):
+                if lean_supported(self):
+                    return lean_forward(self, x, ts)
                 return _Recompute.apply(fn, self._recompute_chunk(x), x, *ts)
             return fn(x, *ts)
         if self.format == "separable" and self.separable_impl == "grouped":
             return self._forward_separable_grouped(x)
         return self._conv_full(x, self._cached(self.reconstruct), self.bias)
+
+    def _recomputes(self, x: Tensor) -> bool:
+        """Whether this call (training, autograd on) keeps only ``x`` for backward (see ``recompute``)."""
+        if not (self.training and torch.is_grad_enabled()):
+            return False
+        cl = x.dim() == self.dim + 2 and x.is_contiguous(memory_format=_CHANNELS_LAST[self.dim])
+        return self.recompute or (self._auto_lean and cl and not x.is_contiguous())
 
     def _recompute_chunk(self, x: Tensor) -> int:
         """Samples per backward chunk: the recomputed intermediates (about 2R channels, R the largest inner
