@@ -15,14 +15,15 @@ def rollouts_section(res: dict[str, Any]) -> list[str]:
     recipe, mach = res.get("recipe", {}), res.get("machine", {})
     lines = ["## Long forecast rollouts on forecast64 (benchmarks/rollouts.py, issue 13)", "",
              f"`python -m benchmarks.rollouts --epochs {res.get('epochs')}`"
-             f"{' (smoke)' if res.get('smoke') else ''}: the recipe {recipe}; errors are pooled relative L2 of "
-             "the rollout from frame 0 (the first n_in true frames, the forcing known) on forecast64's 100 test "
-             "cases (40 frames) and on 16 cases of a 205-frame campaign of the same physics (200 frames). "
+             f"{' (smoke)' if res.get('smoke') else ''}: the recipe {recipe}; errors are pooled relative L2 "
+             "of the rollout from frame 0 (the first n_in true frames, the forcing known) on forecast64's 100 "
+             "test cases (40 frames) and on 16 cases of a 205-frame campaign of the same physics (200 frames). "
              f"Wall time {num(res.get('wall_s', 0) / 60, '.3g')} min on {mach.get('cores')} cores.", ""]
     rows = []
     for name, r in res.get("runs", {}).items():
         rows.append([name, f"{r.get('params'):,}", num(r.get("lr"), "g"), pct_(r.get("one_step")),
-                     pct_(r.get("rollout_short")), pct_(r.get("rollout_short_all")), pct_(r.get("rollout_long")),
+                     pct_(r.get("rollout_short")), pct_(r.get("rollout_short_all")),
+                     pct_(r.get("rollout_long")),
                      num(r.get("energy_growth"), ".3g"), num(r.get("spectral_radius"), ".4g"),
                      num(r.get("train_s"), ".4g")])
     lines += table(["model", "params", "lr", "one-step", "40-frame (at h)", "40-frame (all h)",

@@ -67,7 +67,8 @@ def frames_export(model: nn.Module, stats: Mapping[str, Any], forcing: bool, upd
                      "outputs": [{"name": "next_frames", "shape": ["batch", n_out, ny, nx],
                                   "unit": FIELD_UNIT, "what": "the next frames, the run's update applied"}],
                      "rollout": {"n_in": n_in, "n_out": n_out, "update": update, "forcing": forcing,
-                                 **({"forcing_kind": stats["forcing_kind"]} if "forcing_kind" in stats else {})}}
+                                 **({"forcing_kind": stats["forcing_kind"]}
+                                    if "forcing_kind" in stats else {})}}
 
 
 def _pick(n_items: int, n: int) -> np.ndarray:
