@@ -16,8 +16,9 @@ def rollouts_section(res: dict[str, Any]) -> list[str]:
     lines = ["## Long forecast rollouts on forecast64 (benchmarks/rollouts.py, issue 13)", "",
              f"`python -m benchmarks.rollouts --epochs {res.get('epochs')}`"
              f"{' (smoke)' if res.get('smoke') else ''}: the recipe {recipe}; errors are pooled relative L2 "
-             "of the rollout from frame 0 (the first n_in true frames, the forcing known) on forecast64's 100 "
-             "test cases (40 frames) and on 16 cases of a 205-frame campaign of the same physics (200 frames). "
+             "of the rollout from frame 0 (the first n_in true frames, the forcing known) on forecast64's "
+             "100 test cases (40 frames) and on 16 cases of a 205-frame campaign of the same physics "
+             "(200 frames). "
              f"Wall time {num(res.get('wall_s', 0) / 60, '.3g')} min on {mach.get('cores')} cores.", ""]
     rows = []
     for name, r in res.get("runs", {}).items():
