@@ -48,8 +48,33 @@ def _add_counts(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str,
             for k, v in more.items()}
 
 
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result of several runs of disjoint seeds (e.g. one process per seed, so that a stopped run keeps
+    the seeds already done): kinds merged, process counts added, per-seed tables joined, totals recounted."""
+    out: dict[str, Any] = {"seed": results[0]["seed"], "seeds": [], "python": results[0]["python"],
+                           "per_seed": {}}
+    for r in results:
+        if set(map(str, r["seeds"])) & set(map(str, out["seeds"])):
+            raise SystemExit(f"fuzz --merge: seed {r['seeds']} appears twice")
+        out["seeds"] += r["seeds"]
+        out["per_seed"].update(r["per_seed"])
+        for kind in KINDS:
+            out[kind] = merge(out[kind], r[kind]) if kind in out else r[kind]
+        if "procs" in r:
+            out["procs"] = _add_counts(out.get("procs"), r["procs"])
+            out.setdefault("procs_per_seed", {}).update(r.get("procs_per_seed", {}))
+    kinds = [*KINDS, *(["procs"] if "procs" in out else [])]
+    out["uncaught_total"] = sum(out[k].get("uncaught", 0) for k in kinds)
+    out["hangs_total"] = sum(out[k].get("hangs", 0) for k in kinds)
+    out["hang_bound_s"] = max(r.get("hang_bound_s", 0) for r in results)
+    out["seconds"] = round(sum(r["seconds"] for r in results), 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__package_doc__ or "").splitlines()[0])
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="combine the JSON of earlier runs (disjoint seeds) into one result, then stop")
     ap.add_argument("--configs", type=int, default=1000)
     ap.add_argument("--hdf5", type=int, default=200)
     ap.add_argument("--checkpoints", type=int, default=100)
@@ -64,6 +89,14 @@ def main() -> None:
     ap.add_argument("--hang-s", type=float, default=60.0,
                     help="a library or CLI call running longer is counted as a hang (the run goes on)")
     a = ap.parse_args()
+    if a.merge:
+        from wavesurrogate.safeload import load_json
+
+        merged = merge_results([load_json(p) for p in a.merge])
+        if a.out is not None:
+            write_json(a.out, merged)
+        print(to_json(merged))
+        return
     limit = int(a.max_memory_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     SETTINGS.update(trace=a.trace, hang_s=a.hang_s)
