@@ -12,7 +12,9 @@ def _run(seed: int, cases: int, uncaught: int, procs: int) -> dict:
             "mutations": {"drop": cases}, "first_tracebacks": [f"tb{seed}"] * uncaught}
     return {"seed": seed, "seeds": [seed], "python": "3.11", "per_seed": {str(seed): {}},
             "configs": dict(kind), "hdf5": dict(kind), "checkpoints": dict(kind),
-            "procs": {"cases": procs, "violations": 0, "hangs": 1}, "procs_per_seed": {str(seed): {}},
+            "procs": {"cases": procs, "violations": 0, "hangs": 1,
+                      "signals": {"cases": procs // 2, "outcomes": {"exit 143": 3, f"s{seed}": 1}}},
+            "procs_per_seed": {str(seed): {}},
             "hang_bound_s": 120.0, "seconds": 10.0}
 
 
@@ -21,6 +23,8 @@ def test_merge_adds_counts_and_keeps_each_seed():
     assert m["seeds"] == [0, 1, 2] and set(m["per_seed"]) == {"0", "1", "2"}
     assert m["configs"]["cases"] == 3600 and m["configs"]["mutations"]["drop"] == 3600
     assert m["procs"]["cases"] == 1100 and set(m["procs_per_seed"]) == {"0", "1", "2"}
+    assert m["procs"]["signals"]["cases"] == 200 + 200 + 150
+    assert m["procs"]["signals"]["outcomes"] == {"exit 143": 9, "s0": 1, "s1": 1, "s2": 1}
     assert m["uncaught_total"] == 3 * 2 and m["hangs_total"] == 3  # 2 uncaught in each kind of seed 1
     assert m["seconds"] == 30.0 and m["configs"]["first_tracebacks"] == ["tb1", "tb1"]
 

@@ -48,6 +48,21 @@ def _add_counts(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str,
             for k, v in more.items()}
 
 
+def _add_nested(a: Any, b: Any) -> Any:
+    """Two process-fuzz tallies added at every level: numbers summed, dicts merged key by key, lists
+    concatenated (first five kept); anything else: the first one's."""
+    if a is None:
+        return b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _add_nested(a.get(k), b.get(k)) if k in a and k in b else a.get(k, b.get(k))
+                for k in [*a, *(k for k in b if k not in a)]}
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return a + b
+    if isinstance(a, list) and isinstance(b, list):
+        return (a + b)[:5]
+    return a
+
+
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One result of several runs of disjoint seeds (e.g. one process per seed, so that a stopped run keeps
     the seeds already done): kinds merged, process counts added, per-seed tables joined, totals recounted."""
@@ -61,7 +76,7 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         for kind in KINDS:
             out[kind] = merge(out[kind], r[kind]) if kind in out else r[kind]
         if "procs" in r:
-            out["procs"] = _add_counts(out.get("procs"), r["procs"])
+            out["procs"] = _add_nested(out.get("procs"), r["procs"])
             out.setdefault("procs_per_seed", {}).update(r.get("procs_per_seed", {}))
     kinds = [*KINDS, *(["procs"] if "procs" in out else [])]
     out["uncaught_total"] = sum(out[k].get("uncaught", 0) for k in kinds)
@@ -93,6 +108,11 @@ def main() -> None:
         from wavesurrogate.safeload import load_json
 
         merged = merge_results([load_json(p) for p in a.merge])
+        procs = merged.get("procs", {}).get("cases", 0) // max(1, len(merged["seeds"]))
+        merged["command"] = ("for s in " + " ".join(map(str, merged["seeds"]))
+                             + f"; do .venv/bin/python -m benchmarks.fuzz --seed $s --procs {procs} "
+                             f"--hang-s {merged['hang_bound_s']:g} --out fuzz_s$s.json; done; "
+                             ".venv/bin/python -m benchmarks.fuzz --merge fuzz_s*.json --out benchmarks/fuzz.json")
         if a.out is not None:
             write_json(a.out, merged)
         print(to_json(merged))
