@@ -159,7 +159,8 @@ def fuzz_section(fuzz: dict[str, Any] | None) -> list[str]:
         return out + [f"No fuzz results: run `{FUZZ_COMMAND}` first.", ""]
     seeds = ", ".join(str(x) for x in fuzz.get("seeds", [fuzz["seed"]]))
     bound = fuzz.get("hang_bound_s")
-    out += [f"From `{fuzz.get('command', FUZZ_COMMAND)}` (seeds {seeds}, {fuzz['seconds']:.0f} s; not part of `make test`; "
+    out += [f"From `{fuzz.get('command', FUZZ_COMMAND)}` (seeds {seeds}, {fuzz['seconds']:.0f} s; "
+            "not part of `make test`; "
             "`tests/test_properties.py` is the fast hypothesis version that is). Every case goes through the "
             "library loader and the in-process CLI; *uncaught* counts exceptions other than the one-line "
             "user errors, and CLI rejections that printed more than one line or changed a file; *hangs* "

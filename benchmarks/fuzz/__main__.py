@@ -112,7 +112,8 @@ def main() -> None:
         merged["command"] = ("for s in " + " ".join(map(str, merged["seeds"]))
                              + f"; do .venv/bin/python -m benchmarks.fuzz --seed $s --procs {procs} "
                              f"--hang-s {merged['hang_bound_s']:g} --out fuzz_s$s.json; done; "
-                             ".venv/bin/python -m benchmarks.fuzz --merge fuzz_s*.json --out benchmarks/fuzz.json")
+                             ".venv/bin/python -m benchmarks.fuzz --merge fuzz_s*.json "
+                             "--out benchmarks/fuzz.json")
         if a.out is not None:
             write_json(a.out, merged)
         print(to_json(merged))
