@@ -1,6 +1,6 @@
 """Issue 19: norm–activation layers searched for wave surrogates (after EvoNorms); prints JSON with goals.
 
-    .venv/bin/python -m benchmarks.normsearch [--candidates 120] [--out benchmarks/out/normsearch.json]
+    .venv/bin/python -m benchmarks.normsearch [--candidates 200] [--out benchmarks/out/normsearch.json]
     .venv/bin/python -m benchmarks.normsearch --smoke   # minutes: 16² campaigns, 7 candidates, 1 epoch
 
 1. Data (``--work``, default ``runs/normsearch``; simulated once, NumPy FD): ``forecast``: configs/demo.yaml
@@ -14,7 +14,7 @@
    default; every built-in with ``--all-builtins``), each trained ``--final-epochs`` epochs (unroll
    curriculum 1 → 2 → 4 over the epochs) at every rate of (1/3, 1, 3) × the architecture's rate, the rate
    with the lowest validation loss kept; test one-step relative L2 and the rollout from frame 0 at 40
-   frames (``evaluate_model``). Expected cost on one idle core: search ~50 min (120 candidates), this step
+   frames (``evaluate_model``). Expected cost on one idle core: search ~50 min (200 candidates), this step
    ~35 min, step 4 ~16 min.
 4. Transfer (never seen by the search): the CP ``field_decoder`` on ``source_to_field``
    (``--held-out-epochs``, longer), every built-in and the two best found graphs, same rate selection;
@@ -221,7 +221,7 @@ def goals(res: dict[str, Any], search_wall: float | None) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--candidates", type=int, default=None, help="default 120 (smoke 7)")
+    p.add_argument("--candidates", type=int, default=None, help="default 200 (smoke 7)")
     p.add_argument("--final-epochs", type=int, default=None, help="default 8 (smoke 1)")
     p.add_argument("--held-out-epochs", type=int, default=None, help="default 30 (smoke 2)")
     p.add_argument("--all-builtins", action="store_true",
@@ -235,7 +235,7 @@ def main() -> None:
     tag = "normsearch_smoke" if a.smoke else "normsearch"
     work = Path(a.work or ROOT / "runs" / tag)
     out = Path(a.out or ROOT / "benchmarks" / "out" / f"{tag}.json")
-    cands = a.candidates or (7 if a.smoke else 120)
+    cands = a.candidates or (7 if a.smoke else 200)
     e_final = a.final_epochs or (1 if a.smoke else 8)
     e_held = a.held_out_epochs or (2 if a.smoke else 30)
     t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -113,3 +114,27 @@ def test_report_section_renders_the_smoke_json() -> None:
     assert sum(line.startswith(("| dense |", "| cp |", "| unet |")) for line in text.splitlines()) == n_rows
     assert text.count("| gn_gelu | ") == 4 and "(1.00×)" in text and "search_archs_at_0.9x" in text
     assert json.dumps(res["best_graph"], sort_keys=True) in text
+
+
+def test_stability_gate_is_relative_to_the_reference(tmp_path: Path, monkeypatch: Any) -> None:
+    """At a large rate the reference itself may end above its first step's loss: the gate compares the
+    candidate's last-epoch loss with GroupNorm+GELU's under the same rate (``stability.max_ratio``)."""
+    import wavesurrogate.apps.normsearch as ns
+
+    cfg = validate(NormSearchConfig, _cfg(tmp_path, tmp_path / "d.h5"))
+    assert cfg.stability.max_ratio == 2.0
+    last = {"ref": 0.92, "ok": 1.7, "bad": 2.1, "nan": math.nan}
+    monkeypatch.setattr(ns, "_quality", lambda c, g, r: 1.0)
+    monkeypatch.setattr(ns, "_fitness", lambda c, g, r: [1.0, 1.0])
+    which = {}
+    monkeypatch.setattr(ns, "_stable", lambda c, g, r: {"first_loss": 0.79, "last_loss": last[which["k"]],
+                                                        "diverged": which["k"] == "nan"})
+    which["k"] = "ref"
+    ref = ns.evaluate_candidate(cfg, {}, tmp_path, None)
+    assert ref["status"] == "accepted"  # the reference is never gated, though 0.92 > 0.79
+    out = {}
+    for k in ("ok", "bad", "nan"):
+        which["k"] = k
+        out[k] = ns.evaluate_candidate(cfg, {}, tmp_path, ref)
+    assert out["ok"]["status"] == "accepted" and abs(out["ok"]["stability"]["ratio"] - 1.7 / 0.92) < 1e-12
+    assert out["bad"]["status"] == "rejected_stability" and out["nan"]["status"] == "rejected_stability"

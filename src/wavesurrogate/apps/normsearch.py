@@ -10,7 +10,7 @@ After EvoNorms (Liu, Brock, Simonyan & Le 2020, arXiv 2004.02967), on this proje
    architecture; rejected when its best validation loss exceeds ``quality.max_ratio`` × GroupNorm+GELU's
    after the same training, or diverges); the stability gate (``stability.epochs`` on the first architecture
    at ``stability.lr_factor`` × its rate, no clipping; rejected when the loss becomes non-finite or the last
-   epoch's mean step loss ends above the first step's).
+   epoch's mean step loss exceeds ``stability.max_ratio`` × GroupNorm+GELU's at the same rate).
 3. Fitness of a survivor: ``epochs`` of training on every architecture of ``archs`` (same seed, data,
    schedule); per architecture log(best val loss / GroupNorm+GELU's); the objective vector of these
    log-ratios (multi-objective: Pareto rank) and their mean (scalar: lower is better).
@@ -95,7 +95,7 @@ def _stable(cfg: NormSearchConfig, graph: dict[str, Any], runs: Path) -> dict[st
         return {"first_loss": None, "last_loss": None, "diverged": True}
     first = float(rows[0]["step_losses"][0])
     last = float(np.mean(rows[-1]["step_losses"]))
-    ok = math.isfinite(last) and last <= first and math.isfinite(_best_val(run))
+    ok = math.isfinite(last) and math.isfinite(_best_val(run))
     return {"first_loss": first, "last_loss": last, "diverged": not ok}
 
 
@@ -115,9 +115,12 @@ def evaluate_candidate(cfg: NormSearchConfig, graph: dict[str, Any], runs: Path,
     rec["quality_ratio"] = rec["quality_loss"] / ref_q if math.isfinite(ref_q) and ref_q > 0 else math.inf
     if ref is not None and not rec["quality_ratio"] <= cfg.quality.max_ratio:
         return {**rec, "status": "rejected_quality"}
-    rec["stability"] = _stable(cfg, graph, runs)
-    if ref is not None and rec["stability"]["diverged"]:
-        return {**rec, "status": "rejected_stability"}
+    rec["stability"] = st = _stable(cfg, graph, runs)
+    if ref is not None:
+        ref_last = _num((ref.get("stability") or {}).get("last_loss"))
+        st["ratio"] = st["last_loss"] / ref_last if not st["diverged"] and ref_last > 0 else math.inf
+        if not st["ratio"] <= cfg.stability.max_ratio:
+            return {**rec, "status": "rejected_stability"}
     rec["losses"] = _fitness(cfg, graph, runs)
     base = rec["losses"] if ref is None else [_num(v) for v in ref["losses"]]
     rec["log_ratios"] = [math.log(c / b) if math.isfinite(c) and math.isfinite(b) and b > 0 else math.inf
