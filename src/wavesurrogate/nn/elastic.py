@@ -143,9 +143,10 @@ def sliced_state(full: Mapping[str, Tensor], target: Mapping[str, Tensor],
 
 
 def params_at(model: nn.Module, blocks: int, rank: int) -> int:
-    """Trainable parameters of the standalone (blocks, rank) sub-model (built, never run)."""
-    from wavesurrogate.nn.registry import build
+    """Trainable parameters of the standalone (blocks, rank) sub-model (built, never run; a complex one
+    counts twice, as ``registry.count_trainable``)."""
+    from wavesurrogate.nn.registry import build, count_trainable
 
     name = type(getattr(model, "module", model)).registry_name  # type: ignore[attr-defined]
     sub = build(name, getattr(model, "module", model).elastic_kwargs(blocks, rank))
-    return sum(p.numel() for p in sub.parameters() if p.requires_grad)
+    return count_trainable(sub)

@@ -126,8 +126,8 @@ class FNO2d(nn.Module):
         """(modes, rank) of the whole network; ConfigError when its spectral weights do not nest."""
         if self.factorization is not None and str(self.factorization).lower() != "dense" \
                 and self.cp_rank is None:
-            raise ConfigError(f"{self.registry_name}: elastic ranks need factorization cp with an integer rank "
-                              f"(got factorization {self.factorization!r}, rank {self.rank!r})")
+            raise ConfigError(f"{self.registry_name}: elastic ranks need factorization cp with an integer "
+                              f"rank (got factorization {self.factorization!r}, rank {self.rank!r})")
         return max(self.n_modes), self.cp_rank or 1
 
     def elastic_check(self, modes: int, rank: int) -> None:
