@@ -89,7 +89,8 @@ def elastic_operators_section(res: dict[str, Any]) -> list[str]:
              f"weights of rank {arch.get('rank')}; every run {res.get('epochs')} epochs, Adam "
              f"{rec.get('lr')} with cosine decay, batch {rec.get('batch_size')}. *elastic*: loss summed over "
              f"every (modes, rank) pair each step plus {rec.get('distill')} × distillation toward the full "
-             "model; *alone*: that architecture trained by itself. Slices written by `wavesurrogate slice --modes m --rank r`.",
+             "model; *alone*: that architecture trained by itself. Slices written by `wavesurrogate slice "
+             "--modes m --rank r`.",
              "",
              f"Machine: {mach.get('cores')} cores, torch {mach.get('torch')}, load "
              f"{num(mach.get('load_1min'))}. Whole benchmark {num(res.get('wall_s'))} s.", ""]

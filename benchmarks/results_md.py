@@ -5,8 +5,8 @@
 ``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py),
 ``compression.json`` (benchmarks/md_compression.py) and the sections of the ``md_*`` modules registered in
 ``dedicated`` below (rooms3d, deploy, elastic, elastic_operators, layers, ...) get dedicated tables; any
-other ``*.json`` there (solver, submodel, ...) is summarised generically (its scalar fields and tables of its record lists);
-``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed
+other ``*.json`` there (solver, submodel, ...) is summarised generically (its scalar fields and tables of its
+record lists); ``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed
 in by hand.
 """
 
