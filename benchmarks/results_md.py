@@ -6,8 +6,8 @@
 ``compression.json`` (benchmarks/md_compression.py) and the sections of the ``md_*`` modules registered in
 ``dedicated`` below (rooms3d, deploy, elastic, elastic_operators, layers, ...) get dedicated tables; any
 other ``*.json`` there (solver, submodel, ...) is summarised generically (its scalar fields and tables of its
-record lists); ``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed
-in by hand.
+record lists); ``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are;
+nothing is typed in by hand.
 """
 
 from __future__ import annotations
