@@ -67,15 +67,16 @@ def dense_params(width: int, blocks: int, n_in: int = 4, n_extra: int = 1, k: in
     return lift + head + blocks * 2 * (width * width * k * k + width)
 
 
-def run_config(name: str, data: Path, work: Path, epochs: int, smoke: bool, arch: dict[str, int],
-               elastic: dict[str, Any] | None, max_cases: int = MAX_CASES) -> Any:
+def run_config(name: str, data: Path, work: Path, epochs: int, smoke: bool, arch: dict[str, Any],
+               elastic: dict[str, Any] | None, max_cases: int = MAX_CASES, model: str = "elastic_cnn2d",
+               recipe: dict[str, Any] = RECIPE) -> Any:
     cfg = {
         "name": name, "seed": 0, "out": str(work / name), "num_threads": 1, "progress": False,
         "data": {"path": str(data), "n_in": 4, "n_out": 1, "window_stride": 1 if smoke else STRIDE,
                  "val_fraction": 0.1, "max_cases": None if smoke else max_cases,
-                 "inputs": RECIPE["inputs"], "update": RECIPE["update"]},
-        "model": {"name": "elastic_cnn2d", "kwargs": arch}, "optim": {"name": "adam", "lr": RECIPE["lr"]},
-        "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": epochs, "batch_size": RECIPE["batch_size"],
+                 "inputs": recipe["inputs"], "update": recipe["update"]},
+        "model": {"name": model, "kwargs": arch}, "optim": {"name": "adam", "lr": recipe["lr"]},
+        "schedule": {"name": "cosine", "min_lr": 1e-5}, "epochs": epochs, "batch_size": recipe["batch_size"],
         "grad_clip": 1.0}
     if elastic is not None:
         cfg["elastic"] = elastic
@@ -96,7 +97,8 @@ def evaluate(run: Path, data: Path, n_cases: int) -> dict[str, Any]:
             "train_s": sum(m["seconds"] for m in read_metrics(run))}
 
 
-def costs(runs: dict[str, Path], shape: tuple[int, int], in_ch: int, repeats: int) -> dict[str, Any]:
+def costs(runs: dict[str, Path], shape: tuple[int, int], in_ch: int, repeats: int,
+          model: str = "elastic_cnn2d") -> dict[str, Any]:
     """Batch-1 latency (paired round robin, median ms) and inference memory of each run."""
     import torch
 
@@ -110,8 +112,8 @@ def costs(runs: dict[str, Path], shape: tuple[int, int], in_ch: int, repeats: in
         kw = load_run(runs[k])[1].model_kwargs
         out[k] = {"latency_ms": 1e3 * statistics.median(times[k][0]),
                   "latency_cpu_ms": 1e3 * statistics.median(times[k][1]),
-                  "infer_tensor_peak_bytes": inference_tensor_peak_bytes("elastic_cnn2d", kw, batch),
-                  "infer_rss_peak_bytes": inference_peak_bytes("elastic_cnn2d", kw, batch),
+                  "infer_tensor_peak_bytes": inference_tensor_peak_bytes(model, kw, batch),
+                  "infer_rss_peak_bytes": inference_peak_bytes(model, kw, batch),
                   "weight_bytes": weight_bytes(m)}
     return out
 

@@ -74,3 +74,44 @@ def elastic_section(res: dict[str, Any]) -> list[str]:
     lines += ["Goals:", ""] + table(["goal", "measured", "target", "unit", "met"], rows)
     lines += ["", f"Rerun: `.venv/bin/python -m benchmarks.elastic` then `{COMMAND}`.", ""]
     return lines
+
+
+def elastic_operators_section(res: dict[str, Any]) -> list[str]:
+    """One elastic TFNO (CP spectral weights) sliced in (modes, rank) against networks trained alone."""
+    arch, rec, mach = res.get("arch", {}), res.get("recipe", {}), res.get("machine", {})
+    title = "## Elastic operators: Fourier modes × CP rank (benchmarks/elastic_operators.py, issue 18 item 4)"
+    lines = [title, "",
+             f"Data `{Path(res.get('data', '?')).name}`: first {res.get('max_cases') or 'all'} cases for "
+             f"training and validation (windows every {res.get('window_stride')} frames), first "
+             f"{res.get('eval_cases')} test cases for the errors (one-step pooled relative L2; rollout from "
+             f"frame 0, relative L2 at frame 40). `{res.get('model')}` n_modes {arch.get('n_modes')}, "
+             f"hidden {arch.get('hidden_channels')}, {arch.get('n_layers')} Fourier layers, CP spectral "
+             f"weights of rank {arch.get('rank')}; every run {res.get('epochs')} epochs, Adam "
+             f"{rec.get('lr')} with cosine decay, batch {rec.get('batch_size')}. *elastic*: loss summed over "
+             f"every (modes, rank) pair each step plus {rec.get('distill')} × distillation toward the full "
+             "model; *alone*: that architecture trained by itself. Slices written by `wavesurrogate slice "
+             "--modes m --rank r`.",
+             "",
+             f"Machine: {mach.get('cores')} cores, torch {mach.get('torch')}, load "
+             f"{num(mach.get('load_1min'))}. Whole benchmark {num(res.get('wall_s'))} s.", ""]
+    rows = []
+    for key, s in (res.get("slices") or {}).items():
+        a, c = (res.get("alone") or {}).get(key, {}), (res.get("costs") or {}).get(key, {})
+        rows.append([key.replace("x", ", "), str(s.get("params")), pct(s.get("one_step")),
+                     pct(a.get("one_step")), _ratio(s.get("one_step"), a.get("one_step")),
+                     pct(s.get("rollout")), pct(a.get("rollout")), _ratio(s.get("rollout"), a.get("rollout")),
+                     _kib(c.get("weight_bytes")), num(c.get("latency_ms"))])
+    lines += table(["(modes, rank)", "params", "1-step elastic %", "alone %", "elastic/alone",
+                    "40-frame elastic %", "alone %", "elastic/alone", "weights KiB", "latency ms"], rows)
+    tc = res.get("train_cost") or {}
+    lines += ["", f"Training cost (whole runs, process CPU seconds, one thread): elastic "
+              f"{num(_get(tc, 'fixed', 'cpu_s'))} s, largest alone {num(_get(tc, 'alone', 'cpu_s'))} s (wall "
+              f"{num(_get(tc, 'fixed', 'train_s'))} s and {num(_get(tc, 'alone', 'train_s'))} s). A pair "
+              f"outside the trained list: exit {_get(res, 'refusal', 'exit_code')}, "
+              f"`{_get(res, 'refusal', 'message')}`.", ""]
+    goals = res.get("goals") or {}
+    rows = [[k, num(g.get("measured")), f"{g.get('op')} {num(g.get('target'))}", g.get("unit", ""),
+             "yes" if g.get("met") else "**no**"] for k, g in goals.items()]
+    lines += ["Goals:", ""] + table(["goal", "measured", "target", "unit", "met"], rows)
+    lines += ["", f"Rerun: `.venv/bin/python -m benchmarks.elastic_operators` then `{COMMAND}`.", ""]
+    return lines

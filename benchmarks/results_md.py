@@ -4,10 +4,10 @@
 
 ``operators.json`` (benchmarks/operators.py), ``operators2d.json`` (benchmarks/md_operators2d.py),
 ``compression.json`` (benchmarks/md_compression.py) and the sections of the ``md_*`` modules registered in
-``dedicated`` below (rooms3d, deploy, elastic, layers, ...) get dedicated tables; any other ``*.json`` there
-(solver, submodel, ...) is summarised generically (its scalar fields and tables of its record lists);
-``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are; nothing is typed
-in by hand.
+``dedicated`` below (rooms3d, deploy, elastic, elastic_operators, layers, ...) get dedicated tables; any
+other ``*.json`` there (solver, submodel, ...) is summarised generically (its scalar fields and tables of its
+record lists); ``*_smoke.json`` files are skipped. Winners are picked from the numbers, whatever they are;
+nothing is typed in by hand.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.md_compression import compression_section
 from benchmarks.md_deploy import deploy_section
-from benchmarks.md_elastic import elastic_section
+from benchmarks.md_elastic import elastic_operators_section, elastic_section
 from benchmarks.md_format import COMMAND, pct, speed
 from benchmarks.md_format import get as _get
 from benchmarks.md_layers import layers_section
@@ -333,6 +333,7 @@ def render(json_dir: Path) -> str:
     dedicated = {"operators.json": operators_section, "operators2d.json": operators2d_section,
                  "rooms3d.json": rooms3d_section, "normsearch.json": normsearch_section,
                  "deploy.json": deploy_section, "elastic.json": elastic_section,
+                 "elastic_operators.json": elastic_operators_section,
                  "mfal.json": mfal_section, "layers.json": layers_section, "rollouts.json": rollouts_section}
     for f in files:
         if f.name in dedicated:

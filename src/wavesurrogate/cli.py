@@ -129,8 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("slice", help="a standalone run of one trained sub-network of an elastic run")
     s.add_argument("run", type=_existing_dir)
-    s.add_argument("--blocks", required=True, type=_positive_int, help="first b blocks")
-    s.add_argument("--rank", required=True, type=_positive_int, help="first r CP terms of each layer")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--blocks", type=_positive_int, help="first b blocks (CNNs, decoders)")
+    g.add_argument("--modes", type=_positive_int, help="lowest m Fourier modes per axis (FNO, TFNO)")
+    s.add_argument("--rank", type=_positive_int, default=None,
+                   help="first r CP terms of each layer (default: the largest trained rank)")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
@@ -211,7 +214,8 @@ def _dispatch(a: argparse.Namespace) -> None:
     elif a.cmd == "slice":
         from wavesurrogate.runs.slice import slice_run
 
-        print(slice_run(a.run, a.blocks, a.rank, a.out, overwrite=a.overwrite))
+        axis = "blocks" if a.blocks is not None else "modes"
+        print(slice_run(a.run, getattr(a, axis), a.rank, a.out, overwrite=a.overwrite, axis=axis))
     elif a.cmd == "submodel":
         from wavesurrogate.apps.submodel import run_submodel
 

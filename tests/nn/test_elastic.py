@@ -91,6 +91,16 @@ def test_field_decoder_stages_and_ranks_are_nested():
         y = full(p, q)
     with torch.no_grad():
         torch.testing.assert_close(sub(p, q), y, rtol=1e-5, atol=1e-6)
+    kw3 = {**kw, "nz": 8, "n_frames": 2}  # the volumetric decoder nests the same way
+    full3 = registry.build("field_decoder", kw3).eval()
+    sub3 = registry.build("field_decoder", full3.elastic_kwargs(1, 2)).eval()
+    sub3.load_state_dict(elastic.sliced_state(full3.state_dict(), sub3.state_dict()))
+    q3 = torch.rand(2, 30, 4) * 2 - 1
+    with torch.no_grad(), elastic.active(full3, 1, 2):
+        y3 = full3(p, q3)
+    with torch.no_grad():
+        torch.testing.assert_close(sub3(p, q3), y3, rtol=1e-5, atol=1e-6)
+        assert float((full3(p, q3) - y3).abs().max()) > 1e-4
     dense = registry.build("field_decoder", {**kw, "conv": None})
     with pytest.raises(ConfigError, match="no nested blocks"):
         elastic.full_size(dense)

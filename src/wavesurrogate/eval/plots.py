@@ -192,7 +192,8 @@ def elastic_curves(records: Sequence[Mapping[str, Any]], out: Path,
                     label=f"elastic {Path(fam).name}", zorder=3)
             for r in ms:
                 e = r["elastic"]
-                ax.annotate(f"({e['blocks']}, {e['rank']})", (xval(r), 100 * float(r["test_rel_l2"])),
+                first = e.get("blocks", e.get("modes"))  # (modes, rank) for an FNO family
+                ax.annotate(f"({first}, {e['rank']})", (xval(r), 100 * float(r["test_rel_l2"])),
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
         if alone:
             ax.scatter([xval(r) for r in alone], [100 * float(r["test_rel_l2"]) for r in alone], marker="s",

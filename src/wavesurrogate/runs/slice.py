@@ -1,5 +1,8 @@
 """``wavesurrogate slice RUN --blocks b --rank r --out RUN2``: a standalone run of one nested sub-network.
 
+An FNO nests in (modes, rank) instead (``--modes m [--rank r]``; ``nn.elastic``'s own protocol); without
+``--rank`` the run's largest trained rank is taken.
+
 The run must have been trained elastic (``elastic`` in its config) and (b, r) must be one of its trained
 pairs: a sub-network never trained is refused (one line, exit 2) rather than shipped with an unmeasured
 error. The new run directory holds:
@@ -17,6 +20,7 @@ is replaced only with ``overwrite``, and a directory that is not a run never.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -43,8 +47,11 @@ def _check_out(src: Path, out: Path, overwrite: bool) -> None:
             raise ConfigError(f"slice --out {out}: already holds a run; use --overwrite to replace it")
 
 
-def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the standalone (``blocks``, ``rank``) sub-network of elastic run ``run`` to ``out``; ``out``."""
+def slice_run(run: str | Path, blocks: int, rank: int | None, out: str | Path, *, overwrite: bool = False,
+              axis: str | None = None) -> Path:
+    """Write the standalone (``blocks``, ``rank``) sub-network of elastic run ``run`` to ``out``; ``out``.
+    ``blocks`` is the first elastic axis of the model (blocks, or modes for an FNO); ``axis`` (the CLI's
+    option name) must then be that axis's name; ``rank`` None: the largest trained rank."""
     from wavesurrogate.nn import elastic, registry
 
     src, out = Path(run), Path(out)
@@ -52,18 +59,24 @@ def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overw
     el = info.config.elastic
     if el is None or not elastic.is_elastic(model):
         raise ConfigError(f"slice: run {src} was not trained elastic (no elastic pairs in its config)")
+    names = elastic.axes(model)
+    if axis is not None and axis != names[0]:
+        raise ConfigError(f"slice: run {src.name} nests in ({names[0]}, {names[1]}), not {axis}; "
+                          f"use --{names[0]}")
     trained = [(int(b), int(r)) for b, r in el.pairs]
+    if rank is None:
+        rank = max(r for _, r in trained)
     if (blocks, rank) not in trained:
         listed = ", ".join(f"({b}, {r})" for b, r in trained)
-        raise ConfigError(f"slice: ({blocks}, {rank}) is not a trained pair of {src.name} "
-                          f"(trained: {listed})")
+        raise ConfigError(f"slice: ({names[0]} {blocks}, {names[1]} {rank}) is not a trained pair of "
+                          f"{src.name} (trained: {listed})")
     _check_out(src, out, overwrite)
     kwargs = model.elastic_kwargs(blocks, rank)
     sub = registry.build(info.model_name, kwargs)
     cut = {}
     for which in layout.WHICH:
         sd, meta = load_weights(src / layout.WEIGHTS, which)
-        cut[which] = elastic.sliced_state(sd, sub.state_dict())
+        cut[which] = elastic.sliced_state(sd, sub.state_dict(), getattr(model, "elastic_centred", None))
         load_into(sub, cut[which], info.model_name, f"slice of {src}")  # the cut fits the sub-model
     old = dict(info.model_kwargs)
     cfg_kwargs = {**info.config.model.kwargs, **{k: v for k, v in kwargs.items() if old.get(k) != v}}
@@ -73,7 +86,7 @@ def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overw
         "elastic": ElasticConfig(pairs=sub_pairs, sampling=el.sampling, distill=el.distill)})
     model_json = layout.read_json(src / layout.MODEL_JSON)
     model_json.update(kwargs=kwargs, n_params=registry.count_trainable(sub),
-                      sliced_from={**start_weights(src), "blocks": blocks, "rank": rank})
+                      sliced_from={**start_weights(src), names[0]: blocks, names[1]: rank})
     tmp = out.parent / f".{out.name}.slice-tmp"
     old_dir = out.parent / f".{out.name}.slice-old"
     for d in (tmp, old_dir):
@@ -101,15 +114,21 @@ def slice_run(run: str | Path, blocks: int, rank: int, out: str | Path, *, overw
 
 def family(run: str | Path) -> dict[str, object] | None:
     """The elastic family of a run directory: ``{"family": source run path, "blocks", "rank"}`` for a slice
-    (from ``model.json``'s ``sliced_from``), the run itself at its largest trained pair for an elastic run,
-    None for any other run."""
+    (from ``model.json``'s ``sliced_from``; ``"modes"`` in place of ``"blocks"`` for an FNO), the run itself
+    at its largest trained pair for an elastic run, None for any other run."""
     run = Path(run)
     meta = layout.read_json(run / layout.MODEL_JSON)
     src = meta.get("sliced_from") if isinstance(meta, dict) else None
+    first = "blocks"
+    if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+        from wavesurrogate.nn import registry
+
+        with contextlib.suppress(ConfigError):
+            first = getattr(registry.entry(meta["name"]).cls, "elastic_axes", ("blocks",))[0]
     if isinstance(src, dict):
-        return {"family": str(src.get("run")), "blocks": src.get("blocks"), "rank": src.get("rank")}
+        return {"family": str(src.get("run")), first: src.get(first), "rank": src.get("rank")}
     el = layout.read_run_config(run).elastic
     if el is None:
         return None
     b, r = max((int(b), int(r)) for b, r in el.pairs)
-    return {"family": str(run.resolve()), "blocks": b, "rank": r}
+    return {"family": str(run.resolve()), first: b, "rank": r}

@@ -115,7 +115,7 @@ class FieldDecoder(nn.Module):
     def _field3(self, params: Tensor) -> Tensor:
         n = self.latent
         h = F.gelu(self.embed(params).reshape(params.shape[0], self.width, n, n, n))
-        for conv1, conv2 in self.stages:
+        for conv1, conv2 in self.stages[:self.active_blocks]:  # None: all (elastic, as in 2-D)
             h = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
             h = torch.cat([h, _coord_maps3(h.shape[0], *h.shape[-3:], h)], dim=1)
             h = F.gelu(conv2(F.gelu(conv1(h))))
