@@ -130,9 +130,10 @@ def _cluster_orthonormalise(lam: np.ndarray, vec: np.ndarray, rtol: float = 1e-7
 
 
 def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: int = 2,
-               obstacles: tuple[Box, ...] = (), per_slice: int = 300, tol: float = 1e-10) -> RoomModes:
+               obstacles: tuple[Box, ...] = (), per_slice: int = 300, tol: float = 1e-10,
+               log: Any = None) -> RoomModes:
     """Every eigenpair of the rigid-wall operator with frequency below ``cutoff_hz`` (see the module), by
-    spectral slicing with ``per_slice`` eigenpairs per shift-invert run."""
+    spectral slicing with ``per_slice`` eigenpairs per shift-invert run; ``log(dict)`` gets each slice."""
     if not np.isfinite(cutoff_hz) or cutoff_hz <= 0:
         raise ConfigError(f"modes: cutoff_hz must be a positive frequency, got {cutoff_hz}")
     L, mask = assemble_operator(grid, velocity, space_order, obstacles)
@@ -154,6 +155,8 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
         guard = 1e-6 * max(abs(sigma) + d, 1.0)
         g_lo, g_hi = sigma - d + guard, sigma + d - guard  # every eigenvalue strictly inside was found
         if g_lo > lo and np.isfinite(lo):  # a hole between slices: shift down and retry
+            if log is not None:
+                log({"retry_sigma": float(sigma), "guaranteed_from": float(g_lo), "need": float(lo)})
             sigma = lo + 0.5 * (sigma - lo)
             continue
         inside = np.sort(lam[(lam > max(lo, g_lo)) & (lam < g_hi)])
@@ -170,6 +173,8 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
         slices.append({"sigma": float(sigma), "k": k, "found": int(lam.size), "kept": int(take.sum()),
                        "lo_hz": float(np.sqrt(max(lo, 0.0)) / (2 * np.pi)) if np.isfinite(lo) else 0.0,
                        "hi_hz": float(np.sqrt(max(hi, 0.0)) / (2 * np.pi))})
+        if log is not None:
+            log(slices[-1])
         # the next half-width: d shrinks as the density of eigenvalues grows (∝ √λ in 3-D)
         lo, span = hi, d * np.sqrt(max(sigma, d) / (hi + d))
         sigma = hi + 0.85 * span
