@@ -129,6 +129,25 @@ def _cluster_orthonormalise(lam: np.ndarray, vec: np.ndarray, rtol: float = 1e-7
     return np.concatenate(keep_l), np.concatenate(keep_v, axis=1)
 
 
+def _next_half_width(count: int, hi: float, k: int, ndim: int) -> float:
+    """Half-width d of the next slice [hi − 0.3d, hi + 1.7d] expected to hold k eigenvalues, with the
+    counting function N(λ) = C·λ^(d/2) (Weyl's law) fitted to the ``count`` eigenvalues below ``hi`` (the
+    grid's dispersion makes the density grow faster: the 0.3d overlap absorbs it)."""
+    if count < 1 or hi <= 0:
+        return hi if hi > 0 else 1.0
+    c = count / hi ** (ndim / 2)
+
+    def n(d: float) -> float:
+        return c * ((hi + 1.7 * d) ** (ndim / 2) - max(hi - 0.3 * d, 0.0) ** (ndim / 2))
+
+    a, b = 0.0, hi
+    while n(b) < k:
+        b *= 2.0
+    for _ in range(60):
+        a, b = (a, 0.5 * (a + b)) if n(0.5 * (a + b)) >= k else (0.5 * (a + b), b)
+    return b
+
+
 def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: int = 2,
                obstacles: tuple[Box, ...] = (), per_slice: int = 300, tol: float = 1e-10,
                log: Any = None) -> RoomModes:
@@ -145,7 +164,9 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
     k = int(min(per_slice, n - 2))
     lams, vecs, slices = [], [], []
     lo = -np.inf
-    sigma = -1e-3 * lam_cut  # S is singular (the constant mode): shift below 0
+    top_bound = float(abs(S).sum(axis=1).max())  # Gershgorin: every eigenvalue lies below it
+    sigma = -1e-3 * min(lam_cut, top_bound)  # S is singular (the constant mode): shift below 0
+    lam_cut = min(lam_cut, 1.001 * top_bound)  # a cutoff above the spectrum: every mode
     while lo < lam_cut:
         if n <= k + 2 or sum(v.shape[1] for v in vecs) > MAX_MODES:
             raise ConfigError(f"modes: more than {MAX_MODES} modes below {cutoff_hz:g} Hz on {n} nodes; "
@@ -157,7 +178,7 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
         if g_lo > lo and np.isfinite(lo):  # a hole between slices: shift down and retry
             if log is not None:
                 log({"retry_sigma": float(sigma), "guaranteed_from": float(g_lo), "need": float(lo)})
-            sigma = lo + 0.5 * (sigma - lo)
+            sigma = lo + 0.7 * d  # lower down the density is lower: the half-width grows, covering lo
             continue
         inside = np.sort(lam[(lam > max(lo, g_lo)) & (lam < g_hi)])
         if g_hi >= lam_cut:
@@ -175,9 +196,8 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
                        "hi_hz": float(np.sqrt(max(hi, 0.0)) / (2 * np.pi))})
         if log is not None:
             log(slices[-1])
-        # the next half-width: d shrinks as the density of eigenvalues grows (∝ √λ in 3-D)
-        lo, span = hi, d * np.sqrt(max(sigma, d) / (hi + d))
-        sigma = hi + 0.85 * span
+        lo = hi
+        sigma = hi + 0.7 * _next_half_width(sum(v.size for v in lams), hi, k, grid.ndim)
     lam, vec = _cluster_orthonormalise(np.concatenate(lams), np.concatenate(vecs, axis=1))
     psi = np.zeros((w.size, lam.size))
     psi[keep] = vec / np.sqrt(w[keep])[:, None]
