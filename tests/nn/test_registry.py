@@ -130,7 +130,8 @@ def test_every_model_declares_interface_version_and_capabilities():
         "wavestep2d": registry.FRAMES,
         "tfno": registry.FRAMES, "deeponet": registry.POINTS, "deeponet_cnn": registry.POINTS,
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
-        "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS, "modal_operator": registry.POINTS,
+        "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS,
+        "modal_operator": registry.POINTS,
         "elastic_cnn2d": registry.FRAMES,
         "dmfdal": registry.MULTI_FIDELITY, "mf_ensemble": registry.MULTI_FIDELITY,
     }  # fmt: skip

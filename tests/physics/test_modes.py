@@ -1,6 +1,6 @@
 """Eigenmodes of the FD operator (physics.fd.modes): the assembled matrix is the solver's stencil, an empty
 rigid box gives the discrete cosine modes, and the modes projected with the wall damping reproduce a FD
-impedance-room solve (source injection, receiver reading, Taylor start and wall weights all as the solver's)."""
+impedance-room solve (source injection, receiver reading, Taylor start, wall weights: all the solver's)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def test_empty_rigid_box_gives_the_discrete_cosine_modes():
     g = Grid(13, 10, 0.1, 0.11, nz=8, dz=0.12)
     log: list[dict] = []
     m = room_modes(g, np.full(g.shape, C), 1500.0, per_slice=60, log=log.append)  # slices: edges, dedup
-    lam = [(4.0 / h**2) * np.sin(np.arange(n) * np.pi / (2 * (n - 1))) ** 2 for n, h in zip(g.shape, g.spacing,
-                                                                                             strict=True)]
-    ana = np.sqrt(C**2 * (lam[0][:, None, None] + lam[1][None, :, None] + lam[2][None, None, :])) / (2 * np.pi)
+    lam = [(4.0 / h**2) * np.sin(np.arange(n) * np.pi / (2 * (n - 1))) ** 2
+           for n, h in zip(g.shape, g.spacing, strict=True)]
+    ana = C * np.sqrt(lam[0][:, None, None] + lam[1][None, :, None] + lam[2][None, None, :]) / (2 * np.pi)
     want = np.sort(ana.reshape(-1))
     want = want[want < 1500.0]
     assert m.freq_hz.size == want.size == 899 and len(m.slices) > 10  # many slice edges crossed

@@ -23,6 +23,7 @@ from torch import nn
 
 from wavesurrogate.errors import CheckpointError
 from wavesurrogate.io import atomic_path
+from wavesurrogate.safeload import parse_json
 
 MODES_FILE = "modes.safetensors"
 RIDGE_GRID = (0.0, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # × mean diagonal of MᵀM
@@ -38,7 +39,8 @@ def is_modal(cfg: Any) -> bool:
 
 def _key(problem: Any, cutoff_hz: float) -> str:
     g = problem.grid
-    h = hashlib.sha256(json.dumps({"shape": list(g.shape), "spacing": list(g.spacing), "order": problem.space_order,
+    h = hashlib.sha256(json.dumps({"shape": list(g.shape), "spacing": list(g.spacing),
+                                   "order": problem.space_order,
                                    "obstacles": [repr(b) for b in problem.obstacles], "cutoff_hz": cutoff_hz,
                                    "version": 1}).encode())
     h.update(np.ascontiguousarray(problem.velocity, np.float64).tobytes())
@@ -65,7 +67,8 @@ def room_modes(f: Any, cutoff_hz: float, run_dir: Path) -> tuple[np.ndarray, np.
                 got = load_file(str(path))
                 psi, freq = got["psi"], got["freq_hz"]
                 if psi.ndim == 2 and psi.shape[1] == freq.size and np.isfinite(psi).all():
-                    return psi, freq, {**json.loads(meta.get("info", "{}")), "cached": True}
+                    info = parse_json(meta.get("info", "{}"), str(path), CheckpointError)
+                    return psi, freq, {**(info if isinstance(info, dict) else {}), "cached": True}
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: unreadable modes cache ({exc}); delete it") from None
     t0 = time.process_time()
@@ -119,7 +122,8 @@ def fit_response(model: nn.Module, extra: dict[str, Any]) -> dict[str, Any]:
     h = v @ (d[:, None] * rot)
     model.response.copy_(torch.from_numpy(h).to(model.response.dtype))
     return {"ridge": chosen, "ridge_grid": list(RIDGE_GRID), "val_rel_sq_error": errors,
-            "gram_condition": float(s.max() / max(s.min(), 1e-300)), "n_pairs": int(gt.shape[0] * rec.shape[0])}
+            "gram_condition": float(s.max() / max(s.min(), 1e-300)),
+            "n_pairs": int(gt.shape[0] * rec.shape[0])}
 
 
 def cutoff_of(cfg: Any) -> float:

@@ -1,4 +1,4 @@
-"""``modal_operator``: a DeepONet whose branch and trunk bases are a room's eigenmodes (3-D, interface POINTS).
+"""``modal_operator``: a DeepONet whose branch and trunk bases are a room's eigenmodes (3-D, POINTS).
 
 A linear, time-invariant room answers a point source at s with ``g(s, r, t) = Σ_n a_n(s) ψ_n(r) h_n(t)``:
 ψ_n the eigenmodes of the solver's discrete operator (``physics.fd.modes``), a_n(s) = Σ_k w_k W_k ψ_n(k) how
@@ -125,7 +125,7 @@ class ModalOperator(nn.Module):
         return torch.einsum("mc,mcn->mn", w * self.wall_w[flat], self.psi.reshape(-1, self.n_modes)[flat])
 
     def coefficients(self, sources_m: Tensor, receivers_m: Tensor) -> Tensor:
-        """Design rows ``[S, R, n_modes]``: ``a(s) ⊙ ψ(r)`` for sources ``[S, 3]`` and receivers ``[R, 3]``."""
+        """Design rows ``[S, R, n_modes]``: ``a(s) ⊙ ψ(r)``, sources ``[S, 3]``, receivers ``[R, 3]``."""
         return self.at_sources(sources_m).unsqueeze(1) * self.at_receivers(receivers_m).unsqueeze(0)
 
     def _metres(self, scaled: Tensor) -> Tensor:
@@ -136,7 +136,8 @@ class ModalOperator(nn.Module):
     def source_m(self, params: Tensor) -> Tensor:
         """Source position ``[B, 3]`` (m) from normalised params ``[B, P]``."""
         if params.ndim != 2 or params.shape[1] != self.n_params:
-            raise ValueError(f"modal_operator: expected params [B, {self.n_params}], got {list(params.shape)}")
+            raise ValueError(f"modal_operator: expected params [B, {self.n_params}], got "
+                             f"{list(params.shape)}")
         return self.geometry.source_m(params.double())
 
     def _response_at(self, t_scaled: Tensor) -> Tensor:

@@ -62,7 +62,8 @@ def assemble_operator(grid: Grid, velocity: np.ndarray, space_order: int = 2,
     spatial operator with rigid walls, assembled from ``core.apply_operator`` by coloured probing."""
     layout = core.make_layout(grid, Boundary(kind="neumann"), space_order)
     mask = obstacle_mask(grid, obstacles)
-    b = core.face_coefficients(velocity, layout, space_order, core.operator_scale(grid, 1.0, space_order), mask)
+    scale = core.operator_scale(grid, 1.0, space_order)  # 1/h² (/576): the operator in 1/s²
+    b = core.face_coefficients(velocity, layout, space_order, scale, mask)
     shape, nd = grid.shape, grid.ndim
     reach = 1 if space_order == 2 else 3
     m = 2 * reach + 1
