@@ -82,10 +82,10 @@ def modal_lines(res: dict[str, Any]) -> list[str]:
     md, fit = m.get("modes") or {}, get(m, "modes", "fit") or {}
     out += [f"`modal_operator`: {md.get('n_modes')} rigid-wall eigenmodes of the FD operator below "
             f"{num(md.get('cutoff_hz'))} Hz (spectral slicing, {md.get('slices')} shift-invert runs, "
-            f"{num(md.get('cpu_s'))} s CPU{', cached' if md.get('cached') else ''}), responses by ridge least "
-            f"squares over {fit.get('n_pairs')} training pairs (ridge {fit.get('ridge')} × mean diag, chosen "
-            f"on the validation sources; {num(fit.get('cpu_s'))} s CPU); {num(m.get('model_bytes'))} bytes of "
-            "weights (the modes on every node dominate).", ""]
+            f"{num(md.get('cpu_s'))} s CPU{', cached' if md.get('cached') else ''}), responses by ridge "
+            f"least squares over {fit.get('n_pairs')} training pairs (ridge {fit.get('ridge')} × mean diag, "
+            f"chosen on the validation sources; {num(fit.get('cpu_s'))} s CPU); {num(m.get('model_bytes'))} "
+            "bytes of weights (the modes on every node dominate).", ""]
     rows = [[num(t.get("n_modes")), num(t.get("f_top_hz")), num(t.get("peak_normalised_rmse")),
              _pct(t.get("rel_l2")), num(t.get("query_ms")), num(t.get("model_bytes"))]
             for t in m.get("truncated") or []]
