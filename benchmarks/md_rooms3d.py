@@ -73,6 +73,12 @@ def rooms3d_section(res: dict[str, Any]) -> list[str]:
                   f"runs under `runs/rooms3d/`, writes `benchmarks/out/rooms3d.json`), then `{COMMAND}`.", ""]
 
 
+def _modes_cost(md: dict[str, Any]) -> str:
+    cpu, wall = md.get("cpu_s"), md.get("wall_s")
+    cost = f"{num(cpu)} s CPU" if cpu is not None else f"{num(wall)} s wall"
+    return cost + (", read from the run's cache" if md.get("cached") else "")
+
+
 def modal_lines(res: dict[str, Any]) -> list[str]:
     """The headline model, the modal operator's modes and fit, and its truncation trade-off."""
     m = (res.get("runs") or {}).get("modal")
@@ -82,7 +88,7 @@ def modal_lines(res: dict[str, Any]) -> list[str]:
     md, fit = m.get("modes") or {}, get(m, "modes", "fit") or {}
     out += [f"`modal_operator`: {md.get('n_modes')} rigid-wall eigenmodes of the FD operator below "
             f"{num(md.get('cutoff_hz'))} Hz (spectral slicing, {md.get('slices')} shift-invert runs, "
-            f"{num(md.get('cpu_s'))} s CPU{', cached' if md.get('cached') else ''}), responses by ridge "
+            f"{_modes_cost(md)}), responses by ridge "
             f"least squares over {fit.get('n_pairs')} training pairs (ridge {fit.get('ridge')} × mean diag, "
             f"chosen on the validation sources; {num(fit.get('cpu_s'))} s CPU); {num(m.get('model_bytes'))} "
             "bytes of weights (the modes on every node dominate).", ""]

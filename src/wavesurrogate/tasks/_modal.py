@@ -164,7 +164,8 @@ def prepare(cfg: Any, f: Any, stats: dict[str, Any], fa: Any, splits: Any
     modes = {"n_modes": int(freq.size), "cutoff_hz": cutoff, "grid_shape": [int(n) for n in grid.shape],
              "spacing_m": [float(h) for h in grid.spacing],
              "f_top_hz": float(freq[-1]) if freq.size else 0.0, **{k: v for k, v in info.items()
-                                                                   if k in ("cpu_s", "slices", "cached")}}
+                                                                   if k in ("cpu_s", "wall_s", "slices",
+                                                                            "cached")}}
     extra = {"psi": psi, "freq_hz": freq, "rec": rec.astype(np.float64), "src_train": sources(splits.train),
              "src_val": sources(splits.val), "g_train": traces(splits.train), "g_val": traces(splits.val)}
     return {**stats, "modes": modes}, extra
