@@ -15,7 +15,8 @@ from wavesurrogate.eval.table import num
 
 OPS = {"<=": "≤", ">=": "≥"}
 LABELS = {"separable": "separable_operator", "decoder_dense": "field_decoder 3-D, dense",
-          "decoder_cp": "field_decoder 3-D, CP (TensorizedConv3d)", "modal": "modal_operator"}
+          "decoder_cp": "field_decoder 3-D, CP (TensorizedConv3d)", "modal": "modal_operator",
+          "modal_fast": "modal_operator, modes below 450 Hz"}
 
 
 def _pct(x: Any) -> str:
@@ -82,7 +83,8 @@ def _modes_cost(md: dict[str, Any]) -> str:
 def modal_lines(res: dict[str, Any]) -> list[str]:
     """The headline model, the modal operator's modes and fit, and its truncation trade-off."""
     m = (res.get("runs") or {}).get("modal")
-    out = [f"Headline (goals above): `{res.get('headline', 'separable')}`.", ""]
+    head, rule = res.get("headline", "separable"), res.get("headline_rule", "n/a")
+    out = [f"Headline (goals above): `{head}` ({rule}).", ""]
     if not m:
         return out
     md, fit = m.get("modes") or {}, get(m, "modes", "fit") or {}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -64,7 +65,8 @@ MODELS = {"separable": ("separable_operator", {"n_basis": 64, "width": 96, "dept
           "decoder_dense": ("field_decoder", {"width": 32, "latent": 2, "n_up": 2, "kernel_size": 3}),
           "decoder_cp": ("field_decoder", {"width": 32, "latent": 2, "n_up": 2, "kernel_size": 3,
                                            "conv": {"format": "cp", "rank": 8}}),
-          "modal": ("modal_operator", {"cutoff_hz": 700.0})}
+          "modal": ("modal_operator", {"cutoff_hz": 700.0}),
+          "modal_fast": ("modal_operator", {"cutoff_hz": 450.0})}  # its modes: those of "modal" below 450 Hz
 MODAL_LR = 1e-9  # the loop needs one epoch: at this rate it leaves the closed-form fit as it is
 TRUNCATE = (0.25, 0.5, 0.75)  # the modal query with the lowest fraction of modes: accuracy vs latency
 DECODER_EPOCHS = 12  # the dense/CP comparison: the same, shorter recipe for both
@@ -140,8 +142,19 @@ def measure(name: str, run: Path, data: Path) -> tuple[dict[str, Any], dict[str,
            "model_bytes": int(sum(t.numel() * t.element_size() for t in model.state_dict().values()))}
     if "modes" in s:
         out["modes"] = s["modes"]
+    if name == "modal":
         out["truncated"] = [truncated(model, info, data, frac, params[0], rec_m) for frac in TRUNCATE]
     return out, {"pred": pred, "true": true, "fs": np.array(fs), "rec_m": rec_m}
+
+
+def share_modes(src_run: Path, dst_run: Path) -> None:
+    """Link the modes cache of run ``src_run`` into ``dst_run`` (a lower cutoff reads its lower modes)."""
+    from wavesurrogate.tasks._modal import MODES_FILE
+
+    src, dst = src_run / MODES_FILE, dst_run / MODES_FILE
+    if src.is_file() and not dst.exists():
+        dst_run.mkdir(parents=True, exist_ok=True)
+        os.link(src, dst)
 
 
 def truncated(model: Any, info: Any, data: Path, frac: float, p: dict[str, float], rec_m: np.ndarray
@@ -228,12 +241,20 @@ def main() -> None:
                            "campaign_s": float(np.sum(solve_s)), "runs": {}}
     preds = {}
     for name in MODELS:
+        if name == "modal_fast":  # the modes below its cutoff are those already computed for "modal"
+            share_modes(work / "modal", work / name)
         run, _ = train_or_reuse(run_config(name, data, work, a.smoke))
         res["runs"][name], preds[name] = measure(name, run, data)
     ho = load_run(work / "separable", "best")[1].stats["receivers"]["held_out"]
     res["solver"] = solver_timing(data, ho, a.smoke)
-    # the headline: the surrogate with the lowest held-out error of the two operators
-    res["headline"] = min(("separable", "modal"), key=lambda k: res["runs"][k]["peak_normalised_rmse"])
+    # the headline: the most accurate operator whose query meets the latency goals (≤ 5 ms at one thread,
+    # ≥ 100× the solve measured in this run), else the most accurate one
+    ops = ("separable", "modal", "modal_fast")
+    fast = [k for k in ops if res["runs"][k]["query_ms"] <= 5.0
+            and res["solver"]["query_solve_s"] / (res["runs"][k]["query_ms"] / 1e3) >= 100.0]
+    res["headline"] = min(fast or ops, key=lambda k: res["runs"][k]["peak_normalised_rmse"])
+    res["headline_rule"] = ("the lowest held-out RMSE/peak among the operators (separable, modal, "
+                            "modal_fast) whose query meets <= 5 ms and >= 100x the same-run solve; else all")
     main_run = res["runs"][res["headline"]]
     res["speedup"] = speedup(res["solver"]["query_solve_s"], main_run["query_ms"] / 1e3)
     res["speedup_2k"] = speedup(res["solver"]["solve_2k_s"], main_run["query_ms"] / 1e3)

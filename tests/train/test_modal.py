@@ -106,3 +106,11 @@ def test_modes_are_cached_in_the_run_directory(room, run):
     assert td.stats["modes"]["cached"] is True and td.stats["modes"]["n_modes"] == 109
     model, _ = load_run(run)
     np.testing.assert_array_equal(td.extra["psi"], model.psi.reshape(-1, 109).numpy())
+
+
+def test_a_lower_cutoff_reads_the_lower_modes_of_a_cached_higher_one(room, run):
+    td = get("source_to_receiver").prepare(_cfg(room, run, cutoff_hz=400.0))
+    m = td.stats["modes"]
+    assert m["cached"] is True and 0 < m["n_modes"] < 109 and np.all(td.extra["freq_hz"] < 400.0)
+    model, _ = load_run(run)
+    np.testing.assert_array_equal(td.extra["psi"], model.psi.reshape(-1, 109)[:, : m["n_modes"]].numpy())

@@ -37,38 +37,42 @@ def is_modal(cfg: Any) -> bool:
     return bool(registry.entry(cfg.model.name).capabilities.get("modal"))
 
 
-def _key(problem: Any, cutoff_hz: float) -> str:
+def _key(problem: Any) -> str:
+    """sha256 of what the modes depend on (grid, stencil, obstacles, medium), not of the cutoff."""
     g = problem.grid
     h = hashlib.sha256(json.dumps({"shape": list(g.shape), "spacing": list(g.spacing),
                                    "order": problem.space_order,
-                                   "obstacles": [repr(b) for b in problem.obstacles], "cutoff_hz": cutoff_hz,
-                                   "version": 1}).encode())
+                                   "obstacles": [repr(b) for b in problem.obstacles], "version": 2}).encode())
     h.update(np.ascontiguousarray(problem.velocity, np.float64).tobytes())
     return h.hexdigest()
 
 
 def room_modes(f: Any, cutoff_hz: float, run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(psi [n_nodes, n] float32, freq_hz [n], info) of data file ``f``'s room, from the run directory's
-    cache when its key matches, else computed (minutes for a furnished room) and cached."""
+    cache when it holds this room's modes to this cutoff or a higher one (then those below the cutoff), else
+    computed (minutes for a furnished room) and cached."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file, save_file
 
     from wavesurrogate.physics.fd.modes import room_modes as compute
 
     p = f.problem(0)
-    key, path = _key(p, cutoff_hz), Path(run_dir) / MODES_FILE
+    key, path = _key(p), Path(run_dir) / MODES_FILE
     if path.is_file():
         try:
             from safetensors import safe_open
 
             with safe_open(str(path), "np") as h:
                 meta = h.metadata() or {}
-            if meta.get("key") == key:
+            if meta.get("key") == key and float(meta.get("cutoff_hz", "0")) >= cutoff_hz:
                 got = load_file(str(path))
                 psi, freq = got["psi"], got["freq_hz"]
                 if psi.ndim == 2 and psi.shape[1] == freq.size and np.isfinite(psi).all():
                     info = parse_json(meta.get("info", "{}"), str(path), CheckpointError)
-                    return psi, freq, {**(info if isinstance(info, dict) else {}), "cached": True}
+                    keep = freq < cutoff_hz
+                    return np.ascontiguousarray(psi[:, keep]), freq[keep], {
+                        **(info if isinstance(info, dict) else {}), "cached": True,
+                        "cached_cutoff_hz": float(meta["cutoff_hz"])}
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: unreadable modes cache ({exc}); delete it") from None
     t0 = time.process_time()
@@ -78,7 +82,8 @@ def room_modes(f: Any, cutoff_hz: float, run_dir: Path) -> tuple[np.ndarray, np.
     psi, freq = m.psi.astype(np.float32), m.freq_hz.astype(np.float64)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        save_file({"psi": psi, "freq_hz": freq}, str(tmp), metadata={"key": key, "info": json.dumps(info)})
+        meta = {"key": key, "cutoff_hz": repr(float(cutoff_hz)), "info": json.dumps(info)}
+        save_file({"psi": psi, "freq_hz": freq}, str(tmp), metadata=meta)
     return psi, freq, {**info, "cached": False}
 
 
