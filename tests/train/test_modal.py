@@ -114,3 +114,22 @@ def test_a_lower_cutoff_reads_the_lower_modes_of_a_cached_higher_one(room, run):
     assert m["cached"] is True and 0 < m["n_modes"] < 109 and np.all(td.extra["freq_hz"] < 400.0)
     model, _ = load_run(run)
     np.testing.assert_array_equal(td.extra["psi"], model.psi.reshape(-1, 109)[:, : m["n_modes"]].numpy())
+
+
+def test_bad_setups_are_one_line_config_errors():
+    from wavesurrogate.errors import ConfigError
+    from wavesurrogate.nn import registry
+    from wavesurrogate.tasks import _modal
+
+    geo2 = {"coord_min": [0.0, 0.0, 0.0], "coord_max": [1.0, 1.0, 0.01], "source_params": [0, 1],
+            "param_mean": [0.5, 0.5], "param_std": [0.2, 0.2], "c_ref_mps": 343.0, "f_max_hz": 500.0}
+    kw = {"n_params": 2, "geometry": geo2, "grid_shape": [3, 4, 5], "spacing_m": [0.1, 0.1, 0.1],
+          "n_modes": 2, "n_times": 4, "t0_s": 0.0, "dt_s": 0.001}
+    with pytest.raises(ConfigError, match="3-D"):
+        registry.build("modal_operator", kw)
+    geo3 = {**geo2, "coord_min": [0.0, 0.0, 0.0, 0.0], "coord_max": [1.0, 1.0, 1.0, 0.01],
+            "source_params": [0, 1, 2], "param_mean": [0.5] * 3, "param_std": [0.2] * 3}
+    with pytest.raises(ConfigError, match="grid_shape"):
+        registry.build("modal_operator", {**kw, "n_params": 3, "geometry": geo3, "grid_shape": [3, 4]})
+    with pytest.raises(ConfigError, match="3-D room file"):
+        _modal.model_kwargs({}, {"receivers": {"n_times": 4}})
