@@ -73,6 +73,12 @@ class ModalOperator(nn.Module):
             line[[0, -1]] = 0.5
             w = w * line.reshape([-1 if k == axis else 1 for k in range(3)])
         self.register_buffer("wall_w", w.reshape(-1).float(), persistent=False)
+        self.register_buffer("_h", torch.tensor(self.spacing[::-1], dtype=torch.float64),  # (dx, dy, dz)
+                             persistent=False)
+        top = torch.tensor([n - 2 for n in self.grid_shape[::-1]], dtype=torch.float64)  # last corner
+        self.register_buffer("_top", top, persistent=False)
+        self.register_buffer("_offsets", torch.tensor([[ox, oy, oz] for oz in (0, 1) for oy in (0, 1)
+                                                       for ox in (0, 1)]), persistent=False)
         self._times_cache: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -97,22 +103,13 @@ class ModalOperator(nn.Module):
         """Flat node indices ``[M, 8]`` and trilinear weights ``[M, 8]`` of positions ``[M, 3]`` (x, y, z; m),
         as the solver spreads a point source (corner clamped into the grid)."""
         nz, ny, nx = self.grid_shape
-        dz, dy, dx = self.spacing
-        idx, wts = [], []
-        for p, h, n in zip(pos_m.double().unbind(-1), (dx, dy, dz), (nx, ny, nz), strict=True):
-            f = p / h
-            i0 = torch.clamp(torch.floor(f), 0, n - 2)
-            a = f - i0
-            idx.append(i0.long())
-            wts.append((1.0 - a, a))
-        ix, iy, iz = idx
-        flat, weight = [], []
-        for oz in (0, 1):
-            for oy in (0, 1):
-                for ox in (0, 1):
-                    flat.append(((iz + oz) * ny + iy + oy) * nx + ix + ox)
-                    weight.append(wts[2][oz] * wts[1][oy] * wts[0][ox])
-        return torch.stack(flat, -1), torch.stack(weight, -1).to(self.psi.dtype)
+        f = pos_m.double() / self._h.double()  # [M, 3] in cells, (x, y, z)
+        i0 = torch.minimum(torch.clamp(torch.floor(f), min=0.0), self._top.double())
+        a = (f - i0).unsqueeze(1)  # [M, 1, 3]
+        idx = i0.long().unsqueeze(1) + self._offsets  # [M, 8, 3]
+        flat = (idx[..., 2] * ny + idx[..., 1]) * nx + idx[..., 0]
+        w = torch.where(self._offsets.bool(), a, 1.0 - a).prod(-1)
+        return flat, w.to(self.psi.dtype)
 
     def at_receivers(self, pos_m: Tensor) -> Tensor:
         """ψ read at positions ``[M, 3]`` (m) → ``[M, n_modes]``."""
@@ -173,8 +170,11 @@ class ModalOperator(nn.Module):
     def forward_product(self, params: Tensor, receivers: Tensor, times: Tensor) -> Tensor:
         """``[B, R, n_t]`` at every pair of scaled receiver positions ``[R, 3]`` and scaled times ``[n_t]``;
         at the trace times themselves (checked against the last call's) ``response`` is used as it is."""
-        c = self.at_sources(self.source_m(params)).unsqueeze(1) * self.at_receivers(self._metres(receivers))
-        return c @ self._cached_response(times)
+        src = self.source_m(params)
+        flat, w = self._corners(torch.cat([src, self._metres(receivers)]))  # one gather for all positions
+        w = torch.cat([w[: len(src)] * self.wall_w[flat[: len(src)]], w[len(src):]])
+        phi = torch.einsum("mc,mcn->mn", w, self.psi.reshape(-1, self.n_modes)[flat])
+        return (phi[: len(src)].unsqueeze(1) * phi[len(src):]) @ self._cached_response(times)
 
     def _cached_response(self, times: Tensor) -> Tensor:
         if torch.is_grad_enabled() or self.training:
