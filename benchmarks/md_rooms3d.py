@@ -15,7 +15,8 @@ from wavesurrogate.eval.table import num
 
 OPS = {"<=": "≤", ">=": "≥"}
 LABELS = {"separable": "separable_operator", "decoder_dense": "field_decoder 3-D, dense",
-          "decoder_cp": "field_decoder 3-D, CP (TensorizedConv3d)"}
+          "decoder_cp": "field_decoder 3-D, CP (TensorizedConv3d)", "modal": "modal_operator",
+          "modal_fast": "modal_operator, modes below 450 Hz"}
 
 
 def _pct(x: Any) -> str:
@@ -56,6 +57,7 @@ def rooms3d_section(res: dict[str, Any]) -> list[str]:
     out += table(["model", "params", "epochs", "train s", "RMSE/peak (held-out rec.)", "rel L2",
                   "RMSE/peak (trained rec.)", "median T30 error", "pairs within 10 %", "query ms (1 thread)"],
                  rows) + [""]
+    out += modal_lines(res)
     cd = res.get("decoder_cp_vs_dense") or {}
     out += [f"Speed-up of one query (1 source, 8 receivers) over the FD solve of the same query "
             f"({num(sol.get('query_solve_s'))} s, warm, measured in the same run): "
@@ -70,3 +72,31 @@ def rooms3d_section(res: dict[str, Any]) -> list[str]:
         out += ["Figures: " + ", ".join(f"`{f}`" for f in res["figures"]), ""]
     return out + ["Reproduce: `.venv/bin/python -m benchmarks.rooms3d` (makes or reuses the campaign and "
                   f"runs under `runs/rooms3d/`, writes `benchmarks/out/rooms3d.json`), then `{COMMAND}`.", ""]
+
+
+def _modes_cost(md: dict[str, Any]) -> str:
+    cpu, wall = md.get("cpu_s"), md.get("wall_s")
+    cost = f"{num(cpu)} s CPU" if cpu is not None else f"{num(wall)} s wall"
+    return cost + (", read from the run's cache" if md.get("cached") else "")
+
+
+def modal_lines(res: dict[str, Any]) -> list[str]:
+    """The headline model, the modal operator's modes and fit, and its truncation trade-off."""
+    m = (res.get("runs") or {}).get("modal")
+    head, rule = res.get("headline", "separable"), res.get("headline_rule", "n/a")
+    out = [f"Headline (goals above): `{head}` ({rule}).", ""]
+    if not m:
+        return out
+    md, fit = m.get("modes") or {}, get(m, "modes", "fit") or {}
+    out += [f"`modal_operator`: {md.get('n_modes')} rigid-wall eigenmodes of the FD operator below "
+            f"{num(md.get('cutoff_hz'))} Hz (spectral slicing, {md.get('slices')} shift-invert runs, "
+            f"{_modes_cost(md)}), responses by ridge "
+            f"least squares over {fit.get('n_pairs')} training pairs (ridge {fit.get('ridge')} × mean diag, "
+            f"chosen on the validation sources; {num(fit.get('cpu_s'))} s CPU); {num(m.get('model_bytes'))} "
+            "bytes of weights (the modes on every node dominate).", ""]
+    rows = [[num(t.get("n_modes")), num(t.get("f_top_hz")), num(t.get("peak_normalised_rmse")),
+             _pct(t.get("rel_l2")), num(t.get("query_ms")), num(t.get("model_bytes"))]
+            for t in m.get("truncated") or []]
+    rows.append([num(md.get("n_modes")), num(md.get("f_top_hz")), num(m.get("peak_normalised_rmse")),
+                 _pct(m.get("rel_l2")), num(m.get("query_ms")), num(m.get("model_bytes"))])
+    return out + table(["modes kept", "top mode Hz", "RMSE/peak", "rel L2", "query ms", "bytes"], rows) + [""]

@@ -19,6 +19,7 @@ def test_rooms3d_section_renders_goals_runs_and_speedups(tmp_path):
     for name in res["goals"]:
         assert f"| {name} |" in text
     assert "separable_operator" in text and "CP (TensorizedConv3d)" in text and "extrapolated" in text
+    assert "Headline" in text and "modes kept" in text  # the modal operator and its truncation table
     rows = sum(line.startswith("| ") for line in text.splitlines())
     assert rows >= len(res["goals"]) + len(res["runs"]) + 2
     # as rooms3d.json it gets the dedicated section in results.md; a missing key reads n/a, not an error

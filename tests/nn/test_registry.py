@@ -55,6 +55,9 @@ def _examples() -> dict[str, tuple[dict, tuple[torch.Tensor, ...]]]:
                                 "n_basis": 4, "n_fourier_t": 4}, (params, torch.rand(2, 5, 4, generator=g))),
         "pod_deeponet": ({"n_params": 3, "n_frames": 2, "ny": 4, "nx": 4, "n_basis": 3, "branch_width": 8},
                          (params, coords)),
+        "modal_operator": ({"n_params": 3, "geometry": _GEOMETRY3, "grid_shape": [3, 4, 5],
+                            "spacing_m": [0.5, 0.33, 0.25], "n_modes": 4, "n_times": 6, "t0_s": 0.0,
+                            "dt_s": 0.002}, (params, torch.rand(2, 5, 4, generator=g))),
         "dmfdal": ({"n_params": 3, "n_out": 4, "n_fidelities": 2, "latent": 2, "hidden": 8},
                    (params, torch.tensor([0, 1]), torch.randn(2, 4, generator=g))),
         "mf_ensemble": ({"n_params": 3, "n_out": 4, "n_fidelities": 2, "members": 2, "hidden": 8},
@@ -128,6 +131,7 @@ def test_every_model_declares_interface_version_and_capabilities():
         "tfno": registry.FRAMES, "deeponet": registry.POINTS, "deeponet_cnn": registry.POINTS,
         "field_decoder": registry.POINTS, "trace_cnn": registry.TRACE, "relative_operator": registry.POINTS,
         "pod_deeponet": registry.POINTS, "separable_operator": registry.POINTS,
+        "modal_operator": registry.POINTS,
         "elastic_cnn2d": registry.FRAMES,
         "dmfdal": registry.MULTI_FIDELITY, "mf_ensemble": registry.MULTI_FIDELITY,
     }  # fmt: skip

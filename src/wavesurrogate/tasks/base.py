@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +30,7 @@ class TrainData:
     train: Dataset
     val: Dataset | None
     stats: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)  # in-memory products of prepare for init_model
 
 
 @dataclass(frozen=True)

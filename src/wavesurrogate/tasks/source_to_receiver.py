@@ -28,6 +28,7 @@ from wavesurrogate.metrics.signals import mean_relative_error_above, peak_normal
 from wavesurrogate.metrics.spatial import pooled_rel_l2
 from wavesurrogate.nn.registry import POINTS
 from wavesurrogate.safeload import parse_yaml
+from wavesurrogate.tasks import _modal
 from wavesurrogate.tasks.base import Affine, Task, TrainData, check_numbers, load_cases
 from wavesurrogate.tasks.source_to_field import (
     PointSamples,
@@ -188,12 +189,22 @@ class SourceToReceiver(Task):
             sp = got.splits
             train = points(sp.train, cfg.seed)
             val = points(sp.val, sample_seed(cfg.seed, 0xFA1)) if len(sp.val) else None
+            extra: dict[str, Any] = {}
+            if _modal.is_modal(cfg) and "modes" not in stats:  # a fresh modal run: modes, fitting data
+                stats, extra = _modal.prepare(cfg, f, stats, fa, got.splits)
         return TrainData(train, val, {**stats, "task": self.name, "n_in": d.n_in, "n_out": d.n_out,
-                                      **got.record})
+                                      **got.record}, extra)
 
     def model_kwargs(self, cfg: Any, stats: dict[str, Any]) -> dict[str, Any]:
-        """The config's kwargs; a model with the ``geometry`` capability also gets ``geometry``."""
-        return geometry_kwargs(cfg, stats)
+        """The config's kwargs; a model with the ``geometry`` capability also gets ``geometry``, one with the
+        ``modal`` capability the room's grid, mode count and trace times (``tasks._modal``)."""
+        kw = geometry_kwargs(cfg, stats)
+        return _modal.model_kwargs(kw, stats) if _modal.is_modal(cfg) else kw
+
+    def init_model(self, model: nn.Module, data: TrainData) -> None:
+        """A modal model gets the room's modes and its responses fitted in closed form (``tasks._modal``)."""
+        if "psi" in data.extra:
+            _modal.init_model(model, data)
 
     def check_stats(self, stats: dict[str, Any], source: str) -> None:
         SourceToField().check_stats(stats, source)
