@@ -307,7 +307,14 @@ def generic_section(name: str, res: Any) -> list[str]:
     lines = [f"## {title} (benchmarks/out/{name})", ""]
     if not isinstance(res, dict):
         return lines + [f"(unrecognised content: {type(res).__name__})", ""]
-    sc = _scalars(res)[:40]
+    goals = res.get("goals")
+    if isinstance(goals, dict) and goals:
+        rows = [[k, _cell(g.get("measured")), f"{g.get('op', '')} {_cell(g.get('target'))}",
+                 "✓" if g.get("met") is True else "✗", _cell(g.get("unit"))]
+                for k, g in goals.items() if isinstance(g, dict)]
+        cols = ["goal", "measured", "target", "met", "unit"]
+        lines += ["Goals (computed by the benchmark):", ""] + table(cols, rows) + [""]
+    sc = [(k, v) for k, v in _scalars(res) if not k.startswith("goals.")][:40]
     if sc:
         lines += table(["field", "value"], [[k, _cell(v)] for k, v in sc]) + [""]
     for k, v in res.items():
