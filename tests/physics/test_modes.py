@@ -98,3 +98,15 @@ def test_cutoff_must_be_positive():
     g = Grid(4, 4, 0.1, 0.1, nz=4, dz=0.1)
     with pytest.raises(ConfigError, match="cutoff_hz"):
         room_modes(g, np.full(g.shape, C), 0.0)
+
+
+def test_modes_are_deterministic_whatever_ran_before():
+    """ARPACK's default start vector advances from call to call: without a seeded ``v0`` a second solve of
+    the same room in the same process gives other eigenvectors (signs, degenerate bases)."""
+    g = Grid(7, 6, 0.1, 0.11, nz=5, dz=0.12)
+    c = np.full(g.shape, C)
+    a = room_modes(g, c, 2500.0, per_slice=40)
+    b = room_modes(g, c, 2500.0, per_slice=40)
+    assert a.freq_hz.size == 210 and len(a.slices) > 3
+    np.testing.assert_array_equal(a.freq_hz, b.freq_hz)
+    np.testing.assert_array_equal(a.psi, b.psi)
