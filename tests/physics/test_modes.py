@@ -110,3 +110,34 @@ def test_modes_are_deterministic_whatever_ran_before():
     assert a.freq_hz.size == 210 and len(a.slices) > 3
     np.testing.assert_array_equal(a.freq_hz, b.freq_hz)
     np.testing.assert_array_equal(a.psi, b.psi)
+
+
+def test_a_small_room_gets_every_mode_below_the_cutoff():
+    """A room of no more nodes than ``per_slice`` + 2 (216 here, default 300) was refused with "more than
+    20000 modes"; it is solved densely and gives the discrete cosine modes."""
+    g = Grid(6, 6, 0.1, 0.1, nz=6, dz=0.1)
+    m = room_modes(g, np.full(g.shape, C), 1000.0)
+    lam = (4.0 / 0.1**2) * np.sin(np.arange(6) * np.pi / 10) ** 2
+    ana = C * np.sqrt(lam[:, None, None] + lam[None, :, None] + lam[None, None, :]) / (2 * np.pi)
+    want = np.sort(ana.reshape(-1))
+    want = want[want < 1000.0]
+    assert want.size == 35
+    np.testing.assert_allclose(m.freq_hz, want, rtol=1e-8, atol=1e-4)
+    gram = m.psi.T @ (m.weights[:, None] * m.psi)
+    assert np.abs(gram - np.eye(gram.shape[0])).max() < 1e-8
+
+
+def test_a_cutoff_with_too_many_modes_or_not_a_number_is_refused_before_any_solve(monkeypatch):
+    from wavesurrogate.physics.fd import modes
+
+    def no_solve(*a, **k):
+        raise AssertionError("eigsh ran")
+
+    monkeypatch.setattr(modes, "eigsh", no_solve)
+    monkeypatch.setattr(modes, "MAX_MODES", 100)
+    g = Grid(12, 10, 0.1, 0.1, nz=8, dz=0.1)  # 960 nodes; ~4,400 continuous modes below 10 kHz
+    with pytest.raises(ConfigError, match="lower the cutoff"):
+        room_modes(g, np.full(g.shape, C), 1e4)
+    for bad in (True, "500", float("nan")):
+        with pytest.raises(ConfigError, match="cutoff_hz"):
+            room_modes(g, np.full(g.shape, C), bad)

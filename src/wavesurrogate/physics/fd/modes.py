@@ -156,14 +156,25 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
                log: Any = None) -> RoomModes:
     """Every eigenpair of the rigid-wall operator with frequency below ``cutoff_hz`` (see the module), by
     spectral slicing with ``per_slice`` eigenpairs per shift-invert run; ``log(dict)`` gets each slice."""
-    if not np.isfinite(cutoff_hz) or cutoff_hz <= 0:
-        raise ConfigError(f"modes: cutoff_hz must be a positive frequency, got {cutoff_hz}")
+    real = isinstance(cutoff_hz, int | float | np.integer | np.floating) and not isinstance(cutoff_hz, bool)
+    if not real or not np.isfinite(cutoff_hz) or cutoff_hz <= 0:
+        raise ConfigError(f"modes: cutoff_hz must be a positive frequency, got {cutoff_hz!r}")
     L, mask = assemble_operator(grid, velocity, space_order, obstacles)
     w = wall_weights(grid.shape).reshape(-1)
     keep = np.ones(w.size, bool) if mask is None else ~mask.reshape(-1)
     S = _symmetric(L, w, keep)
     n = S.shape[0]
+    # Weyl's law for the free volume at the fastest speed (the grid's dispersion only adds modes below a
+    # frequency): a cutoff that would pass MAX_MODES is refused before any solve, not after hours of slices
+    weyl = 4.0 * np.pi / 3.0 * n * float(np.prod(grid.spacing)) * (cutoff_hz / float(np.max(velocity))) ** 3
+    if min(n, 0.5 * weyl) > MAX_MODES:
+        raise ConfigError(f"modes: about {min(n, int(weyl))} modes below {cutoff_hz:g} Hz on {n} nodes, more "
+                          f"than {MAX_MODES}; lower the cutoff")
     lam_cut = (2.0 * np.pi * cutoff_hz) ** 2
+    if n <= per_slice + 2:  # a small room: every eigenpair at once (shift-invert needs k < n - 1)
+        lam, vec = np.linalg.eigh(S.toarray())
+        take = lam < lam_cut
+        return _modes(lam[take], vec[:, take], w, keep, [{"dense": True, "found": n, "kept": int(take.sum())}])
     k = int(min(per_slice, n - 2))
     lams, vecs, slices = [], [], []
     lo = -np.inf
@@ -172,7 +183,7 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
     sigma = -1e-3 * min(lam_cut, top_bound)  # S is singular (the constant mode): shift below 0
     lam_cut = min(lam_cut, 1.001 * top_bound)  # a cutoff above the spectrum: every mode
     while lo < lam_cut:
-        if n <= k + 2 or sum(v.shape[1] for v in vecs) > MAX_MODES:
+        if sum(v.shape[1] for v in vecs) > MAX_MODES:
             raise ConfigError(f"modes: more than {MAX_MODES} modes below {cutoff_hz:g} Hz on {n} nodes; "
                               "lower the cutoff")
         lam, vec = eigsh(S, k=k, sigma=sigma, which="LM", tol=tol, v0=rng.standard_normal(n))
@@ -202,7 +213,13 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
             log(slices[-1])
         lo = hi
         sigma = hi + 0.7 * _next_half_width(sum(v.size for v in lams), hi, k, grid.ndim)
-    lam, vec = _cluster_orthonormalise(np.concatenate(lams), np.concatenate(vecs, axis=1))
+    return _modes(np.concatenate(lams), np.concatenate(vecs, axis=1), w, keep, slices)
+
+
+def _modes(lam: np.ndarray, vec: np.ndarray, w: np.ndarray, keep: np.ndarray, slices: list[dict[str, Any]]
+           ) -> RoomModes:
+    """RoomModes from eigenpairs of S on the kept nodes (clusters re-orthonormalised, ψ = W^−½ v)."""
+    lam, vec = _cluster_orthonormalise(lam, vec)
     psi = np.zeros((w.size, lam.size))
     psi[keep] = vec / np.sqrt(w[keep])[:, None]
     return RoomModes(np.sqrt(np.maximum(lam, 0.0)) / (2 * np.pi), psi, w, slices)
