@@ -174,7 +174,8 @@ def room_modes(grid: Grid, velocity: np.ndarray, cutoff_hz: float, space_order: 
     if n <= per_slice + 2:  # a small room: every eigenpair at once (shift-invert needs k < n - 1)
         lam, vec = np.linalg.eigh(S.toarray())
         take = lam < lam_cut
-        return _modes(lam[take], vec[:, take], w, keep, [{"dense": True, "found": n, "kept": int(take.sum())}])
+        dense = [{"dense": True, "found": n, "kept": int(take.sum())}]
+        return _modes(lam[take], vec[:, take], w, keep, dense)
     k = int(min(per_slice, n - 2))
     lams, vecs, slices = [], [], []
     lo = -np.inf
