@@ -133,3 +133,38 @@ def test_bad_setups_are_one_line_config_errors():
         registry.build("modal_operator", {**kw, "n_params": 3, "geometry": geo3, "grid_shape": [3, 4]})
     with pytest.raises(ConfigError, match="3-D room file"):
         _modal.model_kwargs({}, {"receivers": {"n_times": 4}})
+
+
+def test_a_modes_cache_that_does_not_fit_the_room_is_refused_and_a_killed_write_is_swept(room, run, tmp_path):
+    """A cache with the room's key but psi rows of another grid was returned as it was (the run then failed
+    with a ValueError traceback in ``set_modes``); a temp file of a killed cache write stayed forever."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from wavesurrogate.errors import CheckpointError
+    from wavesurrogate.tasks import _modal
+
+    with safe_open(str(run / _modal.MODES_FILE), "np") as h:
+        meta = h.metadata()
+    got = load_file(str(run / _modal.MODES_FILE))
+    save_file({"psi": got["psi"][:-5], "freq_hz": got["freq_hz"]}, str(tmp_path / _modal.MODES_FILE),
+              metadata=meta)
+    with open_data(room) as f, pytest.raises(CheckpointError, match="do not fit the room's 693 nodes"):
+        _modal.room_modes(f, 500.0, tmp_path)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    stale = fresh / f".{_modal.MODES_FILE}.x1y2z3.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    with open_data(room) as f:
+        psi, freq, info = _modal.room_modes(f, 300.0, fresh)
+    assert not info["cached"] and psi.shape == (693, freq.size) and np.all(freq < 300.0)
+    assert sorted(p.name for p in fresh.iterdir()) == [_modal.MODES_FILE]
+
+
+@pytest.mark.parametrize("cutoff", ["abc", True, [500.0], -1.0])
+def test_a_nonsensical_cutoff_is_one_config_error_and_nothing_is_written(room, tmp_path, cutoff):
+    from wavesurrogate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cutoff_hz"):
+        train(_cfg(room, tmp_path / "r", cutoff_hz=cutoff))
+    assert not (tmp_path / "r").exists()

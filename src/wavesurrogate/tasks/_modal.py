@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wavesurrogate.errors import CheckpointError
+from wavesurrogate.errors import CheckpointError, ConfigError
 from wavesurrogate.io import atomic_path
 from wavesurrogate.safeload import parse_json
 
@@ -67,14 +68,20 @@ def room_modes(f: Any, cutoff_hz: float, run_dir: Path) -> tuple[np.ndarray, np.
             if meta.get("key") == key and float(meta.get("cutoff_hz", "0")) >= cutoff_hz:
                 got = load_file(str(path))
                 psi, freq = got["psi"], got["freq_hz"]
-                if psi.ndim == 2 and psi.shape[1] == freq.size and np.isfinite(psi).all():
-                    info = parse_json(meta.get("info", "{}"), str(path), CheckpointError)
-                    keep = freq < cutoff_hz
-                    return np.ascontiguousarray(psi[:, keep]), freq[keep], {
-                        **(info if isinstance(info, dict) else {}), "cached": True,
-                        "cached_cutoff_hz": float(meta["cutoff_hz"])}
+                nodes = math.prod(p.grid.shape)
+                if not (psi.ndim == 2 and freq.ndim == 1 and psi.shape == (nodes, freq.size)
+                        and np.isfinite(psi).all() and np.isfinite(freq).all()):
+                    raise ValueError(f"psi {list(psi.shape)} and freq_hz {list(freq.shape)} do not fit the "
+                                     f"room's {nodes} nodes")
+                info = parse_json(meta.get("info", "{}"), str(path), CheckpointError)
+                keep = freq < cutoff_hz
+                return np.ascontiguousarray(psi[:, keep]), freq[keep], {
+                    **(info if isinstance(info, dict) else {}), "cached": True,
+                    "cached_cutoff_hz": float(meta["cutoff_hz"])}
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: unreadable modes cache ({exc}); delete it") from None
+    for stale in path.parent.glob(f".{MODES_FILE}.*.tmp"):  # a write killed before its rename (run locked)
+        stale.unlink(missing_ok=True)
     t0 = time.process_time()
     m = compute(p.grid, p.velocity, cutoff_hz, p.space_order, tuple(p.obstacles))
     info = {"cutoff_hz": cutoff_hz, "n_modes": int(m.freq_hz.size), "cpu_s": time.process_time() - t0,
@@ -138,7 +145,10 @@ def cutoff_of(cfg: Any) -> float:
     from wavesurrogate.nn import registry
 
     default = inspect.signature(registry.entry(cfg.model.name).cls.__init__).parameters["cutoff_hz"].default
-    return float(cfg.model.kwargs.get("cutoff_hz", default))
+    v = cfg.model.kwargs.get("cutoff_hz", default)
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"model.cutoff_hz: expected a positive frequency in Hz, got {v!r}")
+    return float(v)
 
 
 def prepare(cfg: Any, f: Any, stats: dict[str, Any], fa: Any, splits: Any
